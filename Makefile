@@ -1,0 +1,106 @@
+# aks-ssh-access — see README.md. `make` builds build/aks-ssh-access.
+# Fragments owned by each area add to CHECK_TARGETS / PHONY: tests/*/*.mk, image-hooks/*.mk.
+
+VERSION      := 0.1.0
+PREFIX       ?= /usr
+DESTDIR      ?=
+CC           ?= cc
+CLANG        ?= clang
+PYTHON       ?= /usr/bin/python3
+BUILD        := build
+PKGS         := libsystemd libcurl libcjson libsodium
+
+# Debian packages a fresh Debian 12 needs: to build, and to run the tests.
+BUILD_DEBS   := gcc make pkg-config libsystemd-dev libcurl4-openssl-dev libcjson-dev libsodium-dev
+TEST_DEBS    := clang libclang-rt-14-dev libfuzzer-14-dev python3 python3-pytest openssh-client \
+                openssh-server valgrind debootstrap systemd systemd-container iproute2 shellcheck \
+                curl jq rpm dpkg-dev fakeroot procps psmisc
+DEMO_DEBS    := python3 openssh-client systemd
+
+PKG_CFLAGS   := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS     := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+WARN         := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-unused-parameter -Wmissing-prototypes \
+                -Wstrict-prototypes -Wno-format-nonliteral
+HARDEN       := -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fPIE
+CFLAGS       ?= -O2 -g
+ALL_CFLAGS   := -std=gnu17 -D_GNU_SOURCE -DVERSION='"$(VERSION)"' $(WARN) $(HARDEN) $(CFLAGS) \
+                -Iagent -Iagent/util $(PKG_CFLAGS)
+ALL_LDFLAGS  := -pie -Wl,-z,relro,-z,now -Wl,--as-needed $(LDFLAGS)
+
+SAN_CFLAGS   := -std=gnu17 -D_GNU_SOURCE -DVERSION='"$(VERSION)"' $(WARN) -O1 -g -fno-omit-frame-pointer \
+                -fsanitize=address,undefined -fno-sanitize-recover=all -Iagent -Iagent/util $(PKG_CFLAGS)
+
+LIB_SRCS     := $(sort $(wildcard agent/*/*.c))
+LIB_OBJS     := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
+SAN_OBJS     := $(LIB_SRCS:%.c=$(BUILD)/asan/%.o)
+UNIT_TESTS   := $(sort $(wildcard tests/unit/test-*.c))
+UNIT_BINS    := $(UNIT_TESTS:tests/unit/%.c=$(BUILD)/tests/%)
+UNIT_SAN     := $(UNIT_TESTS:tests/unit/%.c=$(BUILD)/asan/tests/%)
+
+CHECK_TARGETS := unit-test unit-test-asan smoke integration
+
+.PHONY: all deps test-deps check unit-test unit-test-asan integration smoke demo install clean asan-binary
+all: $(BUILD)/aks-ssh-access
+
+# Installs what is missing (Debian/Ubuntu, as root). Quiet and quick when everything is there.
+deps:
+	@tests/lib/ensure-debs $(BUILD_DEBS)
+test-deps:
+	@tests/lib/ensure-debs $(BUILD_DEBS) $(TEST_DEBS)
+
+$(BUILD)/obj/%.o: %.c $(wildcard agent/*/*.h)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/asan/%.o: %.c $(wildcard agent/*/*.h)
+	@mkdir -p $(@D)
+	$(CLANG) $(SAN_CFLAGS) -c -o $@ $<
+
+$(BUILD)/aks-ssh-access: $(BUILD)/obj/agent/main.o $(LIB_OBJS)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(ALL_LDFLAGS) $(PKG_LIBS)
+
+# The agent itself under ASan+UBSan, for the integration suite (AKS_SSH_ACCESS_BIN=build/asan/aks-ssh-access).
+asan-binary: $(BUILD)/asan/aks-ssh-access
+$(BUILD)/asan/aks-ssh-access: $(BUILD)/asan/agent/main.o $(SAN_OBJS)
+	$(CLANG) $(SAN_CFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/unit.h $(LIB_OBJS)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -Itests/unit -o $@ $< $(LIB_OBJS) $(ALL_LDFLAGS) $(PKG_LIBS)
+
+$(BUILD)/asan/tests/%: tests/unit/%.c tests/unit/unit.h $(SAN_OBJS)
+	@mkdir -p $(@D)
+	$(CLANG) $(SAN_CFLAGS) -Itests/unit -o $@ $< $(SAN_OBJS) $(PKG_LIBS)
+
+unit-test: $(UNIT_BINS)
+	@tests/lib/run-unit-tests $(UNIT_BINS)
+
+unit-test-asan: $(UNIT_SAN)
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		tests/lib/run-unit-tests $(UNIT_SAN)
+
+# Integration: the built binary (and its ASan build) against the IMDS emulator on loopback and scratch roots.
+integration: $(BUILD)/aks-ssh-access $(BUILD)/asan/aks-ssh-access
+	cd tests/integration && AKS_SSH_ACCESS_BIN=$(CURDIR)/$(BUILD)/aks-ssh-access \
+		AKS_SSH_ACCESS_ASAN_BIN=$(CURDIR)/$(BUILD)/asan/aks-ssh-access $(PYTHON) -m pytest -q -p no:cacheprovider .
+
+smoke: $(BUILD)/aks-ssh-access
+	@if [ -x ../shared/acceptance/offline-smoke ] || [ -f ../shared/acceptance/offline-smoke ]; then \
+		$(PYTHON) ../shared/acceptance/offline-smoke; else echo "smoke: ../shared/acceptance not present, skipped"; fi
+
+-include $(wildcard tests/*/*.mk image-hooks/*.mk)
+
+check: test-deps
+	$(MAKE) $(CHECK_TARGETS)
+
+demo: deps
+	@tests/lib/ensure-debs $(DEMO_DEBS)
+	$(MAKE) all
+	tests/demo/run-demo
+
+install: $(BUILD)/aks-ssh-access
+	install -D -m 0755 $(BUILD)/aks-ssh-access $(DESTDIR)$(PREFIX)/bin/aks-ssh-access
+
+clean:
+	rm -rf $(BUILD)

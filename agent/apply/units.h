@@ -1,0 +1,62 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* Unit control: one interface, two implementations.
+ *   - live    (units-live.c):    libsystemd sd-bus to org.freedesktop.systemd1 on the running node.
+ *   - offline (units-offline.c): an image tree given with --root DIR, no systemd running; leaves exactly
+ *                                the symlinks `systemctl --root=DIR mask|unmask|enable|disable` would.
+ * The planner and the apply code only ever talk to this interface.
+ *
+ * All functions return 0 (or a positive value where documented) on success and a negative errno on failure;
+ * failures are logged by the backend, naming the unit (and, live, the D-Bus error name). */
+
+#include <stdbool.h>
+
+typedef struct UnitBackend UnitBackend;
+
+typedef struct UnitBackendVTable {
+        const char *name; /* "live" or "offline" */
+
+        /* The word `systemctl is-enabled UNIT` prints: "enabled", "enabled-runtime", "linked", "alias",
+         * "masked", "masked-runtime", "static", "indirect", "disabled", "generated", "transient", "bad";
+         * "not-found" when no unit file (and no mask) of that name exists. */
+        int (*get_file_state)(UnitBackend *b, const char *unit, char **ret_state);
+
+        /* ActiveState: "active", "inactive", "activating", "deactivating", "failed", "reloading";
+         * the offline backend answers "unknown". */
+        int (*get_active_state)(UnitBackend *b, const char *unit, char **ret_state);
+
+        /* The name of the unit file UNIT resolves to: for an alias (e.g. sshd.service -> ssh.service) the
+         * target's name, else a copy of UNIT. -ENOENT when the unit does not exist. */
+        int (*resolve_name)(UnitBackend *b, const char *unit, char **ret_name);
+
+        /* Jobs (live only; offline these are no-ops returning 0). Both enqueue with mode "replace" and
+         * return without waiting for the job: at boot we run ordered before sshd, waiting would deadlock. */
+        int (*stop_no_block)(UnitBackend *b, const char *unit);
+        int (*start_no_block)(UnitBackend *b, const char *unit);
+
+        /* Unit file changes, persistent (not --runtime), like systemctl mask/unmask/enable/disable UNIT.
+         * Return 1 if anything changed on disk, 0 if it already was that way. */
+        int (*mask)(UnitBackend *b, const char *unit);
+        int (*unmask)(UnitBackend *b, const char *unit);
+        int (*enable)(UnitBackend *b, const char *unit);
+        int (*disable)(UnitBackend *b, const char *unit);
+
+        /* daemon-reload (live only; offline a no-op). */
+        int (*reload)(UnitBackend *b);
+
+        void (*free)(UnitBackend *b);
+} UnitBackendVTable;
+
+struct UnitBackend {
+        const UnitBackendVTable *vtable;
+};
+
+int unit_backend_new_offline(const char *root, UnitBackend **ret);
+int unit_backend_new_live(UnitBackend **ret);
+
+static inline void unit_backend_freep(UnitBackend **b) {
+        if (*b)
+                (*b)->vtable->free(*b);
+}
+#define _cleanup_unit_backend_ __attribute__((cleanup(unit_backend_freep)))
