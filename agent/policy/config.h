@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* Settings: built-in defaults < /etc/aks-ssh-access.conf < /etc/aks-ssh-access.conf.d/ *.conf (lexical)
+ * < --config FILE < command-line flags. Format: `key = value` lines, '#' or ';' comments. */
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "policy.h"
+
+#define CONFIG_FILE "/etc/aks-ssh-access.conf"
+#define CONFIG_DIR "/etc/aks-ssh-access.conf.d"
+#define DEFAULT_UNITS "ssh.service sshd.service ssh.socket sshd.socket"
+#define DEFAULT_DEADLINE_S 90
+
+typedef struct Config {
+        char *imds_url;
+        char *mode_tag;
+        unsigned deadline_s;
+        Mode fallback_mode;
+        char **units; /* strv */
+} Config;
+
+int config_init(Config *c); /* defaults */
+void config_done(Config *c);
+
+/* Applies one file's text on top of c (pure). Unknown keys and bad values are logged with
+ * `origin:line` and returned as -EINVAL after the whole text was applied (valid lines still take effect). */
+int config_parse_text(Config *c, const char *text, size_t len, const char *origin);
+
+/* Loads the system files from the root (missing files are fine; a broken line is logged and skipped),
+ * then `explicit_file` (must exist and parse cleanly: -ENOENT/-EINVAL otherwise). */
+int config_load(Config *c, int root_fd, const char *explicit_file);
