@@ -1,0 +1,237 @@
+/* SPDX-License-Identifier: MIT */
+#include "home.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fs-util.h"
+#include "log.h"
+#include "macro.h"
+
+void admin_user_done(AdminUser *u) {
+        if (!u)
+                return;
+        free(u->name);
+        free(u->home);
+        free(u->real_home);
+        *u = (AdminUser) {};
+}
+
+int admin_user_lookup(int root_fd, const char *name, AdminUser *ret) {
+        struct passwd *pw = NULL;
+        _cleanup_fclose_ FILE *f = NULL;
+
+        if (!name || !*name || strchr(name, '/') || strchr(name, ':'))
+                return -EINVAL;
+
+        if (root_fd == AT_FDCWD) {
+                errno = 0;
+                pw = getpwnam(name);
+                if (!pw)
+                        return errno > 0 && errno != ENOENT && errno != ESRCH ? -errno : -ENOENT;
+        } else {
+                int fd = open_in_root(root_fd, "/etc/passwd", O_RDONLY, 0);
+                if (fd < 0)
+                        return fd == -ENOENT ? -ENOENT : fd;
+                f = fdopen(fd, "re");
+                if (!f) {
+                        close(fd);
+                        return -errno;
+                }
+                while ((pw = fgetpwent(f)))
+                        if (streq(pw->pw_name, name))
+                                break;
+                if (!pw)
+                        return -ENOENT;
+        }
+
+        if (!pw->pw_dir || pw->pw_dir[0] != '/')
+                return log_error_errno(EPERM, "User %s has no absolute home directory in the passwd database.", name);
+
+        AdminUser u = {
+                .name = strdup(pw->pw_name),
+                .uid = pw->pw_uid,
+                .gid = pw->pw_gid,
+                .home = strdup(pw->pw_dir),
+        };
+        if (!u.name || !u.home) {
+                admin_user_done(&u);
+                return -ENOMEM;
+        }
+        *ret = u;
+        return 0;
+}
+
+static bool writable_by_others(const struct stat *st) {
+        return (st->st_mode & (S_IWGRP | S_IWOTH)) != 0;
+}
+
+/* The real path of fd relative to the root (both via /proc; root "/" when root_fd is AT_FDCWD). */
+static int path_in_root(int root_fd, int fd, char **ret) {
+        _cleanup_free_ char *p = fd_path(fd), *r = NULL;
+        size_t n;
+
+        if (!p)
+                return -errno ?: -EIO;
+        if (root_fd != AT_FDCWD) {
+                r = fd_path(root_fd);
+                if (!r)
+                        return -errno ?: -EIO;
+                n = streq(r, "/") ? 0 : strlen(r);
+                if (strncmp(p, r, n) != 0 || (p[n] != '/' && p[n] != '\0'))
+                        return -EXDEV;
+                memmove(p, p + n, strlen(p + n) + 1);
+                if (!*p) {
+                        free(p);
+                        p = strdup("/");
+                        if (!p)
+                                return -ENOMEM;
+                }
+        }
+        *ret = TAKE_PTR(p);
+        return 0;
+}
+
+int home_open(int root_fd, AdminUser *u, int *ret_fd) {
+        _cleanup_close_ int resolved = -1, dfd = -1;
+        _cleanup_free_ char *real = NULL, *copy = NULL;
+        struct stat st;
+        char *comp, *save = NULL;
+        int r;
+
+        /* Resolve like sshd (realpath), symlinks above the home allowed but kept inside the root. */
+        resolved = open_in_root(root_fd, u->home, O_PATH | O_DIRECTORY, 0);
+        if (resolved < 0)
+                return log_error_errno(resolved, "Cannot open home directory %s of %s: %m", u->home, u->name);
+        r = path_in_root(root_fd, resolved, &real);
+        if (r < 0)
+                return log_error_errno(r, "Cannot resolve home directory %s: %m", u->home);
+
+        /* Walk the real path again without following anything, checking every component. */
+        dfd = root_fd == AT_FDCWD ? open("/", O_PATH | O_DIRECTORY | O_CLOEXEC) : openat(root_fd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0)
+                return -errno;
+        copy = strdup(real);
+        if (!copy)
+                return -ENOMEM;
+        for (comp = strtok_r(copy, "/", &save);; comp = strtok_r(NULL, "/", &save)) {
+                if (fstat(dfd, &st) < 0)
+                        return -errno;
+                if (!comp)
+                        break; /* dfd is the home: checked below */
+                if (st.st_uid != 0 || writable_by_others(&st))
+                        return log_error_errno(EPERM, "Refusing to use home %s: a directory above it is %s (must be root-owned and not group/world writable).",
+                                               real, st.st_uid != 0 ? "not owned by root" : "group/world writable");
+                int nfd = openat(dfd, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                if (nfd < 0)
+                        return log_error_errno(errno == ENOTDIR || errno == ELOOP ? EPERM : errno,
+                                               "Refusing to use home %s: component %s changed while checking it: %m", real, comp);
+                close(dfd);
+                dfd = nfd;
+        }
+
+        if (st.st_uid != 0 && st.st_uid != u->uid)
+                return log_error_errno(EPERM, "Refusing to use home %s: owned by uid %u, not by %s or root.", real, (unsigned) st.st_uid, u->name);
+        if (writable_by_others(&st))
+                return log_error_errno(EPERM, "Refusing to use home %s: it is group/world writable (mode %04o).", real, st.st_mode & 07777);
+
+        /* Re-open as a real directory fd (O_PATH fds cannot be used for mkdirat/readdir). */
+        int hfd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (hfd < 0)
+                return log_error_errno(errno, "Cannot open home %s: %m", real);
+
+        free(u->real_home);
+        u->real_home = TAKE_PTR(real);
+        *ret_fd = hfd;
+        return 0;
+}
+
+static int check_owned(const struct stat *st, const AdminUser *u, const char *what) {
+        if (st->st_uid != 0 && st->st_uid != u->uid)
+                return log_error_errno(EPERM, "Refusing to use %s of %s: owned by uid %u, not by the user or root.", what, u->name, (unsigned) st->st_uid);
+        if (writable_by_others(st))
+                return log_error_errno(EPERM, "Refusing to use %s of %s: group/world writable (mode %04o).", what, u->name, st->st_mode & 07777);
+        return 0;
+}
+
+int ssh_dir_open(int home_fd, const AdminUser *u, bool create, int *ret_fd) {
+        _cleanup_close_ int fd = -1;
+        struct stat st;
+        bool created = false;
+        int r;
+
+        fd = openat(home_fd, ".ssh", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0 && errno == ENOENT && create) {
+                if (mkdirat(home_fd, ".ssh", 0700) < 0 && errno != EEXIST)
+                        return log_error_errno(errno, "Cannot create %s/.ssh: %m", u->real_home);
+                created = true;
+                fd = openat(home_fd, ".ssh", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        }
+        if (fd < 0) {
+                if (errno == ENOENT)
+                        return -ENOENT;
+                if (errno == ELOOP || errno == ENOTDIR) {
+                        if (fstatat(home_fd, ".ssh", &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode))
+                                return log_error_errno(EPERM, "Refusing to use %s/.ssh: it is a symlink.", u->real_home);
+                        return log_error_errno(EPERM, "Refusing to use %s/.ssh: it is not a directory.", u->real_home);
+                }
+                return log_error_errno(errno, "Cannot open %s/.ssh: %m", u->real_home);
+        }
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (created) {
+                if (fchown(fd, u->uid, u->gid) < 0 || fchmod(fd, 0700) < 0)
+                        return log_error_errno(errno, "Cannot set owner/mode of %s/.ssh: %m", u->real_home);
+                if (fsync(home_fd) < 0)
+                        return log_error_errno(errno, "Cannot sync %s: %m", u->real_home);
+        } else {
+                r = check_owned(&st, u, ".ssh");
+                if (r < 0)
+                        return r;
+                if (create && (st.st_mode & 07777) != 0700 && fchmod(fd, 0700) < 0)
+                        return log_error_errno(errno, "Cannot set mode of %s/.ssh: %m", u->real_home);
+        }
+        *ret_fd = TAKE_FD(fd);
+        return 0;
+}
+
+int authorized_keys_read(int ssh_fd, const AdminUser *u, char **ret_text, size_t *ret_len) {
+        _cleanup_close_ int fd = -1;
+        struct stat st;
+        int r;
+
+        fd = openat(ssh_fd, "authorized_keys", O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+        if (fd < 0) {
+                if (errno == ENOENT)
+                        return -ENOENT;
+                if (errno == ELOOP)
+                        return log_error_errno(EPERM, "Refusing to use %s/.ssh/authorized_keys: it is a symlink.", u->real_home);
+                return log_error_errno(errno, "Cannot open %s/.ssh/authorized_keys: %m", u->real_home);
+        }
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (!S_ISREG(st.st_mode))
+                return log_error_errno(EPERM, "Refusing to use %s/.ssh/authorized_keys: not a regular file.", u->real_home);
+        if (st.st_nlink != 1)
+                return log_error_errno(EPERM, "Refusing to use %s/.ssh/authorized_keys: it has %lu hard links.", u->real_home, (unsigned long) st.st_nlink);
+        r = check_owned(&st, u, ".ssh/authorized_keys");
+        if (r < 0)
+                return r;
+        r = read_full_fd(fd, AUTHORIZED_KEYS_MAX, ret_text, ret_len);
+        if (r < 0)
+                return log_error_errno(r, "Cannot read %s/.ssh/authorized_keys: %m", u->real_home);
+        return 0;
+}
+
+int authorized_keys_write(int ssh_fd, const AdminUser *u, const char *text, size_t len) {
+        int r = write_file_atomic(ssh_fd, "authorized_keys", text, len, 0600, u->uid, u->gid);
+        if (r < 0)
+                return log_error_errno(r, "Cannot write %s/.ssh/authorized_keys: %m", u->real_home);
+        return 0;
+}
