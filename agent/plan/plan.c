@@ -1,0 +1,192 @@
+/* SPDX-License-Identifier: MIT */
+#include "plan.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fs-util.h"
+#include "macro.h"
+
+#define IN_SET_FILE_ACTION(k) ((k) == UNIT_DISABLE || (k) == UNIT_MASK || (k) == UNIT_UNMASK || (k) == UNIT_ENABLE)
+
+static const char *const action_names[_UNIT_ACTION_MAX] = {
+        [UNIT_STOP] = "stop",       [UNIT_DISABLE] = "disable", [UNIT_MASK] = "mask",   [UNIT_UNMASK] = "unmask",
+        [UNIT_ENABLE] = "enable",   [UNIT_RELOAD] = "daemon-reload", [UNIT_START] = "start",
+};
+
+const char *unit_action_to_string(UnitActionKind k) {
+        return k >= 0 && k < _UNIT_ACTION_MAX ? action_names[k] : "?";
+}
+
+static bool ends_with(const char *s, const char *suffix) {
+        size_t a = strlen(s), b = strlen(suffix);
+        return a >= b && streq(s + a - b, suffix);
+}
+
+static bool exists(const UnitInfo *u) {
+        return !streq(u->file_state, "not-found");
+}
+
+static bool masked(const UnitInfo *u) {
+        return streq(u->file_state, "masked") || streq(u->file_state, "masked-runtime");
+}
+
+static bool running(const UnitInfo *u) {
+        return streq(u->active_state, "active") || streq(u->active_state, "activating") ||
+               streq(u->active_state, "reloading");
+}
+
+static const UnitInfo *find(const UnitInfo *units, size_t n, const char *name) {
+        for (size_t i = 0; name && i < n; i++)
+                if (streq(units[i].name, name))
+                        return &units[i];
+        return NULL;
+}
+
+/* The first configured unit of that kind that exists as a unit of its own (not an alias); with only
+ * aliases, the alias target. */
+static const char *pick(const UnitInfo *units, size_t n, const char *suffix) {
+        for (size_t i = 0; i < n; i++)
+                if (ends_with(units[i].name, suffix) && exists(&units[i]) && !streq(units[i].file_state, "alias"))
+                        return units[i].name;
+        for (size_t i = 0; i < n; i++)
+                if (ends_with(units[i].name, suffix) && exists(&units[i]))
+                        return units[i].canonical;
+        return NULL;
+}
+
+void unit_plan_image_record(const UnitInfo *units, size_t n, ImageRecord *ret) {
+        const char *svc = pick(units, n, ".service"), *sock = pick(units, n, ".socket");
+        const UnitInfo *s = find(units, n, svc), *k = find(units, n, sock);
+
+        *ret = (ImageRecord) {
+                .recorded = true,
+                .service = svc ? strdup(svc) : NULL,
+                .socket = sock ? strdup(sock) : NULL,
+                .service_enabled = s && is_enabled_state(s->file_state),
+                .socket_enabled = k && is_enabled_state(k->file_state),
+        };
+}
+
+typedef struct Builder {
+        UnitPlan plan;
+        int error;
+} Builder;
+
+static void add(Builder *b, UnitActionKind kind, const char *unit) {
+        if (b->error)
+                return;
+        for (size_t i = 0; i < b->plan.n; i++)
+                if (b->plan.actions[i].kind == kind &&
+                    (b->plan.actions[i].unit == unit || (unit && b->plan.actions[i].unit && streq(b->plan.actions[i].unit, unit))))
+                        return; /* once is enough */
+        UnitAction *a = realloc(b->plan.actions, (b->plan.n + 1) * sizeof *a);
+        if (!a) {
+                b->error = -ENOMEM;
+                return;
+        }
+        b->plan.actions = a;
+        b->plan.actions[b->plan.n++] = (UnitAction) { kind, unit };
+}
+
+bool unit_plan_changes_files(const UnitPlan *p) {
+        for (size_t i = 0; i < p->n; i++)
+                if (IN_SET_FILE_ACTION(p->actions[i].kind))
+                        return true;
+        return false;
+}
+
+static void plan_disabled(Builder *b, const UnitInfo *units, size_t n) {
+        /* Stop first (at boot this also cancels sshd's queued start job), then disable (which removes
+         * alias links, so the alias name can be masked too), then mask every name. */
+        for (size_t i = 0; i < n; i++)
+                if (exists(&units[i]) && (!masked(&units[i]) || running(&units[i])))
+                        add(b, UNIT_STOP, units[i].name);
+        for (size_t i = 0; i < n; i++)
+                if (exists(&units[i]) && !masked(&units[i]) && is_enabled_state(units[i].file_state))
+                        add(b, UNIT_DISABLE, units[i].canonical);
+        for (size_t i = 0; i < n; i++)
+                if (exists(&units[i]) && !masked(&units[i]))
+                        add(b, UNIT_MASK, units[i].name);
+}
+
+static void plan_open(Builder *b, const UnitInfo *units, size_t n, const ImageRecord *rec) {
+        const char *svc = NULL, *sock = NULL;
+        bool want_socket;
+        const UnitInfo *on, *off;
+
+        if (rec && rec->recorded) {
+                svc = find(units, n, rec->service) && exists(find(units, n, rec->service)) ? rec->service : NULL;
+                sock = find(units, n, rec->socket) && exists(find(units, n, rec->socket)) ? rec->socket : NULL;
+        }
+        if (!svc)
+                svc = pick(units, n, ".service");
+        if (!sock)
+                sock = pick(units, n, ".socket");
+        want_socket = rec && rec->recorded && rec->socket_enabled && !rec->service_enabled && sock;
+        if (!svc && sock)
+                want_socket = true;
+
+        on = find(units, n, want_socket ? sock : svc);
+        off = find(units, n, want_socket ? svc : sock);
+        b->plan.ssh_unit = on ? on->name : NULL;
+        b->plan.socket_activation = want_socket;
+        if (!on)
+                return; /* no sshd unit on this node at all */
+
+        /* Unmask every managed name first, so that enabling can recreate alias links. */
+        for (size_t i = 0; i < n; i++)
+                if (masked(&units[i]))
+                        add(b, UNIT_UNMASK, units[i].name);
+        if (off && exists(off)) {
+                if (running(off))
+                        add(b, UNIT_STOP, off->name);
+                if (is_enabled_state(off->file_state))
+                        add(b, UNIT_DISABLE, off->canonical);
+        }
+        bool changed = masked(on) || !(is_enabled_state(on->file_state) || streq(on->file_state, "static"));
+        if (changed)
+                add(b, UNIT_ENABLE, on->name);
+        if (changed || (off && running(off)))
+                add(b, UNIT_START, on->name);
+}
+
+int unit_plan_build(Mode mode, const UnitInfo *units, size_t n, const ImageRecord *rec, UnitPlan *ret) {
+        Builder b = {};
+        bool files = false;
+
+        if (mode == MODE_DISABLED)
+                plan_disabled(&b, units, n);
+        else
+                plan_open(&b, units, n, rec);
+
+        for (size_t i = 0; i < b.plan.n; i++)
+                files = files || IN_SET_FILE_ACTION(b.plan.actions[i].kind);
+        if (files) {
+                /* daemon-reload after the file changes and before any start */
+                size_t start_at = b.plan.n;
+                for (size_t i = 0; i < b.plan.n; i++)
+                        if (b.plan.actions[i].kind == UNIT_START) {
+                                start_at = i;
+                                break;
+                        }
+                add(&b, UNIT_RELOAD, NULL);
+                if (!b.error && start_at < b.plan.n - 1) {
+                        UnitAction reload = b.plan.actions[b.plan.n - 1];
+                        memmove(b.plan.actions + start_at + 1, b.plan.actions + start_at, (b.plan.n - 1 - start_at) * sizeof reload);
+                        b.plan.actions[start_at] = reload;
+                }
+        }
+        if (b.error) {
+                unit_plan_done(&b.plan);
+                return b.error;
+        }
+        *ret = b.plan;
+        return 0;
+}
+
+void unit_plan_done(UnitPlan *p) {
+        free(p->actions);
+        *p = (UnitPlan) {};
+}

@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* Planning: given the desired mode and what the node looks like now, the ordered unit actions that make it
+ * match. Pure: knows nothing about D-Bus or the filesystem. An empty plan means "already in sync". */
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "policy/policy.h"
+#include "state/state.h"
+
+typedef struct UnitInfo {
+        const char *name;         /* as configured, e.g. "sshd.service" */
+        const char *file_state;   /* systemctl is-enabled word; "not-found" if absent */
+        const char *active_state; /* "active", "inactive", ..., "unknown" offline */
+        const char *canonical;    /* the unit file it resolves to (alias target), or name */
+} UnitInfo;
+
+typedef enum UnitActionKind {
+        UNIT_STOP,
+        UNIT_DISABLE,
+        UNIT_MASK,
+        UNIT_UNMASK,
+        UNIT_ENABLE,
+        UNIT_RELOAD, /* daemon-reload; unit is NULL */
+        UNIT_START,
+        _UNIT_ACTION_MAX,
+} UnitActionKind;
+
+typedef struct UnitAction {
+        UnitActionKind kind;
+        const char *unit; /* points into the UnitInfo array's strings (or NULL for RELOAD) */
+} UnitAction;
+
+typedef struct UnitPlan {
+        UnitAction *actions;
+        size_t n;
+        const char *ssh_unit; /* LocalUser/EntraId: the unit that serves port 22 (service or socket) */
+        bool socket_activation;
+} UnitPlan;
+
+const char *unit_action_to_string(UnitActionKind k);
+
+/* The canonical service / socket among the managed units, for recording how the image had sshd. */
+void unit_plan_image_record(const UnitInfo *units, size_t n, ImageRecord *ret);
+
+int unit_plan_build(Mode mode, const UnitInfo *units, size_t n, const ImageRecord *rec, UnitPlan *ret);
+void unit_plan_done(UnitPlan *p);
+
+/* True when the plan changes unit files (so a daemon-reload is part of it). */
+bool unit_plan_changes_files(const UnitPlan *p);

@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* The record of what the agent last applied: /var/lib/aks-ssh-access/state.json (0600 root). */
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "policy/policy.h"
+
+#define STATE_DIR "/var/lib/aks-ssh-access"
+#define STATE_FILE "state.json"
+#define LOCK_PATH "/run/aks-ssh-access.lock"
+
+typedef struct StateKey {
+        char *type, *fingerprint, *comment;
+} StateKey;
+
+/* How the image had sshd before the agent first masked anything. */
+typedef struct ImageRecord {
+        bool recorded;
+        char *service;        /* canonical service unit name, e.g. "ssh.service"; may be NULL */
+        char *socket;         /* canonical socket unit name; may be NULL */
+        bool service_enabled;
+        bool socket_enabled;
+} ImageRecord;
+
+typedef struct State {
+        Mode mode;            /* MODE_INVALID: nothing applied yet */
+        char *user;
+        char *authorized_keys;
+        StateKey *keys;
+        size_t n_keys;
+        char **units;         /* managed units that existed (strv) */
+        ImageRecord image;
+        char *vm_id;
+        /* last apply */
+        char *last_time;      /* RFC 3339 UTC */
+        char *last_source;    /* "imds", "file", "fallback" */
+        char *last_result;    /* "ok", "rejected-entries", "unsafe-path", ... */
+        int last_exit;
+        char *mode_applied_time; /* when `mode` was last applied from a valid document */
+} State;
+
+void state_done(State *s);
+void image_record_done(ImageRecord *r);
+
+/* Loads the state file from the root (AT_FDCWD = the real root). -ENOENT if none; -EBADMSG if invalid. */
+int state_load(int root_fd, State *ret);
+
+/* Parses state JSON text (pure, for tests and fuzzing). */
+int state_parse(const char *text, size_t len, State *ret);
+
+/* Serialises (pure). */
+char *state_format(const State *s);
+
+/* Writes it atomically, creating /var/lib/aks-ssh-access (0700) if needed. */
+int state_save(int root_fd, const State *s);
+
+/* Takes the lock (flock, non-blocking) under the root's /run. -EWOULDBLOCK if another run holds it. */
+int lock_acquire(int root_fd, int *ret_fd);
