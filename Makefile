@@ -40,7 +40,7 @@ UNIT_SAN     := $(UNIT_TESTS:tests/unit/%.c=$(BUILD)/asan/tests/%)
 
 CHECK_TARGETS := unit-test unit-test-asan smoke integration
 
-.PHONY: all deps test-deps check unit-test unit-test-asan integration smoke demo install clean asan-binary
+.PHONY: all deps test-deps check unit-test unit-test-asan integration smoke demo clean asan-binary
 all: $(BUILD)/aks-ssh-access
 
 # Installs what is missing (Debian/Ubuntu, as root). Quiet and quick when everything is there.
@@ -89,6 +89,8 @@ smoke: $(BUILD)/aks-ssh-access
 	@if [ -x ../shared/acceptance/offline-smoke ] || [ -f ../shared/acceptance/offline-smoke ]; then \
 		$(PYTHON) ../shared/acceptance/offline-smoke; else echo "smoke: ../shared/acceptance not present, skipped"; fi
 
+# `install`, packaging: image-hooks/image-hooks.mk; end-to-end: tests/e2e/e2e.mk; fuzz: tests/fuzz/fuzz.mk;
+# bench: tests/bench/bench.mk.
 -include $(wildcard tests/*/*.mk image-hooks/*.mk)
 
 check: test-deps
@@ -98,9 +100,6 @@ demo: deps
 	@tests/lib/ensure-debs $(DEMO_DEBS)
 	$(MAKE) all
 	tests/demo/run-demo
-
-install: $(BUILD)/aks-ssh-access
-	install -D -m 0755 $(BUILD)/aks-ssh-access $(DESTDIR)$(PREFIX)/bin/aks-ssh-access
 
 clean:
 	rm -rf $(BUILD)

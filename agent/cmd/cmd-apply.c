@@ -1,0 +1,527 @@
+/* SPDX-License-Identifier: MIT */
+/* apply: fetch → validate → plan → apply (keys, units) → record. */
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "apply/authorized-keys.h"
+#include "apply/sshd-config.h"
+#include "cmd.h"
+#include "fs-util.h"
+#include "log.h"
+#include "macro.h"
+
+/* What one apply run decided and did; printed for --dry-run / --json and recorded. */
+typedef struct Run {
+        const Options *o;
+        Node node;
+        State prev;           /* the state file as found (mode MODE_INVALID if none) */
+        Policy policy;
+        bool have_policy;
+        bool fallback;
+        Mode mode;
+        const char *source;   /* "imds", "file", "fallback" */
+        char *fetch_detail;
+        const char *result;   /* short word for the state file */
+        int exit;
+        AdminUser user;
+        bool have_user;
+        /* key part */
+        bool key_part;        /* the key part is to be done (not blocked, not a fallback) */
+        char *ak_old;
+        size_t ak_old_len;
+        bool ak_exists;
+        char *ak_new;
+        size_t ak_new_len;
+        bool keys_change;
+        int home_fd, ssh_fd;
+        /* unit part */
+        UnitInfoList units;
+        UnitPlan plan;
+        ImageRecord image;    /* the record to keep */
+        bool dropin_change;
+} Run;
+
+static void run_done(Run *r) {
+        state_done(&r->prev);
+        policy_done(&r->policy);
+        free(r->fetch_detail);
+        admin_user_done(&r->user);
+        free(r->ak_old);
+        free(r->ak_new);
+        if (r->home_fd >= 0)
+                close(r->home_fd);
+        if (r->ssh_fd >= 0)
+                close(r->ssh_fd);
+        unit_plan_done(&r->plan);
+        unit_info_list_done(&r->units);
+        image_record_done(&r->image);
+        node_done(&r->node);
+}
+
+/* Records a failure; the most severe one decides the exit code and the result word. */
+static void fail(Run *r, int code, const char *result) {
+        if (!r->result || (code != r->exit && exit_code_worse(r->exit, code) == code))
+                r->result = result;
+        r->exit = exit_code_worse(r->exit, code);
+}
+
+/* The key part's preparation: user, home, paths, the merged file. Blocks only the key part on failure. */
+static void prepare_keys(Run *r) {
+        _cleanup_strv_free_ char **lines = NULL;
+        size_t n = 0;
+        int e;
+
+        e = admin_user_lookup(r->node.root_fd, r->policy.admin_user, &r->user);
+        if (e < 0) {
+                log_event_errno(LOG_ERR, e, MID_USER_MISSING, NULL, "Admin user %s not found in the passwd database%s%s: %s",
+                                r->policy.admin_user, r->o->root ? " of " : "", r->o->root ?: "",
+                                e == -ENOENT ? "no such user" : strerror(-e));
+                fail(r, EX_NOUSER, "admin-user-missing");
+                return;
+        }
+        r->have_user = true;
+
+        e = home_open(r->node.root_fd, &r->user, &r->home_fd);
+        if (e < 0) {
+                log_event_errno(LOG_ERR, e, MID_UNSAFE_PATH, NULL, "Not touching the keys of %s: home directory %s unusable.",
+                                r->user.name, r->user.home);
+                fail(r, e == -ENOENT ? EX_NOUSER : exit_code_from_errno(e), e == -ENOENT ? "home-missing" : "unsafe-path");
+                return;
+        }
+
+        (void) policy_check_paths(&r->policy, r->user.home, r->user.real_home);
+
+        if (r->mode == MODE_LOCALUSER) {
+                lines = calloc(r->policy.n_keys + 1, sizeof *lines);
+                if (!lines) {
+                        fail(r, EX_SOFTWARE, "out-of-memory");
+                        return;
+                }
+                for (size_t i = 0; i < r->policy.n_keys; i++) {
+                        lines[n] = sshkey_format(&r->policy.keys[i].key);
+                        if (!lines[n++]) {
+                                fail(r, EX_SOFTWARE, "out-of-memory");
+                                return;
+                        }
+                }
+        }
+
+        e = ssh_dir_open(r->home_fd, &r->user, false, &r->ssh_fd);
+        if (e == -ENOENT) {
+                r->ssh_fd = -1;
+        } else if (e < 0) {
+                log_event_errno(LOG_ERR, e, MID_UNSAFE_PATH, NULL, "Not touching the keys of %s.", r->user.name);
+                fail(r, exit_code_from_errno(e), "unsafe-path");
+                return;
+        } else {
+                e = authorized_keys_read(r->ssh_fd, &r->user, &r->ak_old, &r->ak_old_len);
+                if (e == -ENOENT)
+                        r->ak_exists = false;
+                else if (e < 0) {
+                        log_event_errno(LOG_ERR, e, MID_UNSAFE_PATH, NULL, "Not touching the keys of %s.", r->user.name);
+                        fail(r, exit_code_from_errno(e), e == -EPERM ? "unsafe-path" : "io-error");
+                        return;
+                } else
+                        r->ak_exists = true;
+        }
+
+        e = authorized_keys_merge(r->ak_old ?: "", r->ak_old_len, lines, n, &r->ak_new, &r->ak_new_len);
+        if (e < 0) {
+                fail(r, EX_SOFTWARE, "out-of-memory");
+                return;
+        }
+        /* Nothing to write when the bytes would not change, or when there is no file and nothing to add. */
+        r->keys_change = r->ak_exists ? (r->ak_new_len != r->ak_old_len || memcmp(r->ak_new, r->ak_old, r->ak_old_len) != 0)
+                                      : n > 0;
+        r->key_part = true;
+}
+
+static int write_keys(Run *r) {
+        int e;
+
+        if (!r->key_part || !r->keys_change)
+                return 0;
+        if (r->ssh_fd < 0) {
+                e = ssh_dir_open(r->home_fd, &r->user, true, &r->ssh_fd);
+                if (e < 0) {
+                        fail(r, exit_code_from_errno(e), e == -EPERM ? "unsafe-path" : "cannot-create");
+                        return e;
+                }
+        }
+        (void) remove_stale_temp_files(r->ssh_fd, "authorized_keys");
+        e = authorized_keys_write(r->ssh_fd, &r->user, r->ak_new, r->ak_new_len);
+        if (e < 0) {
+                fail(r, exit_code_from_errno(e), "io-error");
+                return e;
+        }
+        char count[32];
+        snprintf(count, sizeof count, "KEY_COUNT=%zu", r->mode == MODE_LOCALUSER ? r->policy.n_keys : 0);
+        const char *fields[] = { count, NULL };
+        log_event(LOG_INFO, MID_KEYS_WRITTEN, fields, "%s managed keys of %s: %zu key%s.",
+                  r->mode == MODE_LOCALUSER ? "Wrote" : "Removed", r->user.name,
+                  r->mode == MODE_LOCALUSER ? r->policy.n_keys : 0, r->mode == MODE_LOCALUSER && r->policy.n_keys == 1 ? "" : "s");
+        return 1;
+}
+
+static int run_unit_plan(Run *r) {
+        UnitBackend *b = r->node.backend;
+        int worst = 0;
+
+        for (size_t i = 0; i < r->plan.n; i++) {
+                const UnitAction *a = &r->plan.actions[i];
+                int e = 0;
+
+                switch (a->kind) {
+                case UNIT_STOP: e = b->vtable->stop_no_block(b, a->unit); break;
+                case UNIT_DISABLE: e = b->vtable->disable(b, a->unit); break;
+                case UNIT_MASK: e = b->vtable->mask(b, a->unit); break;
+                case UNIT_UNMASK: e = b->vtable->unmask(b, a->unit); break;
+                case UNIT_ENABLE: e = b->vtable->enable(b, a->unit); break;
+                case UNIT_RELOAD: e = b->vtable->reload(b); break;
+                case UNIT_START: e = b->vtable->start_no_block(b, a->unit); break;
+                default: break;
+                }
+                if (e < 0) {
+                        char unit_field[300];
+                        snprintf(unit_field, sizeof unit_field, "UNIT_NAME=%s", a->unit ?: "");
+                        const char *fields[] = { unit_field, NULL };
+                        log_event_errno(LOG_ERR, e, MID_UNIT_FAILED, fields, "Failed to %s %s: %m", unit_action_to_string(a->kind), a->unit ?: "systemd");
+                        if (!worst)
+                                worst = e;
+                        /* Keep going: for Disabled every further step closes more; for the other modes a
+                         * failed step leaves sshd off, which the exit code reports. */
+                }
+        }
+        if (worst)
+                fail(r, exit_code_from_errno(worst) == EX_CANTCREAT ? EX_CANTCREAT : EX_SOFTWARE, "unit-control-failed");
+        return worst;
+}
+
+static void print_plan(Run *r) {
+        if (r->o->json)
+                return;
+        printf("Plan%s: mode %s (source %s)\n", r->o->dry_run ? " (dry run, nothing changed)" : "", mode_to_string(r->mode), r->source);
+        if (r->key_part) {
+                if (r->keys_change)
+                        printf("  %s%s/.ssh/authorized_keys: %s\n", r->o->root ?: "", r->user.real_home,
+                               r->mode == MODE_LOCALUSER ? "write the managed block" : "remove the managed block");
+                else
+                        printf("  %s%s/.ssh/authorized_keys: unchanged\n", r->o->root ?: "", r->user.real_home);
+                if (r->mode == MODE_LOCALUSER)
+                        for (size_t i = 0; i < r->policy.n_keys; i++)
+                                printf("    %s %s %s\n", r->policy.keys[i].key.type, r->policy.keys[i].key.fingerprint,
+                                       r->policy.keys[i].key.comment ?: "");
+        } else
+                printf("  authorized_keys: not touched\n");
+        for (size_t i = 0; r->have_policy && i < r->policy.n_rejected; i++)
+                printf("  rejected publicKeys[%zu]: %s\n", r->policy.rejected[i].index, r->policy.rejected[i].reason);
+        if (r->dropin_change)
+                printf("  %s/%s: %s\n", SSHD_DROPIN_DIR, SSHD_DROPIN_NAME, r->mode == MODE_ENTRAID ? "install" : "remove");
+        for (size_t i = 0; i < r->plan.n; i++)
+                printf("  %s %s\n", unit_action_to_string(r->plan.actions[i].kind), r->plan.actions[i].unit ?: "");
+        if (r->plan.n == 0)
+                printf("  units: unchanged\n");
+}
+
+static void print_json(Run *r) {
+        cJSON *j = cJSON_CreateObject(), *a;
+        char *text;
+
+        if (!j)
+                return;
+        cJSON_AddStringToObject(j, "mode", mode_to_string(r->mode));
+        cJSON_AddStringToObject(j, "source", r->source);
+        cJSON_AddStringToObject(j, "result", r->result ?: "ok");
+        cJSON_AddNumberToObject(j, "exit", r->exit);
+        cJSON_AddBoolToObject(j, "dry_run", r->o->dry_run);
+        cJSON_AddBoolToObject(j, "fallback", r->fallback);
+        if (r->have_user)
+                cJSON_AddStringToObject(j, "user", r->user.name);
+        cJSON_AddBoolToObject(j, "keys_changed", r->keys_change);
+        a = cJSON_AddArrayToObject(j, "keys");
+        for (size_t i = 0; a && r->have_policy && r->mode == MODE_LOCALUSER && r->key_part && i < r->policy.n_keys; i++) {
+                cJSON *k = cJSON_CreateObject();
+                cJSON_AddStringToObject(k, "type", r->policy.keys[i].key.type);
+                cJSON_AddStringToObject(k, "fingerprint", r->policy.keys[i].key.fingerprint);
+                if (r->policy.keys[i].key.comment)
+                        cJSON_AddStringToObject(k, "comment", r->policy.keys[i].key.comment);
+                cJSON_AddItemToArray(a, k);
+        }
+        a = cJSON_AddArrayToObject(j, "rejected");
+        for (size_t i = 0; a && r->have_policy && i < r->policy.n_rejected; i++) {
+                cJSON *k = cJSON_CreateObject();
+                cJSON_AddNumberToObject(k, "index", (double) r->policy.rejected[i].index);
+                cJSON_AddStringToObject(k, "reason", r->policy.rejected[i].reason);
+                cJSON_AddItemToArray(a, k);
+        }
+        a = cJSON_AddArrayToObject(j, "actions");
+        for (size_t i = 0; a && i < r->plan.n; i++) {
+                cJSON *k = cJSON_CreateObject();
+                cJSON_AddStringToObject(k, "action", unit_action_to_string(r->plan.actions[i].kind));
+                if (r->plan.actions[i].unit)
+                        cJSON_AddStringToObject(k, "unit", r->plan.actions[i].unit);
+                cJSON_AddItemToArray(a, k);
+        }
+        text = cJSON_Print(j);
+        if (text)
+                puts(text);
+        free(text);
+        cJSON_Delete(j);
+}
+
+static int record(Run *r) {
+        State s = { .mode = r->mode };
+        _cleanup_free_ char *now = now_rfc3339();
+        int e;
+
+        /* Keys and user: what this run made them, or (fallback, blocked key part) what they were. */
+        if (r->key_part) {
+                s.user = strdup(r->user.name);
+                if (asprintf(&s.authorized_keys, "%s/.ssh/authorized_keys", r->user.real_home) < 0)
+                        s.authorized_keys = NULL;
+                size_t n = r->mode == MODE_LOCALUSER ? r->policy.n_keys : 0;
+                s.keys = calloc(n ?: 1, sizeof *s.keys);
+                for (size_t i = 0; s.keys && i < n; i++) {
+                        const SshKey *k = &r->policy.keys[i].key;
+                        s.keys[s.n_keys++] = (StateKey) { strdup(k->type), strdup(k->fingerprint), k->comment ? strdup(k->comment) : NULL };
+                }
+        } else {
+                s.user = r->prev.user ? strdup(r->prev.user) : (r->have_policy ? strdup(r->policy.admin_user) : NULL);
+                s.authorized_keys = r->prev.authorized_keys ? strdup(r->prev.authorized_keys) : NULL;
+                s.keys = r->prev.keys;
+                s.n_keys = r->prev.n_keys;
+                r->prev.keys = NULL;
+                r->prev.n_keys = 0;
+        }
+        s.units = calloc(r->units.n + 1, sizeof *s.units);
+        for (size_t i = 0, k = 0; s.units && i < r->units.n; i++)
+                if (!streq(r->units.units[i].file_state, "not-found"))
+                        s.units[k++] = strdup(r->units.units[i].name);
+        s.image = r->image;
+        r->image = (ImageRecord) {};
+        s.vm_id = r->have_policy && r->policy.vm_id ? strdup(r->policy.vm_id) : (r->prev.vm_id ? strdup(r->prev.vm_id) : NULL);
+        s.last_time = now ? strdup(now) : NULL;
+        s.last_source = strdup(r->source);
+        s.last_result = strdup(r->result ?: "ok");
+        s.last_exit = r->exit;
+        s.mode_applied_time = r->fallback && r->prev.mode_applied_time ? strdup(r->prev.mode_applied_time) : (now ? strdup(now) : NULL);
+
+        e = state_save(r->node.root_fd, &s);
+        state_done(&s);
+        if (e < 0)
+                fail(r, exit_code_from_errno(e) == EX_CANTCREAT ? EX_CANTCREAT : EX_IOERR, "state-write-failed");
+        return e;
+}
+
+/* Keep the image's record once taken; take it before anything is first masked. */
+static int take_image_record(Run *r) {
+        if (r->prev.image.recorded) {
+                r->image = r->prev.image;
+                r->prev.image = (ImageRecord) {};
+                return 0;
+        }
+        unit_plan_image_record(r->units.units, r->units.n, &r->image);
+        return 0;
+}
+
+static void apply_mode(Run *r) {
+        int e;
+
+        e = node_query_units(&r->node, &r->units);
+        if (e < 0) {
+                log_error_errno(e, "Cannot read the state of the ssh units: %m");
+                fail(r, EX_SOFTWARE, "unit-control-failed");
+        }
+        take_image_record(r);
+        if (e >= 0) {
+                e = unit_plan_build(r->mode, r->units.units, r->units.n, &r->image, &r->plan);
+                if (e < 0)
+                        fail(r, EX_SOFTWARE, "out-of-memory");
+        }
+        if (!r->fallback) {
+                e = sshd_dropin_state(r->node.root_fd);
+                r->dropin_change = (r->mode == MODE_ENTRAID) != (e == 1);
+        }
+
+        if (r->o->dry_run) {
+                print_plan(r);
+                return;
+        }
+
+        /* Write the image record before the first mask, so that a crash right after cannot lose how the
+         * image had sshd. A shallow copy of the previous state: nothing in it is freed here. */
+        bool masks = false;
+        for (size_t i = 0; i < r->plan.n; i++)
+                masks = masks || r->plan.actions[i].kind == UNIT_MASK;
+        if (!r->prev.image.recorded && masks) {
+                State s = r->prev;
+                s.image = r->image;
+                if (s.mode == MODE_INVALID)
+                        s.mode = r->mode;
+                e = state_save(r->node.root_fd, &s);
+                if (e < 0)
+                        log_warning_errno(e, "Cannot record the image's sshd setup before masking: %m");
+        }
+
+        bool changed = false;
+        if (r->mode == MODE_DISABLED) {
+                /* Close first: sshd stopped and masked before the keys go. */
+                changed |= r->plan.n > 0;
+                run_unit_plan(r);
+                changed |= write_keys(r) > 0;
+                if (!r->fallback && (e = sshd_dropin_state(r->node.root_fd)) != 0)
+                        changed |= sshd_dropin_remove(r->node.root_fd) > 0;
+        } else {
+                /* Keys (and sshd config) before sshd is unmasked and started. */
+                changed |= write_keys(r) > 0;
+                bool config_ok = true;
+                if (!r->fallback && r->dropin_change) {
+                        if (r->mode == MODE_ENTRAID) {
+                                if (!r->o->root && sshd_config_check(true) == -EBADMSG) {
+                                        fail(r, EX_CONFIG, "sshd-config-invalid");
+                                        config_ok = false;
+                                } else if (sshd_dropin_install(r->node.root_fd) < 0)
+                                        fail(r, EX_CANTCREAT, "cannot-create");
+                                else
+                                        changed = true;
+                        } else if (sshd_dropin_remove(r->node.root_fd) > 0)
+                                changed = true;
+                }
+                if (config_ok && !r->o->root && r->plan.n > 0 && sshd_config_check(false) == -EBADMSG) {
+                        fail(r, EX_CONFIG, "sshd-config-invalid");
+                        config_ok = false;
+                }
+                if (!config_ok) {
+                        /* Unmask and enable, but do not start an sshd whose configuration is broken. */
+                        size_t k = 0;
+                        for (size_t i = 0; i < r->plan.n; i++)
+                                if (r->plan.actions[i].kind != UNIT_START)
+                                        r->plan.actions[k++] = r->plan.actions[i];
+                        r->plan.n = k;
+                }
+                changed |= r->plan.n > 0;
+                run_unit_plan(r);
+        }
+
+        char mode_field[64], source_field[64];
+        snprintf(mode_field, sizeof mode_field, "SSH_ACCESS_MODE=%s", mode_to_string(r->mode));
+        snprintf(source_field, sizeof source_field, "SSH_ACCESS_SOURCE=%s", r->source);
+        const char *fields[] = { mode_field, source_field, NULL };
+        if (changed)
+                log_event(LOG_NOTICE, r->fallback ? MID_FALLBACK_APPLIED : MID_MODE_APPLIED, fields, "SSH access mode %s applied%s (source %s).",
+                          mode_to_string(r->mode), r->fallback ? " as fallback" : "", r->source);
+        else
+                log_event(LOG_INFO, MID_ALREADY_IN_SYNC, fields, "SSH access mode %s: node already in sync (source %s).", mode_to_string(r->mode), r->source);
+}
+
+int cmd_apply(const Options *o) {
+        Run r = { .o = o, .home_fd = -1, .ssh_fd = -1, .mode = MODE_INVALID, .prev = { .mode = MODE_INVALID },
+                  .policy = { .mode = MODE_INVALID } };
+        _cleanup_close_ int lock_fd = -1;
+        _cleanup_free_ char *body = NULL;
+        size_t len = 0;
+        const char *doc_error = NULL;
+        int e, code;
+
+        code = node_open(o, true, &r.node);
+        if (code != 0) {
+                fprintf(stderr, "aks-ssh-access: apply: cannot start (see above)\n");
+                return code;
+        }
+
+        if (!o->dry_run) {
+                e = lock_acquire(r.node.root_fd, &lock_fd);
+                if (e == -EWOULDBLOCK) {
+                        fprintf(stderr, "aks-ssh-access: another run holds %s%s\n", o->root ?: "", LOCK_PATH);
+                        run_done(&r);
+                        return EX_TEMPFAIL;
+                }
+                if (e < 0) {
+                        fprintf(stderr, "aks-ssh-access: cannot take the lock %s%s: %s\n", o->root ?: "", LOCK_PATH, strerror(-e));
+                        run_done(&r);
+                        return exit_code_from_errno(e) == EX_CANTCREAT ? EX_CANTCREAT : EX_IOERR;
+                }
+        }
+
+        e = state_load(r.node.root_fd, &r.prev);
+        if (e < 0 && e != -ENOENT)
+                log_warning_errno(e, "Ignoring unreadable state file %s/%s: %m", STATE_DIR, STATE_FILE);
+        if (e < 0)
+                r.prev = (State) { .mode = MODE_INVALID };
+
+        code = node_fetch(o, &r.node, &body, &len, &r.source, &r.fetch_detail);
+        if (code == EX_NOINPUT) {
+                fprintf(stderr, "aks-ssh-access: %s\n", r.fetch_detail ?: "cannot read --imds-file");
+                run_done(&r);
+                return EX_NOINPUT;
+        }
+        if (code == 0) {
+                e = policy_parse(body, len, r.node.config.mode_tag, &r.policy, &doc_error);
+                if (e == -ENOMEM) {
+                        run_done(&r);
+                        return log_oom(), EX_SOFTWARE;
+                }
+                if (e < 0)
+                        code = EX_DATAERR;
+                else
+                        r.have_policy = true;
+        }
+
+        if (code != 0) {
+                /* No valid configuration: re-assert the last applied mode, else fail closed. */
+                r.fallback = true;
+                r.mode = r.prev.mode != MODE_INVALID ? r.prev.mode : r.node.config.fallback_mode;
+                if (code == EX_UNAVAILABLE)
+                        log_event(LOG_ERR, MID_IMDS_UNAVAILABLE, NULL, "IMDS unavailable: %s", r.fetch_detail ?: "?");
+                else
+                        log_event(LOG_ERR, MID_DOCUMENT_INVALID, NULL, "Invalid %s document: %s", r.source,
+                                  doc_error ?: r.fetch_detail ?: "?");
+                r.source = "fallback";
+                r.exit = code;
+                r.result = code == EX_UNAVAILABLE ? "imds-unavailable" : "invalid-document";
+                log_event(LOG_WARNING, MID_FALLBACK_APPLIED, NULL, "Applying fallback mode %s (%s); keys untouched.",
+                          mode_to_string(r.mode), r.prev.mode != MODE_INVALID ? "last applied" : "fallback_mode");
+                apply_mode(&r);
+        } else {
+                r.mode = r.policy.mode;
+                prepare_keys(&r);
+                /* Rejected entries are skipped and named (index and reason, never key material). */
+                for (size_t i = 0; i < r.policy.n_rejected; i++) {
+                        char idx[48];
+                        snprintf(idx, sizeof idx, "KEY_INDEX=%zu", r.policy.rejected[i].index);
+                        const char *fields[] = { idx, NULL };
+                        log_event(LOG_WARNING, MID_KEY_REJECTED, fields, "Rejected publicKeys[%zu]: %s.",
+                                  r.policy.rejected[i].index, r.policy.rejected[i].reason);
+                }
+                if (r.policy.n_rejected > 0)
+                        fail(&r, EX_DATAERR, "rejected-entries");
+                apply_mode(&r);
+        }
+
+        if (!o->dry_run)
+                record(&r);
+        if (o->json)
+                print_json(&r);
+
+        code = r.exit;
+        if (code != 0) {
+                const char *what = r.result ?: "failed";
+                if (r.fallback)
+                        fprintf(stderr, "aks-ssh-access: %s (%s); applied fallback mode %s\n",
+                                code == EX_UNAVAILABLE ? "IMDS unavailable" : "invalid document",
+                                doc_error ?: r.fetch_detail ?: what, mode_to_string(r.mode));
+                else if (code == EX_DATAERR)
+                        fprintf(stderr, "aks-ssh-access: %zu publicKeys entr%s rejected; applied mode %s with the valid ones\n",
+                                r.policy.n_rejected, r.policy.n_rejected == 1 ? "y" : "ies", mode_to_string(r.mode));
+                else
+                        fprintf(stderr, "aks-ssh-access: apply: %s (mode %s; see the log above)\n", what, mode_to_string(r.mode));
+        }
+        run_done(&r);
+        return code;
+}

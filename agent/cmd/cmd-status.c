@@ -1,0 +1,226 @@
+/* SPDX-License-Identifier: MIT */
+/* status and verify: what support staff and node-problem-detector read. */
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cmd.h"
+#include "log.h"
+#include "macro.h"
+
+int cmd_verify(const Options *o) {
+        Node n = {};
+        State s = { .mode = MODE_INVALID };
+        _cleanup_free_ char *what = NULL;
+        int code, r;
+
+        code = node_open(o, true, &n);
+        if (code != 0) {
+                printf("unknown: cannot open the node's configuration or unit control\n");
+                return 2;
+        }
+        r = state_load(n.root_fd, &s);
+        if (r < 0) {
+                printf("unknown: %s state file %s/%s%s%s\n", r == -ENOENT ? "no" : "unreadable", STATE_DIR, STATE_FILE,
+                       r == -ENOENT ? " (the agent has not applied anything yet)" : ": ", r == -ENOENT ? "" : strerror(-r));
+                node_done(&n);
+                return 2;
+        }
+        code = node_verify(&n, &s, &what);
+        printf("%s\n", what ?: (code == 0 ? "in sync" : code == 1 ? "drift" : "unknown"));
+        if (code == 1)
+                log_event(LOG_WARNING, MID_DRIFT, NULL, "%s", what ?: "drift");
+        state_done(&s);
+        node_done(&n);
+        return code;
+}
+
+int cmd_status(const Options *o) {
+        Node n = {};
+        State s = { .mode = MODE_INVALID };
+        UnitInfoList units = {};
+        BlockKeys block = {};
+        AdminUser u = {};
+        _cleanup_free_ char *what = NULL, *ak_path = NULL;
+        bool have_state, have_block = false;
+        int code, r, sync = 2;
+
+        code = node_open(o, true, &n);
+        if (code != 0) {
+                fprintf(stderr, "aks-ssh-access: status: cannot start (see above)\n");
+                return code;
+        }
+        r = state_load(n.root_fd, &s);
+        have_state = r >= 0;
+        if (r < 0 && r != -ENOENT)
+                log_warning_errno(r, "State file %s/%s is unreadable: %m", STATE_DIR, STATE_FILE);
+        if (have_state) {
+                sync = node_verify(&n, &s, &what);
+                if (s.user && admin_user_lookup(n.root_fd, s.user, &u) >= 0) {
+                        have_block = node_read_block(&n, &u, &block) >= 0;
+                        if (u.real_home && asprintf(&ak_path, "%s/.ssh/authorized_keys", u.real_home) < 0)
+                                ak_path = NULL;
+                }
+        }
+        r = node_query_units(&n, &units);
+        if (r < 0)
+                log_warning_errno(r, "Cannot read unit states: %m");
+
+        if (o->json) {
+                cJSON *j = cJSON_CreateObject(), *a, *us;
+                char *text;
+
+                cJSON_AddItemToObject(j, "mode", have_state ? cJSON_CreateString(mode_to_string(s.mode)) : cJSON_CreateNull());
+                cJSON_AddItemToObject(j, "user", have_state && s.user ? cJSON_CreateString(s.user) : cJSON_CreateNull());
+                cJSON_AddItemToObject(j, "authorized_keys", ak_path ? cJSON_CreateString(ak_path)
+                                                            : s.authorized_keys ? cJSON_CreateString(s.authorized_keys) : cJSON_CreateNull());
+                a = cJSON_AddArrayToObject(j, "keys");
+                for (size_t i = 0; have_block && i < block.n; i++) {
+                        cJSON *k = cJSON_CreateObject();
+                        cJSON_AddStringToObject(k, "type", block.keys[i].type);
+                        cJSON_AddStringToObject(k, "fingerprint", block.keys[i].fingerprint);
+                        cJSON_AddItemToObject(k, "comment", block.keys[i].comment ? cJSON_CreateString(block.keys[i].comment) : cJSON_CreateNull());
+                        cJSON_AddItemToArray(a, k);
+                }
+                us = cJSON_AddObjectToObject(j, "units");
+                for (size_t i = 0; i < units.n; i++) {
+                        cJSON *x = cJSON_CreateObject();
+                        cJSON_AddStringToObject(x, "file_state", units.units[i].file_state);
+                        cJSON_AddStringToObject(x, "active_state", units.units[i].active_state);
+                        cJSON_AddItemToObject(us, units.units[i].name, x);
+                }
+                if (have_state) {
+                        cJSON *l = cJSON_AddObjectToObject(j, "last_apply");
+                        cJSON_AddItemToObject(l, "time", s.last_time ? cJSON_CreateString(s.last_time) : cJSON_CreateNull());
+                        cJSON_AddItemToObject(l, "source", s.last_source ? cJSON_CreateString(s.last_source) : cJSON_CreateNull());
+                        cJSON_AddItemToObject(l, "result", s.last_result ? cJSON_CreateString(s.last_result) : cJSON_CreateNull());
+                        cJSON_AddNumberToObject(l, "exit", s.last_exit);
+                } else
+                        cJSON_AddNullToObject(j, "last_apply");
+                cJSON_AddItemToObject(j, "in_sync", sync == 2 ? cJSON_CreateNull() : cJSON_CreateBool(sync == 0));
+                cJSON_AddStringToObject(j, "verify", what ?: "unknown: no state file");
+                text = cJSON_Print(j);
+                if (text)
+                        puts(text);
+                free(text);
+                cJSON_Delete(j);
+        } else {
+                printf("Mode:             %s\n", have_state ? mode_to_string(s.mode) : "(nothing applied yet)");
+                if (have_state)
+                        printf("Last apply:       %s from %s, result %s (exit %d)\n", s.last_time ?: "?", s.last_source ?: "?",
+                               s.last_result ?: "?", s.last_exit);
+                printf("Admin user:       %s\n", have_state && s.user ? s.user : "-");
+                printf("authorized_keys:  %s\n", ak_path ?: s.authorized_keys ?: "-");
+                if (have_block) {
+                        printf("Managed keys:     %zu%s\n", block.n, block.n_invalid ? " (and lines that are not valid keys)" : "");
+                        for (size_t i = 0; i < block.n; i++)
+                                printf("  %-36s %s %s\n", block.keys[i].type, block.keys[i].fingerprint, block.keys[i].comment ?: "");
+                } else
+                        printf("Managed keys:     (not readable)\n");
+                printf("Units:\n");
+                for (size_t i = 0; i < units.n; i++)
+                        printf("  %-16s %-10s %s\n", units.units[i].name, units.units[i].file_state, units.units[i].active_state);
+                printf("In sync:          %s\n", what ?: "unknown: no state file");
+        }
+
+        admin_user_done(&u);
+        block_keys_done(&block);
+        unit_info_list_done(&units);
+        state_done(&s);
+        node_done(&n);
+        return 0;
+}
+
+int cmd_show_imds(const Options *o) {
+        Node n = {};
+        Policy p = { .mode = MODE_INVALID };
+        AdminUser u = {};
+        _cleanup_free_ char *body = NULL, *detail = NULL;
+        const char *source = NULL, *err = NULL;
+        size_t len = 0;
+        int code, r;
+        bool user_ok = false;
+
+        code = node_open(o, false, &n);
+        if (code != 0) {
+                fprintf(stderr, "aks-ssh-access: show-imds: cannot start (see above)\n");
+                return code;
+        }
+        code = node_fetch(o, &n, &body, &len, &source, &detail);
+        if (code != 0) {
+                fprintf(stderr, "aks-ssh-access: %s: %s\n", code == EX_UNAVAILABLE ? "IMDS unavailable" : code == EX_NOINPUT ? "cannot read the document" : "invalid document",
+                        detail ?: "?");
+                node_done(&n);
+                return code;
+        }
+        r = policy_parse(body, len, n.config.mode_tag, &p, &err);
+        if (r < 0) {
+                fprintf(stderr, "aks-ssh-access: invalid document: %s\n", err ?: strerror(-r));
+                node_done(&n);
+                return r == -ENOMEM ? EX_SOFTWARE : EX_DATAERR;
+        }
+        r = admin_user_lookup(n.root_fd, p.admin_user, &u);
+        if (r >= 0) {
+                int home_fd = -1;
+                user_ok = true;
+                if (home_open(n.root_fd, &u, &home_fd) >= 0)
+                        close(home_fd);
+                (void) policy_check_paths(&p, u.home, u.real_home);
+        }
+
+        if (o->json) {
+                cJSON *j = cJSON_CreateObject(), *a;
+                char *text;
+                cJSON_AddStringToObject(j, "mode", mode_to_string(p.mode));
+                cJSON_AddBoolToObject(j, "mode_from_tag", p.mode_from_tag);
+                cJSON_AddStringToObject(j, "user", p.admin_user);
+                cJSON_AddBoolToObject(j, "user_exists", user_ok);
+                cJSON_AddStringToObject(j, "source", source);
+                a = cJSON_AddArrayToObject(j, "keys");
+                for (size_t i = 0; i < p.n_keys; i++) {
+                        cJSON *k = cJSON_CreateObject();
+                        cJSON_AddNumberToObject(k, "index", (double) p.keys[i].index);
+                        cJSON_AddStringToObject(k, "type", p.keys[i].key.type);
+                        cJSON_AddStringToObject(k, "fingerprint", p.keys[i].key.fingerprint);
+                        cJSON_AddItemToObject(k, "comment", p.keys[i].key.comment ? cJSON_CreateString(p.keys[i].key.comment) : cJSON_CreateNull());
+                        cJSON_AddItemToArray(a, k);
+                }
+                a = cJSON_AddArrayToObject(j, "rejected");
+                for (size_t i = 0; i < p.n_rejected; i++) {
+                        cJSON *k = cJSON_CreateObject();
+                        cJSON_AddNumberToObject(k, "index", (double) p.rejected[i].index);
+                        cJSON_AddStringToObject(k, "reason", p.rejected[i].reason);
+                        cJSON_AddItemToArray(a, k);
+                }
+                text = cJSON_Print(j);
+                if (text)
+                        puts(text);
+                free(text);
+                cJSON_Delete(j);
+        } else {
+                printf("Mode:        %s%s\n", mode_to_string(p.mode), p.mode_from_tag ? "" : " (tag absent: default)");
+                printf("Admin user:  %s%s\n", p.admin_user, user_ok ? "" : " (not in this node's passwd database: paths not checked)");
+                printf("Keys:        %zu\n", p.n_keys);
+                for (size_t i = 0; i < p.n_keys; i++)
+                        printf("  [%zu] %-34s %s %s\n", p.keys[i].index, p.keys[i].key.type, p.keys[i].key.fingerprint, p.keys[i].key.comment ?: "");
+                for (size_t i = 0; i < p.n_rejected; i++)
+                        printf("  rejected [%zu]: %s\n", p.rejected[i].index, p.rejected[i].reason);
+        }
+
+        code = 0;
+        if (!user_ok) {
+                fprintf(stderr, "aks-ssh-access: admin user %s not found in the passwd database\n", p.admin_user);
+                code = EX_NOUSER;
+        } else if (p.n_rejected > 0) {
+                fprintf(stderr, "aks-ssh-access: %zu publicKeys entr%s rejected\n", p.n_rejected, p.n_rejected == 1 ? "y" : "ies");
+                code = EX_DATAERR;
+        }
+        admin_user_done(&u);
+        policy_done(&p);
+        node_done(&n);
+        return code;
+}

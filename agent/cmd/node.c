@@ -1,0 +1,354 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "apply/authorized-keys.h"
+#include "apply/sshd-config.h"
+#include "cmd.h"
+#include "fs-util.h"
+#include "imds/imds.h"
+#include "log.h"
+#include "macro.h"
+
+/* Severity order: internal/system failures first, then what blocks sshd, the key part, the document. */
+static int severity(int code) {
+        switch (code) {
+        case 0: return 0;
+        case EX_DATAERR: return 1;      /* 65 rejected entries / invalid document */
+        case EX_NOUSER: return 2;       /* 67 */
+        case EX_NOPERM: return 3;       /* 77 */
+        case EX_UNAVAILABLE: return 4;  /* 69 */
+        case EX_CONFIG: return 5;       /* 78 */
+        case EX_IOERR: return 6;        /* 74 */
+        case EX_CANTCREAT: return 7;    /* 73 */
+        case EX_SOFTWARE: return 8;     /* 70 */
+        default: return 9;
+        }
+}
+
+int exit_code_worse(int a, int b) {
+        return severity(b) > severity(a) ? b : a;
+}
+
+int exit_code_from_errno(int r) {
+        switch (r < 0 ? -r : r) {
+        case 0: return 0;
+        case EPERM: case ELOOP: case ENOTDIR: case EMLINK: return EX_NOPERM;
+        case ENOENT: return EX_NOUSER;
+        case EACCES: case EROFS: case EEXIST: case ENAMETOOLONG: return EX_CANTCREAT;
+        case EIO: case ENOSPC: case EDQUOT: case EFBIG: return EX_IOERR;
+        case EBADMSG: return EX_CONFIG;
+        default: return EX_SOFTWARE;
+        }
+}
+
+char *now_rfc3339(void) {
+        struct timespec ts;
+        struct tm tm;
+        char buf[64];
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        gmtime_r(&ts.tv_sec, &tm);
+        strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        return strdup(buf);
+}
+
+int node_open(const Options *o, bool need_backend, Node *ret) {
+        Node n = { .root_fd = AT_FDCWD, .root = o->root };
+        int r;
+
+        r = config_init(&n.config);
+        if (r < 0)
+                return log_oom();
+        if (o->root) {
+                n.root_fd = open(o->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+                if (n.root_fd < 0) {
+                        r = -errno;
+                        config_done(&n.config);
+                        log_error_errno(r, "Cannot open root directory %s: %m", o->root);
+                        return EX_USAGE;
+                }
+        }
+        r = config_load(&n.config, n.root_fd, o->config_file);
+        if (r < 0) {
+                node_done(&n);
+                return EX_USAGE;
+        }
+        if (o->imds_url) {
+                char *u = strdup(o->imds_url);
+                if (!u) {
+                        node_done(&n);
+                        return EX_SOFTWARE;
+                }
+                free(n.config.imds_url);
+                n.config.imds_url = u;
+        }
+        if (need_backend) {
+                r = o->root ? unit_backend_new_offline(o->root, &n.backend) : unit_backend_new_live(&n.backend);
+                if (r < 0) {
+                        log_error_errno(r, "Cannot set up unit control (%s): %m", o->root ? "offline" : "systemd");
+                        node_done(&n);
+                        return EX_SOFTWARE;
+                }
+        }
+        *ret = n;
+        return 0;
+}
+
+void node_done(Node *n) {
+        if (n->backend)
+                n->backend->vtable->free(n->backend);
+        if (n->root_fd >= 0)
+                close(n->root_fd);
+        config_done(&n->config);
+        *n = (Node) { .root_fd = AT_FDCWD };
+}
+
+int node_fetch(const Options *o, const Node *n, char **ret_body, size_t *ret_len, const char **ret_source, char **ret_detail) {
+        int r;
+
+        if (o->imds_file) {
+                _cleanup_close_ int fd = -1;
+                bool is_stdin = streq(o->imds_file, "-");
+
+                *ret_source = "file";
+                fd = is_stdin ? dup(STDIN_FILENO) : open(o->imds_file, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+                if (fd < 0) {
+                        r = -errno;
+                        if (asprintf(ret_detail, "cannot open --imds-file %s: %s", o->imds_file, strerror(-r)) < 0)
+                                *ret_detail = NULL;
+                        return EX_NOINPUT;
+                }
+                r = read_full_stream(fd, IMDS_MAX_BODY, ret_body, ret_len);
+                if (r == -EFBIG) {
+                        *ret_detail = strdup("document larger than 4 MiB");
+                        return EX_DATAERR;
+                }
+                if (r < 0) {
+                        if (asprintf(ret_detail, "cannot read --imds-file %s: %s", o->imds_file, strerror(-r)) < 0)
+                                *ret_detail = NULL;
+                        return EX_NOINPUT;
+                }
+                return 0;
+        }
+
+        *ret_source = "imds";
+        ImdsRequest req = {
+                .url = n->config.imds_url,
+                .deadline_usec = (uint64_t) n->config.deadline_s * 1000000u,
+                .max_body = IMDS_MAX_BODY,
+        };
+        r = imds_fetch(&req, ret_body, ret_len, ret_detail);
+        if (r == -EFBIG)
+                return EX_DATAERR;
+        if (r < 0)
+                return EX_UNAVAILABLE;
+        return 0;
+}
+
+void unit_info_list_done(UnitInfoList *l) {
+        for (size_t i = 0; i < l->n; i++) {
+                free((char *) l->units[i].name);
+                free((char *) l->units[i].file_state);
+                free((char *) l->units[i].active_state);
+                free((char *) l->units[i].canonical);
+        }
+        free(l->units);
+        *l = (UnitInfoList) {};
+}
+
+int node_query_units(Node *n, UnitInfoList *ret) {
+        UnitInfoList l = {};
+        size_t count = 0;
+        int r = 0;
+
+        for (char **u = n->config.units; *u; u++)
+                count++;
+        l.units = calloc(count ?: 1, sizeof *l.units);
+        if (!l.units)
+                return -ENOMEM;
+        for (char **u = n->config.units; *u; u++) {
+                UnitInfo *i = &l.units[l.n++];
+                char *fs = NULL, *as = NULL, *canon = NULL;
+
+                i->name = strdup(*u);
+                r = n->backend->vtable->get_file_state(n->backend, *u, &fs);
+                if (r < 0)
+                        break;
+                i->file_state = fs;
+                if (!streq(fs, "not-found")) {
+                        r = n->backend->vtable->get_active_state(n->backend, *u, &as);
+                        if (r < 0)
+                                break;
+                        r = n->backend->vtable->resolve_name(n->backend, *u, &canon);
+                        if (r == -ENOENT) {
+                                canon = strdup(*u);
+                                r = 0;
+                        }
+                        if (r < 0)
+                                break;
+                }
+                i->active_state = as ?: strdup("inactive");
+                i->canonical = canon ?: strdup(*u);
+                if (!i->name || !i->active_state || !i->canonical) {
+                        r = -ENOMEM;
+                        break;
+                }
+        }
+        if (r < 0) {
+                unit_info_list_done(&l);
+                return r;
+        }
+        *ret = l;
+        return 0;
+}
+
+void block_keys_done(BlockKeys *b) {
+        for (size_t i = 0; i < b->n; i++)
+                sshkey_done(&b->keys[i]);
+        free(b->keys);
+        *b = (BlockKeys) {};
+}
+
+int node_read_block(const Node *n, AdminUser *u, BlockKeys *ret) {
+        _cleanup_close_ int home_fd = -1, ssh_fd = -1;
+        _cleanup_free_ char *text = NULL;
+        _cleanup_strv_free_ char **lines = NULL;
+        BlockKeys b = {};
+        size_t len, count = 0;
+        int r;
+
+        r = home_open(n->root_fd, u, &home_fd);
+        if (r < 0)
+                return r;
+        r = ssh_dir_open(home_fd, u, false, &ssh_fd);
+        if (r == -ENOENT) {
+                *ret = b;
+                return 0;
+        }
+        if (r < 0)
+                return r;
+        r = authorized_keys_read(ssh_fd, u, &text, &len);
+        if (r == -ENOENT) {
+                *ret = b;
+                return 0;
+        }
+        if (r < 0)
+                return r;
+        r = authorized_keys_block_lines(text, len, &lines, &b.found);
+        if (r < 0)
+                return r;
+        for (char **l = lines; *l; l++)
+                count++;
+        b.keys = calloc(count ?: 1, sizeof *b.keys);
+        if (!b.keys)
+                return -ENOMEM;
+        for (char **l = lines; *l; l++) {
+                if (sshkey_parse(*l, strlen(*l), &b.keys[b.n], NULL) == 0)
+                        b.n++;
+                else
+                        b.n_invalid++;
+        }
+        *ret = b;
+        return 0;
+}
+
+static int keys_match(const BlockKeys *b, const State *s) {
+        if (b->n_invalid > 0 || b->n != s->n_keys)
+                return 0;
+        for (size_t i = 0; i < s->n_keys; i++) {
+                bool found = false;
+                for (size_t j = 0; j < b->n && !found; j++)
+                        found = streq(b->keys[j].fingerprint, s->keys[i].fingerprint);
+                if (!found)
+                        return 0;
+        }
+        return 1;
+}
+
+static const char *expected_word(const UnitAction *a) {
+        switch (a->kind) {
+        case UNIT_STOP: return "stopped";
+        case UNIT_DISABLE: return "disabled";
+        case UNIT_MASK: return "masked";
+        case UNIT_UNMASK: return "unmasked";
+        case UNIT_ENABLE: return "enabled";
+        case UNIT_START: return "running";
+        default: return "reloaded";
+        }
+}
+
+int node_verify(Node *n, const State *s, char **ret_what) {
+        UnitInfoList units = {};
+        UnitPlan plan = {};
+        int r, rc = 0;
+
+        r = node_query_units(n, &units);
+        if (r < 0) {
+                if (asprintf(ret_what, "unknown: cannot read unit states: %s", strerror(-r)) < 0)
+                        *ret_what = NULL;
+                return 2;
+        }
+        r = unit_plan_build(s->mode, units.units, units.n, &s->image, &plan);
+        if (r < 0) {
+                unit_info_list_done(&units);
+                return 2;
+        }
+        for (size_t i = 0; i < plan.n; i++) {
+                const UnitAction *a = &plan.actions[i];
+                const char *state = "?";
+                if (a->kind == UNIT_RELOAD)
+                        continue;
+                for (size_t j = 0; j < units.n; j++)
+                        if (a->unit && (streq(units.units[j].name, a->unit) || streq(units.units[j].canonical, a->unit)))
+                                state = a->kind == UNIT_STOP ? units.units[j].active_state : units.units[j].file_state;
+                if (asprintf(ret_what, "drift: %s is %s, expected %s for mode %s", a->unit, state, expected_word(a), mode_to_string(s->mode)) < 0)
+                        *ret_what = NULL;
+                rc = 1;
+                break;
+        }
+        unit_plan_done(&plan);
+        unit_info_list_done(&units);
+        if (rc)
+                return rc;
+
+        r = sshd_dropin_state(n->root_fd);
+        if ((s->mode == MODE_ENTRAID) != (r == 1)) {
+                if (asprintf(ret_what, "drift: sshd drop-in %s/%s is %s for mode %s", SSHD_DROPIN_DIR, SSHD_DROPIN_NAME,
+                             r == 1 ? "present" : r == 0 ? "missing" : "changed", mode_to_string(s->mode)) < 0)
+                        *ret_what = NULL;
+                return 1;
+        }
+
+        if (s->user) {
+                AdminUser u = {};
+                BlockKeys b = {};
+
+                r = admin_user_lookup(n->root_fd, s->user, &u);
+                if (r >= 0)
+                        r = node_read_block(n, &u, &b);
+                admin_user_done(&u);
+                if (r == -EPERM)
+                        rc = 1;
+                else if (r < 0)
+                        rc = 2;
+                else if (!keys_match(&b, s))
+                        rc = 1;
+                if (rc && asprintf(ret_what, "%s: managed keys of %s %s", rc == 1 ? "drift" : "unknown", s->user,
+                                   r == -EPERM ? "are behind an unsafe path" : r < 0 ? "cannot be read" : "differ from the last apply") < 0)
+                        *ret_what = NULL;
+                block_keys_done(&b);
+                if (rc)
+                        return rc;
+        }
+
+        if (asprintf(ret_what, "in sync: %s (%zu managed key%s, applied %s from %s)", mode_to_string(s->mode), s->n_keys,
+                     s->n_keys == 1 ? "" : "s", s->last_time ?: "?", s->last_source ?: "?") < 0)
+                *ret_what = NULL;
+        return 0;
+}
