@@ -103,8 +103,9 @@ int main(int argc, char *argv[]) {
                         o.config_file = optarg;
                         break;
                 case '?':
-                        if (optopt)
-                                return usage_error("option -%c is unknown or lacks its argument", (char[]) { (char) optopt, 0 });
+                        /* optopt is a short option letter, or the value of a long option missing its argument */
+                        if (optopt > 0 && optopt < 0x100)
+                                return usage_error("unknown option -%s", (char[]) { (char) optopt, 0 });
                         return usage_error("unknown option or missing argument: %s", argv[optind - 1]);
                 default:
                         return usage_error("unexpected option%s", NULL);

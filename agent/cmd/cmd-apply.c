@@ -414,8 +414,9 @@ static void apply_mode(Run *r) {
         snprintf(source_field, sizeof source_field, "SSH_ACCESS_SOURCE=%s", r->source);
         const char *fields[] = { mode_field, source_field, NULL };
         if (changed)
-                log_event(LOG_NOTICE, r->fallback ? MID_FALLBACK_APPLIED : MID_MODE_APPLIED, fields, "SSH access mode %s applied%s (source %s).",
-                          mode_to_string(r->mode), r->fallback ? " as fallback" : "", r->source);
+                log_event(LOG_NOTICE, r->fallback ? MID_FALLBACK_APPLIED : MID_MODE_APPLIED, fields, "SSH access mode %s applied%s (source %s)%s%s.",
+                          mode_to_string(r->mode), r->fallback ? " as fallback" : "", r->source,
+                          r->exit && r->result ? ", with problems: " : "", r->exit && r->result ? r->result : "");
         else
                 log_event(LOG_INFO, MID_ALREADY_IN_SYNC, fields, "SSH access mode %s: node already in sync (source %s).", mode_to_string(r->mode), r->source);
 }

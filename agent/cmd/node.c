@@ -181,10 +181,10 @@ int node_query_units(Node *n, UnitInfoList *ret) {
                 if (r < 0)
                         break;
                 i->file_state = fs;
+                r = n->backend->vtable->get_active_state(n->backend, *u, &as);
+                if (r < 0)
+                        break;
                 if (!streq(fs, "not-found")) {
-                        r = n->backend->vtable->get_active_state(n->backend, *u, &as);
-                        if (r < 0)
-                                break;
                         r = n->backend->vtable->resolve_name(n->backend, *u, &canon);
                         if (r == -ENOENT) {
                                 canon = strdup(*u);
