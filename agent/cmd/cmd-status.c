@@ -12,6 +12,23 @@
 #include "log.h"
 #include "macro.h"
 
+static int verify_report(const Options *o, int code, const char *what) {
+        if (o->json) {
+                cJSON *j = cJSON_CreateObject();
+                char *text;
+                cJSON_AddStringToObject(j, "result", code == 0 ? "in_sync" : code == 1 ? "drift" : "unknown");
+                cJSON_AddNumberToObject(j, "exit", code);
+                cJSON_AddStringToObject(j, "message", what);
+                text = cJSON_PrintUnformatted(j);
+                if (text)
+                        puts(text);
+                free(text);
+                cJSON_Delete(j);
+        } else
+                printf("%s\n", what);
+        return code;
+}
+
 int cmd_verify(const Options *o) {
         Node n = {};
         State s = { .mode = MODE_INVALID };
@@ -19,21 +36,20 @@ int cmd_verify(const Options *o) {
         int code, r;
 
         code = node_open(o, true, &n);
-        if (code != 0) {
-                printf("unknown: cannot open the node's configuration or unit control\n");
-                return 2;
-        }
+        if (code != 0)
+                return verify_report(o, 2, "unknown: cannot open the node's configuration or unit control");
         r = state_load(n.root_fd, &s);
         if (r < 0) {
-                printf("unknown: %s state file %s/%s%s%s\n", r == -ENOENT ? "no" : "unreadable", STATE_DIR, STATE_FILE,
-                       r == -ENOENT ? " (the agent has not applied anything yet)" : ": ", r == -ENOENT ? "" : strerror(-r));
+                if (asprintf(&what, "unknown: %s state file %s/%s%s%s", r == -ENOENT ? "no" : "unreadable", STATE_DIR, STATE_FILE,
+                             r == -ENOENT ? " (the agent has not applied anything yet)" : ": ", r == -ENOENT ? "" : strerror(-r)) < 0)
+                        what = NULL;
                 node_done(&n);
-                return 2;
+                return verify_report(o, 2, what ?: "unknown");
         }
         code = node_verify(&n, &s, &what);
-        printf("%s\n", what ?: (code == 0 ? "in sync" : code == 1 ? "drift" : "unknown"));
         if (code == 1)
                 log_event(LOG_WARNING, MID_DRIFT, NULL, "%s", what ?: "drift");
+        verify_report(o, code, what ?: (code == 0 ? "in sync" : code == 1 ? "drift" : "unknown"));
         state_done(&s);
         node_done(&n);
         return code;

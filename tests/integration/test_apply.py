@@ -421,6 +421,8 @@ def test_status_json_and_verify_drift(agent, scratch_root, keygen, doc_file):
     rc, out, _ = agent("verify", "--root", r.root)
     assert rc == 1 and out.startswith("drift:") and "ssh.service" in out and len(out.splitlines()) == 1
     assert json.loads(agent("status", "--json", "--root", r.root)[1])["in_sync"] is False
+    rc, out, _ = agent("verify", "--json", "--root", r.root)
+    assert rc == 1 and json.loads(out)["result"] == "drift" and "ssh.service" in json.loads(out)["message"]
 
 
 def test_verify_sees_a_hand_edited_block(agent, scratch_root, keygen, doc_file):

@@ -1,0 +1,459 @@
+/* SPDX-License-Identifier: MIT */
+#include "imds.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "macro.h"
+
+#define USEC_PER_SEC  UINT64_C(1000000)
+#define USEC_PER_MSEC UINT64_C(1000)
+
+/* Retry policy (SPEC §2): exponential backoff with full jitter, never more than 5 requests per second. */
+#define BACKOFF_BASE_USEC      (250 * USEC_PER_MSEC)
+#define BACKOFF_CAP_USEC       (5 * USEC_PER_SEC)
+#define MIN_START_GAP_USEC     (200 * USEC_PER_MSEC)
+/* One request may never take longer than this (nor longer than what is left of the deadline). */
+#define REQUEST_TIMEOUT_USEC   (10 * USEC_PER_SEC)
+#define CONNECT_TIMEOUT_USEC   (5 * USEC_PER_SEC)
+/* When the backoff would carry the next attempt past the deadline, still try once this long before it. */
+#define LAST_CHANCE_USEC       (500 * USEC_PER_MSEC)
+/* Not worth starting a request with less time than this left. */
+#define MIN_REQUEST_USEC       (50 * USEC_PER_MSEC)
+
+static uint64_t now_usec(void) {
+        struct timespec ts;
+
+        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
+}
+
+static void sleep_until(uint64_t when_usec) {
+        struct timespec ts = {
+                .tv_sec = (time_t) (when_usec / USEC_PER_SEC),
+                .tv_nsec = (long) (when_usec % USEC_PER_SEC) * 1000,
+        };
+
+        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+                ;
+}
+
+/* Jitter needs no cryptographic quality, and must never block on the boot-time entropy pool:
+ * a xorshift generator seeded from the clock and the pid. */
+static uint64_t jitter_state;
+
+static uint64_t jitter_next(void) {
+        uint64_t x = jitter_state;
+
+        if (x == 0) {
+                struct timespec ts;
+
+                (void) clock_gettime(CLOCK_REALTIME, &ts);
+                x = ((uint64_t) ts.tv_nsec << 20) ^ (uint64_t) ts.tv_sec ^ ((uint64_t) getpid() << 40) ^ now_usec();
+                if (x == 0)
+                        x = UINT64_C(0x9e3779b97f4a7c15);
+        }
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        jitter_state = x;
+        return x;
+}
+
+static int curl_global_initialized;
+
+static int imds_global_init(void) {
+        if (curl_global_initialized)
+                return 0;
+        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+                return -ENOMEM;
+        curl_global_initialized = 1;
+        /* Releases what libcurl (and its TLS library) allocated, so leak checkers see a clean exit. */
+        (void) atexit(curl_global_cleanup);
+        return 0;
+}
+
+typedef struct Body {
+        CURL *curl;
+        char *data;
+        size_t size;
+        size_t allocated;
+        size_t max;
+        bool too_big;
+} Body;
+
+static size_t body_write(char *ptr, size_t size, size_t nmemb, void *userdata) {
+        Body *b = userdata;
+        size_t n = size * nmemb;
+        long status = 0;
+
+        /* Only a 200 answer's body is kept (and capped); other answers' bodies are read and dropped,
+         * bounded by the per-request timeout. */
+        (void) curl_easy_getinfo(b->curl, CURLINFO_RESPONSE_CODE, &status);
+        if (status != 200)
+                return n;
+
+        if (n > b->max - b->size) {
+                b->too_big = true;
+                return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
+        }
+        if (b->size + n + 1 > b->allocated) {
+                size_t want = b->allocated > 0 ? b->allocated : 16384;
+                char *p;
+
+                while (want < b->size + n + 1)
+                        want *= 2;
+                if (want > b->max + 1)
+                        want = b->max + 1;
+                p = realloc(b->data, want);
+                if (!p)
+                        return 0; /* CURLE_WRITE_ERROR, noticed by data == NULL below */
+                b->data = p;
+                b->allocated = want;
+        }
+        memcpy(b->data + b->size, ptr, n);
+        b->size += n;
+        b->data[b->size] = 0;
+        return n;
+}
+
+static void body_reset(Body *b) {
+        free(b->data);
+        b->data = NULL;
+        b->size = b->allocated = 0;
+        b->too_big = false;
+}
+
+static void curl_easy_cleanupp(CURL **c) {
+        if (*c)
+                curl_easy_cleanup(*c);
+}
+
+static void curl_slist_free_allp(struct curl_slist **l) {
+        if (*l)
+                curl_slist_free_all(*l);
+}
+
+typedef enum Outcome {
+        OUTCOME_OK,        /* 200 */
+        OUTCOME_RETRY,     /* transient: connection errors, timeouts, 404, 410, 429, 5xx */
+        OUTCOME_PERMANENT, /* -EPROTO: 400, 401, 403, 405, 3xx, anything else */
+        OUTCOME_TOO_BIG,   /* -EFBIG */
+        OUTCOME_FATAL,     /* local problem: -ENOMEM, -EINVAL; stop at once */
+} Outcome;
+
+static bool status_is_retryable(long status) {
+        return status == 404 || status == 410 || status == 429 || (status >= 500 && status <= 599);
+}
+
+/* A short, key-free description of what went wrong with a transfer. */
+static void describe_curl_error(CURL *curl, CURLcode cc, char *buf, size_t size) {
+        long os_errno = 0;
+
+        switch (cc) {
+        case CURLE_COULDNT_CONNECT:
+                (void) curl_easy_getinfo(curl, CURLINFO_OS_ERRNO, &os_errno);
+                switch (os_errno) {
+                case ECONNREFUSED:
+                        snprintf(buf, size, "connection refused");
+                        break;
+                case ENETUNREACH:
+                        snprintf(buf, size, "network unreachable");
+                        break;
+                case EHOSTUNREACH:
+                        snprintf(buf, size, "host unreachable");
+                        break;
+                case 0:
+                        snprintf(buf, size, "cannot connect");
+                        break;
+                default:
+                        snprintf(buf, size, "cannot connect: %s", strerror((int) os_errno));
+                }
+                break;
+        case CURLE_OPERATION_TIMEDOUT:
+                snprintf(buf, size, "timed out");
+                break;
+        case CURLE_GOT_NOTHING:
+                snprintf(buf, size, "connection closed without an answer");
+                break;
+        case CURLE_PARTIAL_FILE:
+                snprintf(buf, size, "truncated body");
+                break;
+        case CURLE_RECV_ERROR:
+                snprintf(buf, size, "receive error");
+                break;
+        case CURLE_SEND_ERROR:
+                snprintf(buf, size, "send error");
+                break;
+        case CURLE_COULDNT_RESOLVE_HOST:
+                snprintf(buf, size, "cannot resolve host");
+                break;
+        default:
+                snprintf(buf, size, "%s", curl_easy_strerror(cc));
+        }
+}
+
+static Outcome classify(CURL *curl, CURLcode cc, const Body *body, long *ret_status, char *what, size_t what_size) {
+        long status = 0;
+
+        *ret_status = 0;
+        if (cc == CURLE_WRITE_ERROR && body->too_big) {
+                snprintf(what, what_size, "body larger than %zu bytes", body->max);
+                return OUTCOME_TOO_BIG;
+        }
+        switch (cc) {
+        case CURLE_OK:
+                break;
+        case CURLE_OUT_OF_MEMORY:
+        case CURLE_WRITE_ERROR: /* only ever our own allocation failure */
+                snprintf(what, what_size, "out of memory");
+                return OUTCOME_FATAL;
+        case CURLE_UNSUPPORTED_PROTOCOL:
+        case CURLE_URL_MALFORMAT:
+                snprintf(what, what_size, "%s", curl_easy_strerror(cc));
+                return OUTCOME_FATAL;
+        default:
+                describe_curl_error(curl, cc, what, what_size);
+                return OUTCOME_RETRY;
+        }
+
+        (void) curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+        *ret_status = status;
+        snprintf(what, what_size, "HTTP %ld", status);
+        if (status == 200)
+                return OUTCOME_OK;
+        if (status_is_retryable(status))
+                return OUTCOME_RETRY;
+        return OUTCOME_PERMANENT; /* 400, 401, 403, 405, every 3xx (never followed), anything else */
+}
+
+static int set_detail(char **ret_detail, const char *what, unsigned requests, uint64_t elapsed_usec, bool with_time) {
+        char *s;
+        int n;
+
+        if (!ret_detail)
+                return 0;
+        if (requests == 0)
+                n = asprintf(&s, "%s", what);
+        else if (with_time)
+                n = asprintf(&s, "%s; %u request%s in %.1f s", what, requests, requests == 1 ? "" : "s",
+                             (double) elapsed_usec / (double) USEC_PER_SEC);
+        else
+                n = asprintf(&s, "%s after %u request%s", what, requests, requests == 1 ? "" : "s");
+        if (n < 0)
+                return -ENOMEM;
+        *ret_detail = s;
+        return 0;
+}
+
+static int imds_easy_new(const char *url, struct curl_slist *headers, Body *body, char *errbuf, CURL **ret) {
+        _cleanup_(curl_easy_cleanupp) CURL *c = NULL;
+        CURLcode cc = CURLE_OK;
+
+        c = curl_easy_init();
+        if (!c)
+                return -ENOMEM;
+
+#define SETOPT(opt, val)                                     \
+        do {                                                 \
+                if (cc == CURLE_OK)                          \
+                        cc = curl_easy_setopt(c, opt, val);  \
+        } while (0)
+
+        SETOPT(CURLOPT_URL, url);
+        SETOPT(CURLOPT_HTTPHEADER, headers);
+        SETOPT(CURLOPT_USERAGENT, "aks-ssh-access/" VERSION);
+        /* Only http(s), no redirects: IMDS never redirects, a 3xx is a permanent failure. */
+        SETOPT(CURLOPT_PROTOCOLS_STR, "http,https");
+        SETOPT(CURLOPT_FOLLOWLOCATION, 0L);
+        /* Talk to IMDS directly, whatever http_proxy, HTTPS_PROXY, ALL_PROXY... say. */
+        SETOPT(CURLOPT_PROXY, "");
+        SETOPT(CURLOPT_NOPROXY, "*");
+        SETOPT(CURLOPT_NOSIGNAL, 1L);
+        SETOPT(CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_1_1);
+        SETOPT(CURLOPT_WRITEFUNCTION, body_write);
+        SETOPT(CURLOPT_WRITEDATA, body);
+        SETOPT(CURLOPT_ERRORBUFFER, errbuf);
+        SETOPT(CURLOPT_NETRC, (long) CURL_NETRC_IGNORED);
+#undef SETOPT
+        if (cc == CURLE_OUT_OF_MEMORY)
+                return -ENOMEM;
+        if (cc != CURLE_OK)
+                return log_error_errno(EINVAL, "Failed to set up the IMDS request: %s", curl_easy_strerror(cc));
+
+        *ret = TAKE_PTR(c);
+        return 0;
+}
+
+/* When the next request may start: full jitter over an exponential backoff, never sooner than
+ * MIN_START_GAP_USEC after the previous start. */
+static uint64_t next_start(unsigned failures, uint64_t last_start, uint64_t now) {
+        uint64_t backoff = BACKOFF_BASE_USEC, wake;
+
+        for (unsigned i = 1; i < failures && backoff < BACKOFF_CAP_USEC; i++)
+                backoff *= 2;
+        if (backoff > BACKOFF_CAP_USEC)
+                backoff = BACKOFF_CAP_USEC;
+
+        wake = now + jitter_next() % (backoff + 1);
+        if (wake < last_start + MIN_START_GAP_USEC)
+                wake = last_start + MIN_START_GAP_USEC;
+        return wake;
+}
+
+int imds_fetch(const ImdsRequest *req, char **ret_body, size_t *ret_size, char **ret_detail) {
+        _cleanup_(curl_easy_cleanupp) CURL *curl = NULL;
+        _cleanup_(curl_slist_free_allp) struct curl_slist *headers = NULL;
+        _cleanup_(body_reset) Body body = {};
+        char errbuf[CURL_ERROR_SIZE] = "", what[256] = "no request made";
+        uint64_t start, deadline, last_start = 0;
+        unsigned requests = 0;
+        int r;
+
+        if (!req || !req->url || !*req->url || !ret_body || req->deadline_usec == 0) {
+                (void) set_detail(ret_detail, "invalid request (no URL or no deadline)", 0, 0, false);
+                return -EINVAL;
+        }
+
+        r = imds_global_init();
+        if (r < 0)
+                return log_error_errno(r, "Failed to initialize libcurl: %m");
+
+        headers = curl_slist_append(NULL, "Metadata: true");
+        if (!headers)
+                return log_oom();
+
+        body.max = req->max_body > 0 ? req->max_body : IMDS_MAX_BODY;
+        r = imds_easy_new(req->url, headers, &body, errbuf, &curl);
+        if (r < 0)
+                return r;
+        body.curl = curl;
+
+        start = now_usec();
+        deadline = start + req->deadline_usec;
+
+        for (;;) {
+                uint64_t now = now_usec(), timeout, wake;
+                curl_off_t retry_after = 0;
+                Outcome o;
+                CURLcode cc;
+                long status;
+
+                timeout = deadline > now ? deadline - now : 0;
+                if (timeout < MIN_REQUEST_USEC && requests > 0)
+                        break;
+                if (timeout < 1000)
+                        timeout = 1000; /* the first request always gets a (tiny) chance */
+                if (timeout > REQUEST_TIMEOUT_USEC)
+                        timeout = REQUEST_TIMEOUT_USEC;
+
+                body_reset(&body);
+                errbuf[0] = 0;
+
+                (void) curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, (long) (timeout / USEC_PER_MSEC));
+                (void) curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS,
+                                        (long) ((timeout < CONNECT_TIMEOUT_USEC ? timeout : CONNECT_TIMEOUT_USEC) /
+                                                USEC_PER_MSEC));
+
+                last_start = now;
+                requests++;
+                cc = curl_easy_perform(curl);
+                o = classify(curl, cc, &body, &status, what, sizeof what);
+
+                switch (o) {
+                case OUTCOME_OK:
+                        if (!body.data) {
+                                body.data = strdup("");
+                                if (!body.data)
+                                        return log_oom();
+                        }
+                        r = set_detail(ret_detail, what, requests, 0, false);
+                        if (r < 0)
+                                return log_oom();
+                        log_debug("IMDS answered HTTP 200 with %zu bytes after %u request%s.", body.size, requests,
+                                  requests == 1 ? "" : "s");
+                        if (ret_size)
+                                *ret_size = body.size;
+                        *ret_body = TAKE_PTR(body.data);
+                        return 0;
+
+                case OUTCOME_TOO_BIG:
+                        (void) set_detail(ret_detail, what, requests, 0, false);
+                        return -EFBIG;
+
+                case OUTCOME_PERMANENT:
+                        (void) set_detail(ret_detail, what, requests, 0, false);
+                        return -EPROTO;
+
+                case OUTCOME_FATAL:
+                        (void) set_detail(ret_detail, what, requests, 0, false);
+                        return cc == CURLE_OUT_OF_MEMORY || cc == CURLE_WRITE_ERROR ? -ENOMEM : -EINVAL;
+
+                case OUTCOME_RETRY:
+                        break;
+                }
+
+                body_reset(&body);
+
+                if (status == 429 || status == 503)
+                        (void) curl_easy_getinfo(curl, CURLINFO_RETRY_AFTER, &retry_after);
+                if (retry_after < 0)
+                        retry_after = 0;
+
+                now = now_usec();
+                if (now >= deadline)
+                        break;
+                wake = next_start(requests, last_start, now);
+                if (retry_after > 0) {
+                        /* The server asked us to come back later: do so if that is still within the deadline,
+                         * else there is no point in waiting. */
+                        uint64_t ra = (uint64_t) retry_after > req->deadline_usec / USEC_PER_SEC
+                                              ? req->deadline_usec + USEC_PER_SEC
+                                              : (uint64_t) retry_after * USEC_PER_SEC;
+
+                        if (now + ra + MIN_REQUEST_USEC > deadline)
+                                break;
+                        if (wake < now + ra)
+                                wake = now + ra;
+                } else if (wake + LAST_CHANCE_USEC > deadline) {
+                        /* Never sleep past the deadline: if the backoff would, make one last attempt shortly
+                         * before it (still within the request-rate limit). */
+                        uint64_t last = deadline > LAST_CHANCE_USEC ? deadline - LAST_CHANCE_USEC : 0;
+
+                        if (last < last_start + MIN_START_GAP_USEC)
+                                last = last_start + MIN_START_GAP_USEC;
+                        if (last < now)
+                                last = now;
+                        if (last < wake)
+                                wake = last;
+                }
+                if (wake + MIN_REQUEST_USEC > deadline)
+                        break;
+
+                {
+                        char attempt[32], http[32];
+                        const char *fields[] = { attempt, status > 0 ? http : NULL, NULL };
+
+                        snprintf(attempt, sizeof attempt, "IMDS_REQUESTS=%u", requests);
+                        snprintf(http, sizeof http, "HTTP_STATUS=%ld", status);
+                        log_event(LOG_INFO, MID_IMDS_RETRY, fields, "IMDS request %u failed (%s), retrying in %.2f s.",
+                                  requests, what, (double) (wake - now) / (double) USEC_PER_SEC);
+                        if (errbuf[0])
+                                log_debug("IMDS request %u: %s", requests, errbuf);
+                }
+                sleep_until(wake);
+        }
+
+        r = set_detail(ret_detail, what, requests, now_usec() - start, true);
+        if (r < 0)
+                return log_oom();
+        return -ETIMEDOUT;
+}
