@@ -2,8 +2,11 @@
 #include "fs-util.h"
 
 #include <dirent.h>
+#include <stdbool.h>
+#include <stdlib.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/openat2.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -15,6 +18,112 @@
 #include "macro.h"
 
 #define TEMP_INFIX ".aks-ssh-access-tmp."
+
+/* Without openat2 (old kernels, valgrind, seccomp filters that refuse it): the same resolution by hand.
+ * Every component is looked at without following it; a symlink's target is spliced into the rest of the
+ * path and resolved from the root (absolute) or from its directory (relative); ".." stops at the root. */
+static int splice_link(int dir, const char *comp, const char *rest, int root_fd, char **todo, int *ret_dir) {
+        char target[4096];
+        ssize_t n = readlinkat(dir, comp, target, sizeof target - 1);
+        char *joined;
+
+        if (n < 0)
+                return -errno;
+        target[n] = '\0';
+        if (asprintf(&joined, "%s/%s", target, rest) < 0)
+                return -ENOMEM;
+        free(*todo);
+        *todo = joined;
+        if (target[0] == '/') {
+                int r = openat(root_fd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+                if (r < 0)
+                        return -errno;
+                *ret_dir = r;
+        } else
+                *ret_dir = -1; /* stay in dir */
+        return 0;
+}
+
+int open_in_root_by_hand(int root_fd, const char *path, int flags, mode_t mode) {
+        _cleanup_free_ char *todo = strdup(path);
+        _cleanup_close_ int dir = -1;
+        unsigned links = 0;
+        size_t pos = 0;
+
+        if (!todo)
+                return -ENOMEM;
+        dir = openat(root_fd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (dir < 0)
+                return -errno;
+        for (;;) {
+                struct stat st;
+                char comp[NAME_MAX + 1];
+                const char *rest;
+                size_t len;
+                int fd, r, nd = -1;
+
+                while (todo[pos] == '/')
+                        pos++;
+                if (todo[pos] == '\0') {
+                        fd = openat(dir, ".", (flags & ~(O_CREAT | O_EXCL | O_NOFOLLOW)) | O_CLOEXEC);
+                        return fd < 0 ? -errno : fd;
+                }
+                len = strcspn(todo + pos, "/");
+                if (len > NAME_MAX)
+                        return -ENAMETOOLONG;
+                memcpy(comp, todo + pos, len);
+                comp[len] = '\0';
+                pos += len;
+                rest = todo + pos;
+                while (*rest == '/')
+                        rest++;
+                bool last = *rest == '\0';
+
+                if (streq(comp, "."))
+                        continue;
+                if (streq(comp, "..")) {
+                        struct stat b;
+                        if (fstat(dir, &st) < 0 || fstat(root_fd, &b) < 0)
+                                return -errno;
+                        if (st.st_dev == b.st_dev && st.st_ino == b.st_ino)
+                                continue; /* clamped at the root */
+                        fd = openat(dir, "..", O_PATH | O_DIRECTORY | O_CLOEXEC);
+                        if (fd < 0)
+                                return -errno;
+                        close(dir);
+                        dir = fd;
+                        continue;
+                }
+
+                if (fstatat(dir, comp, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+                        if (errno != ENOENT || !last || !(flags & O_CREAT))
+                                return -errno;
+                } else if (S_ISLNK(st.st_mode) && !(last && (flags & O_NOFOLLOW))) {
+                        if (++links > 40)
+                                return -ELOOP;
+                        r = splice_link(dir, comp, rest, root_fd, &todo, &nd);
+                        if (r < 0)
+                                return r;
+                        pos = 0;
+                        if (nd >= 0) {
+                                close(dir);
+                                dir = nd;
+                        }
+                        continue;
+                }
+
+                if (last) {
+                        fd = openat(dir, comp, flags | O_NOFOLLOW | O_CLOEXEC, mode);
+                        return fd < 0 ? -errno : fd;
+                }
+                fd = openat(dir, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                if (fd < 0)
+                        return -errno;
+                close(dir);
+                dir = fd;
+                pos = (size_t) (rest - todo);
+        }
+}
 
 int open_in_root(int root_fd, const char *path, int flags, mode_t mode) {
         struct open_how how = {
@@ -33,6 +142,8 @@ int open_in_root(int root_fd, const char *path, int flags, mode_t mode) {
         if (*path == '\0')
                 path = ".";
         fd = (int) syscall(SYS_openat2, root_fd, path, &how, sizeof how);
+        if (fd < 0 && (errno == ENOSYS || errno == EPERM))
+                return open_in_root_by_hand(root_fd, path, flags, mode);
         return fd < 0 ? -errno : fd;
 }
 

@@ -9,6 +9,8 @@
  * resolved within the root and can never escape it (openat2 RESOLVE_IN_ROOT). root_fd AT_FDCWD means the
  * real root. */
 int open_in_root(int root_fd, const char *path, int flags, mode_t mode);
+/* The same without openat2 (used when the kernel, valgrind or a seccomp filter refuses it). */
+int open_in_root_by_hand(int root_fd, const char *path, int flags, mode_t mode);
 
 /* Creates directory `path` (one level) inside the root if missing, then opens it. */
 int mkdir_open_in_root(int root_fd, const char *path, mode_t mode);
