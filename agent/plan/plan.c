@@ -45,25 +45,25 @@ static const UnitInfo *find(const UnitInfo *units, size_t n, const char *name) {
 }
 
 /* The first configured unit of that kind that exists as a unit of its own (not an alias); with only
- * aliases, the alias target. */
-static const char *pick(const UnitInfo *units, size_t n, const char *suffix) {
+ * aliases, the first alias (its state says whether its target is enabled; acting on the alias name acts
+ * on the target). */
+static const UnitInfo *pick(const UnitInfo *units, size_t n, const char *suffix) {
         for (size_t i = 0; i < n; i++)
                 if (ends_with(units[i].name, suffix) && exists(&units[i]) && !streq(units[i].file_state, "alias"))
-                        return units[i].name;
+                        return &units[i];
         for (size_t i = 0; i < n; i++)
                 if (ends_with(units[i].name, suffix) && exists(&units[i]))
-                        return units[i].canonical;
+                        return &units[i];
         return NULL;
 }
 
 void unit_plan_image_record(const UnitInfo *units, size_t n, ImageRecord *ret) {
-        const char *svc = pick(units, n, ".service"), *sock = pick(units, n, ".socket");
-        const UnitInfo *s = find(units, n, svc), *k = find(units, n, sock);
+        const UnitInfo *s = pick(units, n, ".service"), *k = pick(units, n, ".socket");
 
         *ret = (ImageRecord) {
                 .recorded = true,
-                .service = svc ? strdup(svc) : NULL,
-                .socket = sock ? strdup(sock) : NULL,
+                .service = s ? strdup(s->name) : NULL,
+                .socket = k ? strdup(k->name) : NULL,
                 .service_enabled = s && is_enabled_state(s->file_state),
                 .socket_enabled = k && is_enabled_state(k->file_state),
         };
@@ -112,24 +112,23 @@ static void plan_disabled(Builder *b, const UnitInfo *units, size_t n) {
 }
 
 static void plan_open(Builder *b, const UnitInfo *units, size_t n, const ImageRecord *rec) {
-        const char *svc = NULL, *sock = NULL;
+        const UnitInfo *svc = NULL, *sock = NULL, *on, *off;
         bool want_socket;
-        const UnitInfo *on, *off;
 
         if (rec && rec->recorded) {
-                svc = find(units, n, rec->service) && exists(find(units, n, rec->service)) ? rec->service : NULL;
-                sock = find(units, n, rec->socket) && exists(find(units, n, rec->socket)) ? rec->socket : NULL;
+                svc = find(units, n, rec->service);
+                sock = find(units, n, rec->socket);
         }
-        if (!svc)
+        if (!svc || !exists(svc))
                 svc = pick(units, n, ".service");
-        if (!sock)
+        if (!sock || !exists(sock))
                 sock = pick(units, n, ".socket");
         want_socket = rec && rec->recorded && rec->socket_enabled && !rec->service_enabled && sock;
         if (!svc && sock)
                 want_socket = true;
 
-        on = find(units, n, want_socket ? sock : svc);
-        off = find(units, n, want_socket ? svc : sock);
+        on = want_socket ? sock : svc;
+        off = want_socket ? svc : sock;
         b->plan.ssh_unit = on ? on->name : NULL;
         b->plan.socket_activation = want_socket;
         if (!on)
@@ -147,7 +146,7 @@ static void plan_open(Builder *b, const UnitInfo *units, size_t n, const ImageRe
         }
         bool changed = masked(on) || !(is_enabled_state(on->file_state) || streq(on->file_state, "static"));
         if (changed)
-                add(b, UNIT_ENABLE, on->name);
+                add(b, UNIT_ENABLE, on->canonical); /* enabling through an alias name fails (ELOOP) */
         if (changed || (off && running(off)))
                 add(b, UNIT_START, on->name);
 }

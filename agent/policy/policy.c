@@ -44,11 +44,29 @@ void policy_done(Policy *p) {
         *p = (Policy) { .mode = MODE_INVALID };
 }
 
-static int reject(Policy *p, size_t index, const char *reason) {
-        Rejection *n = realloc(p->rejected, (p->n_rejected + 1) * sizeof *n);
-        if (!n)
+/* Grows *array to hold at least `need` elements of `size` bytes, doubling (documents with 10 000 keys
+ * happen; growing one by one would be quadratic). */
+static int grow(void *array, size_t *alloc, size_t need, size_t size) {
+        void **a = array;
+        size_t n;
+        void *p;
+
+        if (need <= *alloc)
+                return 0;
+        n = *alloc ? *alloc * 2 : 16;
+        if (n < need)
+                n = need;
+        p = reallocarray(*a, n, size);
+        if (!p)
                 return -ENOMEM;
-        p->rejected = n;
+        *a = p;
+        *alloc = n;
+        return 0;
+}
+
+static int reject(Policy *p, size_t index, const char *reason) {
+        if (grow(&p->rejected, &p->n_rejected_alloc, p->n_rejected + 1, sizeof *p->rejected) < 0)
+                return -ENOMEM;
         p->rejected[p->n_rejected++] = (Rejection) { .index = index, .reason = reason };
         return 0;
 }
@@ -113,11 +131,8 @@ static int add_key(Policy *p, size_t index, const cJSON *entry) {
         if (r < 0)
                 return reject(p, index, reason);
 
-        PolicyKey *nk = realloc(p->keys, (p->n_keys + 1) * sizeof *nk);
         char *path_copy = strdup(path->valuestring);
-        if (nk)
-                p->keys = nk;
-        if (!nk || !path_copy) {
+        if (grow(&p->keys, &p->n_keys_alloc, p->n_keys + 1, sizeof *p->keys) < 0 || !path_copy) {
                 free(path_copy);
                 sshkey_done(&k);
                 return -ENOMEM;
@@ -159,13 +174,18 @@ int policy_parse(const char *json, size_t len, const char *mode_tag, Policy *ret
                 *ret_error = "compute.osProfile.adminUsername is missing or not a string";
                 return -EBADMSG;
         }
+        for (const char *c = user->valuestring; *c; c++)
+                if ((unsigned char) *c < 0x20 || *c == 0x7f || *c == '/' || *c == ':') {
+                        *ret_error = "compute.osProfile.adminUsername contains a control character, '/' or ':'";
+                        return -EBADMSG;
+                }
         keys = cJSON_GetObjectItemCaseSensitive(compute, "publicKeys");
-        if (keys && !cJSON_IsArray(keys) && !cJSON_IsNull(keys)) {
+        if (keys && !cJSON_IsArray(keys)) { /* null too: SPEC §2, a non-array publicKeys is invalid */
                 *ret_error = "compute.publicKeys is not an array";
                 return -EBADMSG;
         }
         tags = cJSON_GetObjectItemCaseSensitive(compute, "tagsList");
-        if (tags && !cJSON_IsArray(tags) && !cJSON_IsNull(tags)) {
+        if (tags && !cJSON_IsArray(tags)) {
                 *ret_error = "compute.tagsList is not an array";
                 return -EBADMSG;
         }

@@ -38,9 +38,9 @@ typedef struct Policy {
         char *admin_user;
         char *vm_id;        /* may be NULL */
         PolicyKey *keys;    /* valid entries in document order (de-duplicated by policy_check_paths()) */
-        size_t n_keys;
+        size_t n_keys, n_keys_alloc;
         Rejection *rejected;
-        size_t n_rejected;
+        size_t n_rejected, n_rejected_alloc;
 } Policy;
 
 void policy_done(Policy *p);

@@ -54,6 +54,19 @@ static int dup_string(const cJSON *o, const char *key, char **ret) {
         return *ret ? 0 : -ENOMEM;
 }
 
+static int dup_bool(const cJSON *o, const char *key, bool *ret) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+
+        if (!v || cJSON_IsNull(v)) {
+                *ret = false;
+                return 0;
+        }
+        if (!cJSON_IsBool(v))
+                return -EBADMSG;
+        *ret = cJSON_IsTrue(v);
+        return 0;
+}
+
 int state_parse(const char *text, size_t len, State *ret) {
         _cleanup_cjson_ cJSON *doc = NULL;
         const cJSON *v, *e;
@@ -107,7 +120,10 @@ int state_parse(const char *text, size_t len, State *ret) {
                 }
         }
 
+        /* Fields present with the wrong type make the file invalid, as for "keys". */
         v = cJSON_GetObjectItemCaseSensitive(doc, "units");
+        if (r >= 0 && v && !cJSON_IsNull(v) && !cJSON_IsArray(v))
+                r = -EBADMSG;
         if (r >= 0 && cJSON_IsArray(v)) {
                 size_t n = (size_t) cJSON_GetArraySize(v), i = 0;
                 s.units = calloc(n + 1, sizeof *s.units);
@@ -127,16 +143,22 @@ int state_parse(const char *text, size_t len, State *ret) {
         }
 
         v = cJSON_GetObjectItemCaseSensitive(doc, "image_ssh");
+        if (r >= 0 && v && !cJSON_IsNull(v) && !cJSON_IsObject(v))
+                r = -EBADMSG;
         if (r >= 0 && cJSON_IsObject(v)) {
                 s.image.recorded = true;
                 r = dup_string(v, "service", &s.image.service);
                 if (r >= 0)
                         r = dup_string(v, "socket", &s.image.socket);
-                s.image.service_enabled = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(v, "service_enabled"));
-                s.image.socket_enabled = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(v, "socket_enabled"));
+                if (r >= 0)
+                        r = dup_bool(v, "service_enabled", &s.image.service_enabled);
+                if (r >= 0)
+                        r = dup_bool(v, "socket_enabled", &s.image.socket_enabled);
         }
 
         v = cJSON_GetObjectItemCaseSensitive(doc, "last_apply");
+        if (r >= 0 && v && !cJSON_IsNull(v) && !cJSON_IsObject(v))
+                r = -EBADMSG;
         if (r >= 0 && cJSON_IsObject(v)) {
                 r = dup_string(v, "time", &s.last_time);
                 if (r >= 0)
@@ -144,7 +166,9 @@ int state_parse(const char *text, size_t len, State *ret) {
                 if (r >= 0)
                         r = dup_string(v, "result", &s.last_result);
                 const cJSON *x = cJSON_GetObjectItemCaseSensitive(v, "exit");
-                if (cJSON_IsNumber(x))
+                if (x && !cJSON_IsNumber(x))
+                        r = -EBADMSG;
+                else if (x)
                         s.last_exit = x->valueint;
         }
 
