@@ -28,6 +28,7 @@
 #define LAST_CHANCE_USEC       (500 * USEC_PER_MSEC)
 /* Not worth starting a request with less time than this left. */
 #define MIN_REQUEST_USEC       (50 * USEC_PER_MSEC)
+#define MAX_DEADLINE_USEC      (24 * 3600 * USEC_PER_SEC)
 
 static uint64_t now_usec(void) {
         struct timespec ts;
@@ -47,11 +48,9 @@ static void sleep_until(uint64_t when_usec) {
 }
 
 /* Jitter needs no cryptographic quality, and must never block on the boot-time entropy pool:
- * a xorshift generator seeded from the clock and the pid. */
-static uint64_t jitter_state;
-
-static uint64_t jitter_next(void) {
-        uint64_t x = jitter_state;
+ * a xorshift generator seeded from the clock and the pid. *state starts at 0. */
+static uint64_t jitter_next(uint64_t *state) {
+        uint64_t x = *state;
 
         if (x == 0) {
                 struct timespec ts;
@@ -64,7 +63,7 @@ static uint64_t jitter_next(void) {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        jitter_state = x;
+        *state = x;
         return x;
 }
 
@@ -286,8 +285,10 @@ static int imds_easy_new(const char *url, struct curl_slist *headers, Body *body
 #undef SETOPT
         if (cc == CURLE_OUT_OF_MEMORY)
                 return -ENOMEM;
-        if (cc != CURLE_OK)
-                return log_error_errno(EINVAL, "Failed to set up the IMDS request: %s", curl_easy_strerror(cc));
+        if (cc != CURLE_OK) {
+                log_error("libcurl refused an option: %s", curl_easy_strerror(cc));
+                return -EINVAL;
+        }
 
         *ret = TAKE_PTR(c);
         return 0;
@@ -295,7 +296,7 @@ static int imds_easy_new(const char *url, struct curl_slist *headers, Body *body
 
 /* When the next request may start: full jitter over an exponential backoff, never sooner than
  * MIN_START_GAP_USEC after the previous start. */
-static uint64_t next_start(unsigned failures, uint64_t last_start, uint64_t now) {
+static uint64_t next_start(uint64_t *jitter, unsigned failures, uint64_t last_start, uint64_t now) {
         uint64_t backoff = BACKOFF_BASE_USEC, wake;
 
         for (unsigned i = 1; i < failures && backoff < BACKOFF_CAP_USEC; i++)
@@ -303,7 +304,7 @@ static uint64_t next_start(unsigned failures, uint64_t last_start, uint64_t now)
         if (backoff > BACKOFF_CAP_USEC)
                 backoff = BACKOFF_CAP_USEC;
 
-        wake = now + jitter_next() % (backoff + 1);
+        wake = now + jitter_next(jitter) % (backoff + 1);
         if (wake < last_start + MIN_START_GAP_USEC)
                 wake = last_start + MIN_START_GAP_USEC;
         return wake;
@@ -314,7 +315,7 @@ int imds_fetch(const ImdsRequest *req, char **ret_body, size_t *ret_size, char *
         _cleanup_(curl_slist_free_allp) struct curl_slist *headers = NULL;
         _cleanup_(body_reset) Body body = {};
         char errbuf[CURL_ERROR_SIZE] = "", what[256] = "no request made";
-        uint64_t start, deadline, last_start = 0;
+        uint64_t start, deadline, budget, last_start = 0, jitter = 0;
         unsigned requests = 0;
         int r;
 
@@ -324,21 +325,25 @@ int imds_fetch(const ImdsRequest *req, char **ret_body, size_t *ret_size, char *
         }
 
         r = imds_global_init();
-        if (r < 0)
-                return log_error_errno(r, "Failed to initialize libcurl: %m");
-
-        headers = curl_slist_append(NULL, "Metadata: true");
-        if (!headers)
-                return log_oom();
-
-        body.max = req->max_body > 0 ? req->max_body : IMDS_MAX_BODY;
-        r = imds_easy_new(req->url, headers, &body, errbuf, &curl);
-        if (r < 0)
-                return r;
+        if (r >= 0) {
+                headers = curl_slist_append(NULL, "Metadata: true");
+                if (!headers)
+                        r = -ENOMEM;
+        }
+        if (r >= 0) {
+                body.max = req->max_body > 0 ? req->max_body : IMDS_MAX_BODY;
+                r = imds_easy_new(req->url, headers, &body, errbuf, &curl);
+        }
+        if (r < 0) {
+                (void) set_detail(ret_detail, "cannot set up libcurl", 0, 0, false);
+                return log_error_errno(r, "Failed to set up the IMDS request: %m");
+        }
         body.curl = curl;
 
+        /* Clamped so that no sum below can overflow; a day is far beyond any sensible deadline. */
+        budget = req->deadline_usec < MAX_DEADLINE_USEC ? req->deadline_usec : MAX_DEADLINE_USEC;
         start = now_usec();
-        deadline = start + req->deadline_usec;
+        deadline = start + budget;
 
         for (;;) {
                 uint64_t now = now_usec(), timeout, wake;
@@ -411,12 +416,12 @@ int imds_fetch(const ImdsRequest *req, char **ret_body, size_t *ret_size, char *
                 now = now_usec();
                 if (now >= deadline)
                         break;
-                wake = next_start(requests, last_start, now);
+                wake = next_start(&jitter, requests, last_start, now);
                 if (retry_after > 0) {
                         /* The server asked us to come back later: do so if that is still within the deadline,
                          * else there is no point in waiting. */
-                        uint64_t ra = (uint64_t) retry_after > req->deadline_usec / USEC_PER_SEC
-                                              ? req->deadline_usec + USEC_PER_SEC
+                        uint64_t ra = (uint64_t) retry_after > budget / USEC_PER_SEC
+                                              ? budget + USEC_PER_SEC
                                               : (uint64_t) retry_after * USEC_PER_SEC;
 
                         if (now + ra + MIN_REQUEST_USEC > deadline)

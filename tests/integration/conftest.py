@@ -1,0 +1,380 @@
+"""Shared fixtures of the integration suite: the agent binary, the IMDS emulator on loopback, realistic IMDS
+documents, SSH keys, scratch root trees and config files. Stdlib + pytest only; run with /usr/bin/python3.
+
+Fixtures (names are a contract with the other test files):
+    agent_bin        path of the binary under test (env AKS_SSH_ACCESS_BIN, default <repo>/build/aks-ssh-access)
+    asan_bin         path of the ASan+UBSan build (env AKS_SSH_ACCESS_ASAN_BIN) or None
+    run_agent        run_agent(args, env=None, timeout=60, input=None, bin=None) -> (rc, stdout, stderr);
+                     rc is the string "timeout" if the agent had to be killed
+    emulator         emulator(doc=dict, script=list|None, bind="127.0.0.1") -> Emulator (.url, .set_doc,
+                     .set_script, .requests(), .port, .stop()); stopped at teardown
+    imds_doc         the imds_doc() function below
+    keygen           keygen(kind, bits=None, name=None) -> (public key line, "SHA256:..." fingerprint)
+    scratch_root     scratch_root(user="azureuser", units=None, enable=("ssh.service",)) -> Root (.root, .home, .ak)
+    config_file      config_file(text, name=None) -> path of a config file holding text
+"""
+import http.client
+import json
+import os
+import select
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+EMULATOR = os.path.join(REPO, "tests", "imds-emulator")
+TAG = "aks-managed-ssh-access"
+IMDS_QUERY = "/metadata/instance?api-version=2021-08-01&extended=true"
+ASAN_ENV = {
+    "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0:exitcode=86",
+    "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1",
+}
+
+# Debian 12's units (openssh-server 1:9.2p1-2), verbatim.
+DEBIAN_SSH_SERVICE = """[Unit]
+Description=OpenBSD Secure Shell server
+Documentation=man:sshd(8) man:sshd_config(5)
+After=network.target auditd.service
+ConditionPathExists=!/etc/ssh/sshd_not_to_be_run
+
+[Service]
+EnvironmentFile=-/etc/default/ssh
+ExecStartPre=/usr/sbin/sshd -t
+ExecStart=/usr/sbin/sshd -D $SSHD_OPTS
+ExecReload=/usr/sbin/sshd -t
+ExecReload=/bin/kill -HUP $MAINPID
+KillMode=process
+Restart=on-failure
+RestartPreventExitStatus=255
+Type=notify
+RuntimeDirectory=sshd
+RuntimeDirectoryMode=0755
+
+[Install]
+WantedBy=multi-user.target
+Alias=sshd.service
+"""
+DEBIAN_SSH_SOCKET = """[Unit]
+Description=OpenBSD Secure Shell server socket
+Before=sockets.target
+ConditionPathExists=!/etc/ssh/sshd_not_to_be_run
+
+[Socket]
+ListenStream=22
+Accept=no
+
+[Install]
+WantedBy=sockets.target
+"""
+DEBIAN_UNITS = {"ssh.service": DEBIAN_SSH_SERVICE, "ssh.socket": DEBIAN_SSH_SOCKET}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# IMDS documents
+
+
+def imds_doc(mode, keys, user="azureuser", path=None, extra_tags=(), tag=TAG):
+    """A document shaped like what IMDS returns for an AKS VMSS node (api-version 2021-08-01, extended=true).
+    mode None leaves the mode tag out; keys are public key lines; path overrides every key's path."""
+    tags = [{"name": "aks-managed-cluster-name", "value": "c1"}] + list(extra_tags)
+    if mode is not None:
+        tags.append({"name": tag, "value": mode})
+    return {
+        "compute": {
+            "azEnvironment": "AzurePublicCloud",
+            "location": "westeurope",
+            "name": "aks-nodepool1-12345678-vmss_0",
+            "osType": "Linux",
+            "osProfile": {"adminUsername": user, "computerName": "aks-nodepool1-12345678-vmss000000",
+                          "disablePasswordAuthentication": "true"},
+            "publicKeys": [{"keyData": k, "path": path or f"/home/{user}/.ssh/authorized_keys"} for k in keys],
+            "tagsList": tags,
+            "tags": ";".join(f"{t['name']}:{t['value']}" for t in tags),
+            "vmId": "02aab8a4-74ef-476e-8182-f6d2ba4166a6",
+            "vmScaleSetName": "aks-nodepool1-12345678-vmss",
+            "vmSize": "Standard_D4s_v3",
+            "zone": "",
+            "userData": "",
+            "securityProfile": {"secureBootEnabled": "false", "virtualTpmEnabled": "false"},
+            "storageProfile": {"imageReference": {"id": "", "offer": "", "publisher": "", "sku": "", "version": ""},
+                               "osDisk": {"caching": "ReadOnly", "diskSizeGB": "128", "osType": "Linux"}},
+            "extended": {"compute": {"hasCustomData": "true"}},
+        },
+        "network": {"interface": [{"ipv4": {"ipAddress": [{"privateIpAddress": "10.224.0.4", "publicIpAddress": ""}],
+                                             "subnet": [{"address": "10.224.0.0", "prefix": "16"}]},
+                                    "ipv6": {"ipAddress": []}, "macAddress": "6045BD8E1A2B"}]},
+    }
+
+
+@pytest.fixture(name="imds_doc")
+def imds_doc_fixture():
+    return imds_doc
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The agent
+
+
+@pytest.fixture(scope="session")
+def agent_bin():
+    path = os.environ.get("AKS_SSH_ACCESS_BIN") or os.path.join(REPO, "build", "aks-ssh-access")
+    if not os.access(path, os.X_OK):
+        pytest.fail(f"agent binary {path} missing: run `make` (or set AKS_SSH_ACCESS_BIN)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def asan_bin():
+    path = os.environ.get("AKS_SSH_ACCESS_ASAN_BIN")
+    if not path:
+        return None
+    if not os.access(path, os.X_OK):
+        pytest.fail(f"AKS_SSH_ACCESS_ASAN_BIN={path} is not an executable")
+    return path
+
+
+def sanitizer_report(stderr):
+    """The first line of an ASan/UBSan/LSan report in stderr, or None."""
+    for line in stderr.splitlines():
+        if ("ERROR: AddressSanitizer" in line or "ERROR: LeakSanitizer" in line or "runtime error:" in line
+                or "ERROR: UndefinedBehaviorSanitizer" in line):
+            return line
+    return None
+
+
+@pytest.fixture
+def run_agent(agent_bin):
+    def run(args, env=None, timeout=60, input=None, bin=None):
+        e = dict(os.environ)
+        e.pop("NOTIFY_SOCKET", None)
+        e.pop("JOURNAL_STREAM", None)
+        for k, v in ASAN_ENV.items():
+            e.setdefault(k, v)
+        for k, v in (env or {}).items():
+            if v is None:
+                e.pop(k, None)
+            else:
+                e[k] = v
+        try:
+            r = subprocess.run([bin or agent_bin] + list(args), capture_output=True, text=True, timeout=timeout,
+                               env=e, input=input, stdin=None if input is not None else subprocess.DEVNULL)
+        except subprocess.TimeoutExpired as te:
+            out = te.stdout.decode(errors="replace") if isinstance(te.stdout, bytes) else (te.stdout or "")
+            err = te.stderr.decode(errors="replace") if isinstance(te.stderr, bytes) else (te.stderr or "")
+            return "timeout", out, err
+        return r.returncode, r.stdout, r.stderr
+
+    return run
+
+
+# --------------------------------------------------------------------------------------------------------------
+# IMDS emulator
+
+
+def _write_atomic(path, data):
+    if isinstance(data, str):
+        data = data.encode()
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+class Emulator:
+    """tests/imds-emulator running on loopback; see that script for the scripted answer kinds."""
+
+    def __init__(self, workdir, doc=None, script=None, bind="127.0.0.1"):
+        os.makedirs(workdir, exist_ok=True)
+        self.doc_path = os.path.join(workdir, "doc.json")
+        self.script_path = os.path.join(workdir, "script.json")
+        self.log_path = os.path.join(workdir, "requests.jsonl")
+        self.bind = bind
+        self.set_doc(doc if doc is not None else imds_doc("LocalUser", []))
+        self.set_script(script)
+        open(self.log_path, "w").close()
+        self.stderr = open(os.path.join(workdir, "emulator.stderr"), "w+")
+        self.proc = subprocess.Popen(
+            [sys.executable, EMULATOR, "--bind", bind, "--port", "0", "--doc", self.doc_path,
+             "--script", self.script_path, "--log", self.log_path],
+            stdout=subprocess.PIPE, stderr=self.stderr, stdin=subprocess.DEVNULL, text=True)
+        self.port = self._read_port(10)
+        self.host = f"[{bind}]" if ":" in bind else bind
+        self.base = f"http://{self.host}:{self.port}"
+        self.url = self.base + IMDS_QUERY
+        self._wait_listening(10)
+
+    def _read_port(self, timeout):
+        end = time.monotonic() + timeout
+        line = ""
+        while time.monotonic() < end and not line.endswith("\n"):
+            r, _, _ = select.select([self.proc.stdout], [], [], 0.1)
+            if r:
+                c = self.proc.stdout.readline()
+                if not c:
+                    break
+                line += c
+        if not line.strip().isdigit():
+            self.stop()
+            self.stderr.seek(0)
+            raise RuntimeError(f"imds-emulator did not start: {line!r} {self.stderr.read()[-2000:]}")
+        return int(line)
+
+    def _wait_listening(self, timeout):
+        # A bare TCP connect: no HTTP request, so it neither shows up in the log nor consumes a scripted answer.
+        end = time.monotonic() + timeout
+        while True:
+            try:
+                with socket.create_connection((self.bind, self.port), timeout=1):
+                    return
+            except OSError:
+                if time.monotonic() > end or self.proc.poll() is not None:
+                    raise RuntimeError("imds-emulator does not accept connections")
+                time.sleep(0.05)
+
+    def set_doc(self, doc):
+        """doc: a dict/list (serialized with json.dumps) or the exact bytes/str to serve."""
+        _write_atomic(self.doc_path, doc if isinstance(doc, (str, bytes)) else json.dumps(doc))
+
+    def set_script(self, script):
+        """A new list of scripted answers; consumption restarts at its first entry. None or [] for none."""
+        _write_atomic(self.script_path, json.dumps(list(script or [])))
+        # The emulator notices a change by (inode, mtime, size); the atomic rename gives a new inode.
+
+    def requests(self):
+        out = []
+        with open(self.log_path) as f:
+            for line in f:
+                if line.strip():
+                    out.append(json.loads(line))
+        return out
+
+    def get(self, path=IMDS_QUERY, headers=None):
+        """A request straight to the emulator (no proxy); returns (status, body bytes). It is logged."""
+        c = http.client.HTTPConnection(self.bind, self.port, timeout=10)
+        try:
+            c.request("GET", path, headers=headers if headers is not None else {"Metadata": "true"})
+            r = c.getresponse()
+            return r.status, r.read()
+        finally:
+            c.close()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stdout:
+            self.proc.stdout.close()
+        if not self.stderr.closed:
+            self.stderr.close()
+
+
+@pytest.fixture
+def emulator(tmp_path):
+    started = []
+
+    def start(doc=None, script=None, bind="127.0.0.1"):
+        e = Emulator(str(tmp_path / f"emulator{len(started)}"), doc=doc, script=script, bind=bind)
+        started.append(e)
+        return e
+
+    yield start
+    for e in started:
+        e.stop()
+
+
+def free_port(bind="127.0.0.1"):
+    """A loopback TCP port nothing listens on (right now)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((bind, 0))
+        return s.getsockname()[1]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Keys, roots, config
+
+
+@pytest.fixture
+def keygen(tmp_path):
+    d = tmp_path / "keys"
+    d.mkdir(exist_ok=True)
+    counter = [0]
+
+    def gen(kind, bits=None, name=None):
+        counter[0] += 1
+        name = name or f"k{counter[0]}_{kind}{bits or ''}"
+        path = str(d / name)
+        cmd = ["ssh-keygen", "-q", "-t", kind, "-N", "", "-C", f"{name}@example", "-f", path]
+        if bits:
+            cmd[4:4] = ["-b", str(bits)]
+        subprocess.run(cmd, check=True, stdin=subprocess.DEVNULL)
+        with open(path + ".pub") as f:
+            pub = f.read().strip()
+        fp = subprocess.run(["ssh-keygen", "-l", "-E", "sha256", "-f", path + ".pub"], capture_output=True,
+                            text=True, check=True).stdout.split()[1]
+        return pub, fp
+
+    return gen
+
+
+class Root:
+    def __init__(self, root, user):
+        self.root = root
+        self.user = user
+        self.home = os.path.join(root, "home", user)
+        self.ssh_dir = os.path.join(self.home, ".ssh")
+        self.ak = os.path.join(self.ssh_dir, "authorized_keys")
+
+    def is_enabled(self, unit):
+        """What `systemctl --root=ROOT is-enabled UNIT` prints."""
+        return subprocess.run(["systemctl", f"--root={self.root}", "is-enabled", unit], capture_output=True,
+                              text=True).stdout.strip()
+
+    def __str__(self):
+        return self.root
+
+
+@pytest.fixture
+def scratch_root(tmp_path):
+    counter = [0]
+
+    def make(user="azureuser", units=None, enable=("ssh.service",)):
+        counter[0] += 1
+        root = str(tmp_path / f"root{counter[0]}")
+        for d in ("etc/systemd/system", "usr/lib/systemd/system", "var/lib", "run", "root", f"home/{user}"):
+            os.makedirs(os.path.join(root, d), exist_ok=True)
+        os.chmod(os.path.join(root, "root"), 0o700)
+        with open(os.path.join(root, "etc/passwd"), "w") as f:
+            f.write(f"root:x:0:0:root:/root:/bin/bash\n{user}:x:1000:1000::/home/{user}:/bin/bash\n")
+        with open(os.path.join(root, "etc/group"), "w") as f:
+            f.write(f"root:x:0:\n{user}:x:1000:\n")
+        home = os.path.join(root, "home", user)
+        os.chown(home, 1000, 1000)
+        os.chmod(home, 0o755)
+        for name, text in (DEBIAN_UNITS if units is None else units).items():
+            with open(os.path.join(root, "usr/lib/systemd/system", name), "w") as f:
+                f.write(text)
+        for u in enable:
+            subprocess.run(["systemctl", f"--root={root}", "enable", u], capture_output=True, check=True)
+        return Root(root, user)
+
+    return make
+
+
+@pytest.fixture
+def config_file(tmp_path):
+    counter = [0]
+
+    def write(text, name=None):
+        counter[0] += 1
+        p = tmp_path / (name or f"config{counter[0]}.conf")
+        p.write_text(text)
+        return str(p)
+
+    return write
