@@ -5,22 +5,28 @@
  *
  * The image tree is not trusted: every path is resolved with openat2(RESOLVE_IN_ROOT) against an fd of DIR,
  * so absolute or ".." symlinks inside the tree resolve inside the tree, never on the host. (systemctl itself
- * follows such links on the host in a few places; where the two differ we stay inside the root.)
+ * follows such links on the host in a few places; where the two differ we stay inside the root.) Without
+ * openat2() (kernel < 5.6, valgrind) the same resolution is done by hand with O_PATH|O_NOFOLLOW fds.
  *
- * The logic mirrors src/shared/install.c of systemd 252:
- *   lookup       unit_file_search()/install_info_traverse(): first hit of NAME along the search path; a
- *                symlink to a file of the same name is followed, one to another name is an alias and the
- *                lookup restarts with that name; /dev/null (or an empty file) is a mask.
+ * The logic mirrors src/shared/install.c of systemd 252 (and was checked against `systemctl --root` 252.39,
+ * see tests/unit/test-units-offline.c):
+ *   lookup       unit_file_search()/install_info_traverse(): the first entry NAME along the search path (in
+ *                Debian's order: .../usr/local/lib, /lib, /usr/lib, so on merged-usr links say /lib/...);
+ *                a symlink to /dev/null or an empty file is a mask; a link into the search path is an alias
+ *                and the lookup restarts with the target's name; a link outside it to a file of the same
+ *                name is a "linked" unit and is followed.
  *   is-enabled   unit_file_lookup_state()/find_symlinks_in_scope(): only etc/systemd/system ("enabled",
  *                "linked") and the /run directories ("enabled-runtime", "linked-runtime") are scanned.
- *   enable       install_info_apply(): Alias= links (not replaced unless dangling), WantedBy=/RequiredBy=/
- *                UpheldBy= links (replaced if they point elsewhere), Also= units likewise.
+ *   enable       install_info_apply(): Alias= links (never replacing what is there, not even a mask),
+ *                WantedBy=/RequiredBy= links (replacing links that point elsewhere), Also= units likewise.
+ *                Refused for masked units and for names that are alias links in /etc or /run.
  *   disable      install_context_mark_for_removal()/remove_marked_symlinks(): the names of the unit (and of
- *                its alias targets and Also= units) are marked, then every symlink under etc/systemd/system
- *                named like a marked unit or resolving to a file of a marked name is removed, and the
- *                directories that became empty on the way up are removed.
- *   mask/unmask  unit_file_mask()/unit_file_unmask(): etc/systemd/system/NAME -> /dev/null; unmask removes a
- *                symlink to "/dev/null" or an empty regular file of that name, nothing else. */
+ *                its alias targets and Also= units) are marked unless masked, then every symlink under
+ *                etc/systemd/system named like a marked unit or resolving to a file of a marked name is
+ *                removed, and the directories that became empty on the way up are removed.
+ *   mask/unmask  unit_file_mask()/unit_file_unmask(): etc/systemd/system/NAME -> /dev/null, never replacing
+ *                anything; unmask removes a symlink reading "/dev/null" or an empty regular file, nothing else.
+ * mask/unmask/enable/disable return 1 if they changed the tree and 0 if there was nothing to do. */
 
 #include <dirent.h>
 #include <errno.h>
@@ -106,6 +112,7 @@ typedef struct UnitInfo {
         UnitInfoType type;
         char **aliases, **wanted_by, **required_by, **also;
         char *default_instance;
+        int bad; /* a negative errno if some [Install] value could not be used */
 } UnitInfo;
 
 static void unit_info_done(UnitInfo *i) {
@@ -119,14 +126,14 @@ static void unit_info_done(UnitInfo *i) {
         *i = (UnitInfo) {};
 }
 
-static void closedirp(DIR **d) {
+static void offline_closedirp(DIR **d) {
         if (*d)
                 closedir(*d);
 }
 
 /* ---- small string helpers ---------------------------------------------------------------------------- */
 
-static size_t strv_length(char **l) {
+static size_t names_count(char **l) {
         size_t n = 0;
 
         for (; l && l[n]; n++)
@@ -134,7 +141,7 @@ static size_t strv_length(char **l) {
         return n;
 }
 
-static bool strv_contains(char **l, const char *s) {
+static bool names_contain(char **l, const char *s) {
         for (; l && *l; l++)
                 if (streq(*l, s))
                         return true;
@@ -142,8 +149,8 @@ static bool strv_contains(char **l, const char *s) {
 }
 
 /* Appends s (taking ownership) to *l. */
-static int strv_consume(char ***l, char *s) {
-        size_t n = strv_length(*l);
+static int names_add_take(char ***l, char *s) {
+        size_t n = names_count(*l);
         char **m;
 
         if (!s)
@@ -159,8 +166,8 @@ static int strv_consume(char ***l, char *s) {
         return 0;
 }
 
-static int strv_extend(char ***l, const char *s) {
-        return strv_consume(l, strdup(s));
+static int names_add(char ***l, const char *s) {
+        return names_add_take(l, strdup(s));
 }
 
 static const char *last_component(const char *p) {
@@ -168,7 +175,7 @@ static const char *last_component(const char *p) {
         return s ? s + 1 : p;
 }
 
-static char *path_join2(const char *a, const char *b) {
+static char *path_join_two(const char *a, const char *b) {
         char *r;
         size_t la = strlen(a);
 
@@ -237,7 +244,7 @@ static char *symlink_target_abs(const char *dir, const char *target) {
 
         if (target[0] == '/')
                 return path_normalize(target);
-        j = path_join2(dir, target);
+        j = path_join_two(dir, target);
         return j ? path_normalize(j) : NULL;
 }
 
@@ -510,7 +517,7 @@ static int root_open_parent(OfflineBackend *b, const char *path, int flags, cons
         return root_open(b, dir, (flags ?: O_PATH) | O_DIRECTORY);
 }
 
-static int readlinkat_malloc(int dfd, const char *name, char **ret) {
+static int offline_readlinkat(int dfd, const char *name, char **ret) {
         char buf[PATH_MAX];
         ssize_t n;
         char *r;
@@ -530,7 +537,7 @@ static int readlinkat_malloc(int dfd, const char *name, char **ret) {
  * root. When a component is missing the rest is kept as written (normalised) and *ret_st is not set.
  * Returns 1 if the resolved path exists, 0 if not. */
 static int root_chase(OfflineBackend *b, const char *path, char **ret_path, struct stat *ret_st) {
-        _cleanup_free_ char *cur = path_normalize(path);
+        _cleanup_free_ char *cur = strdup(path);
 
         if (!cur)
                 return -ENOMEM;
@@ -553,8 +560,8 @@ static int root_chase(OfflineBackend *b, const char *path, char **ret_path, stru
 
                 dfd = root_open_parent(b, cur, 0, &base);
                 if (dfd == -ENOENT || dfd == -ENOTDIR) {
-                        *ret_path = TAKE_PTR(cur);
-                        return 0;
+                        *ret_path = path_normalize(cur);
+                        return *ret_path ? 0 : -ENOMEM;
                 }
                 if (dfd < 0)
                         return dfd;
@@ -563,7 +570,7 @@ static int root_chase(OfflineBackend *b, const char *path, char **ret_path, stru
                 if (r < 0)
                         return r;
 
-                joined = path_join2(dir, base);
+                joined = path_join_two(dir, base);
                 if (!joined)
                         return -ENOMEM;
 
@@ -580,11 +587,13 @@ static int root_chase(OfflineBackend *b, const char *path, char **ret_path, stru
                         return 1;
                 }
 
-                r = readlinkat_malloc(dfd, base, &target);
+                r = offline_readlinkat(dfd, base, &target);
                 if (r < 0)
                         return r;
+                /* Relative to the real directory of the link; ".." is left to the kernel, which resolves
+                 * the components before it first. */
                 free(cur);
-                cur = symlink_target_abs(dir, target);
+                cur = target[0] == '/' ? strdup(target) : path_join_two(dir, target);
                 if (!cur)
                         return -ENOMEM;
         }
@@ -714,8 +723,19 @@ static int install_name_printf(const char *unit, const char *in, char **ret) {
         return 0;
 }
 
+/* A value we cannot use exactly as systemctl would (an unsupported specifier, not a unit name, unbalanced
+ * quotes) is logged and remembered in info->bad: get_file_state() still answers, enable refuses. */
+static int install_value_bad(UnitInfo *info, int error, const char *path, unsigned line, const char *key,
+                             const char *value, const char *why) {
+        if (info->bad == 0)
+                info->bad = -abs(error);
+        log_warning_errno(error, "%s:%u: %s=%s: %s, ignoring: %m", path, line, key, value, why);
+        return 0;
+}
+
 static int parse_install_value(UnitInfo *info, const char *path, unsigned line, const char *key, const char *value) {
         char ***list = NULL;
+        int r;
 
         if (streq(key, "Alias"))
                 list = &info->aliases;
@@ -727,14 +747,18 @@ static int parse_install_value(UnitInfo *info, const char *path, unsigned line, 
                 list = &info->also;
         else if (streq(key, "DefaultInstance")) {
                 _cleanup_free_ char *v = NULL;
-                int r = install_name_printf(info->name, value, &v);
-                if (r < 0)
-                        return log_error_errno(r, "%s:%u: Bad DefaultInstance=%s: %m", path, line, value);
+
+                r = install_name_printf(info->name, value, &v);
+                if (r == -ENOMEM)
+                        return log_oom();
+                if (r < 0 || !*v || strchr(v, '/'))
+                        return install_value_bad(info, r < 0 ? r : -EINVAL, path, line, key, value,
+                                                 "not a usable instance name");
                 free(info->default_instance);
                 info->default_instance = TAKE_PTR(v);
                 return 0;
         } else
-                return 0; /* unknown keys are ignored, like systemd does */
+                return 0; /* unknown keys are ignored, like systemd does (UpheldBy= is not an [Install] key in 252) */
 
         if (!*value) { /* an empty assignment resets the list */
                 *list = strv_free(*list);
@@ -743,29 +767,35 @@ static int parse_install_value(UnitInfo *info, const char *path, unsigned line, 
 
         for (const char *p = value;;) {
                 _cleanup_free_ char *word = NULL, *expanded = NULL;
-                int r;
 
                 r = extract_word(&p, &word);
+                if (r == -ENOMEM)
+                        return log_oom();
                 if (r < 0)
-                        return log_error_errno(r, "%s:%u: Cannot parse %s=%s: %m", path, line, key, value);
+                        return install_value_bad(info, r, path, line, key, value, "cannot split into words");
                 if (r == 0)
                         break;
                 r = install_name_printf(info->name, word, &expanded);
-                if (r < 0)
-                        return log_error_errno(r, "%s:%u: Unsupported specifier in %s=%s: %m", path, line, key, word);
-                if (!unit_name_is_valid(expanded, UNIT_NAME_ANY))
-                        return log_error_errno(-EINVAL, "%s:%u: %s=%s is not a valid unit name: %m", path, line, key,
-                                               expanded);
-                if (strv_contains(*list, expanded))
+                if (r == -ENOMEM)
+                        return log_oom();
+                if (r < 0) {
+                        install_value_bad(info, r, path, line, key, word, "unsupported specifier");
                         continue;
-                r = strv_consume(list, TAKE_PTR(expanded));
+                }
+                if (!unit_name_is_valid(expanded, UNIT_NAME_ANY)) {
+                        install_value_bad(info, -EINVAL, path, line, key, expanded, "not a valid unit name");
+                        continue;
+                }
+                if (names_contain(*list, expanded))
+                        continue;
+                r = names_add_take(list, TAKE_PTR(expanded));
                 if (r < 0)
                         return log_oom();
         }
         return 0;
 }
 
-static char *strip(char *s) {
+static char *strip_ws(char *s) {
         char *e;
 
         s += strspn(s, " \t\n\r");
@@ -811,15 +841,10 @@ static int parse_install_section(int fd, const char *path, UnitInfo *info) {
                         if (memchr(buf, '\0', (size_t) n))
                                 return -EBADMSG;
 
-                        if (cont) {
-                                const char *t = buf + strspn(buf, " \t");
-                                if (*t == '#' || *t == ';') /* comment lines inside a continuation are dropped */
-                                        continue;
-                        } else {
-                                const char *t = buf + strspn(buf, " \t");
-                                if (*t == '#' || *t == ';')
-                                        continue;
-                        }
+                        /* Comments, also inside a continuation (where they are dropped). */
+                        const char *t = buf + strspn(buf, " \t");
+                        if (*t == '#' || *t == ';')
+                                continue;
 
                         for (const char *e = buf; *e; e++)
                                 escaped = escaped ? false : *e == '\\';
@@ -844,7 +869,7 @@ static int parse_install_section(int fd, const char *path, UnitInfo *info) {
                         l = cont ?: buf;
                 }
 
-                l = strip(l);
+                l = strip_ws(l);
                 if (*l == '[') {
                         size_t k = strlen(l);
                         if (k < 2 || l[k - 1] != ']')
@@ -857,7 +882,7 @@ static int parse_install_section(int fd, const char *path, UnitInfo *info) {
                                 log_debug("%s:%u: Missing '=', ignoring line.", path, line);
                         else {
                                 *eq = '\0';
-                                int r = parse_install_value(info, path, line, strip(l), strip(eq + 1));
+                                int r = parse_install_value(info, path, line, strip_ws(l), strip_ws(eq + 1));
                                 if (r < 0)
                                         return r;
                         }
@@ -873,7 +898,7 @@ static int parse_install_section(int fd, const char *path, UnitInfo *info) {
 
 /* ---- lookup (unit_file_search() + install_info_traverse()) ------------------------------------------- */
 
-static bool null_or_empty(const struct stat *st) {
+static bool stat_null_or_empty(const struct stat *st) {
         return (S_ISREG(st->st_mode) && st->st_size <= 0) || S_ISCHR(st->st_mode) || S_ISBLK(st->st_mode);
 }
 
@@ -892,7 +917,7 @@ static int unit_search(OfflineBackend *b, const char *name, char **ret_path) {
                                 continue;
                         return log_error_errno(errno, "Failed to stat %s%s/%s: %m", b->root, search_path[i].path, name);
                 }
-                *ret_path = path_join2(search_path[i].path, name);
+                *ret_path = path_join_two(search_path[i].path, name);
                 return *ret_path ? 0 : -ENOMEM;
         }
         return -ENOENT;
@@ -919,12 +944,12 @@ static int unit_load(OfflineBackend *b, const char *path, UnitInfo *info, char *
                 r = root_chase(b, path, &resolved, &tst);
                 if (r < 0)
                         return r;
-                if (streq(resolved, "/dev/null") || (r > 0 && null_or_empty(&tst))) {
+                if (streq(resolved, "/dev/null") || (r > 0 && stat_null_or_empty(&tst))) {
                         info->type = UNIT_INFO_MASKED;
                         return 0;
                 }
 
-                r = readlinkat_malloc(dfd, base, &target);
+                r = offline_readlinkat(dfd, base, &target);
                 if (r < 0)
                         return r;
                 dir = strndup(path, (size_t) (base - path));
@@ -936,7 +961,7 @@ static int unit_load(OfflineBackend *b, const char *path, UnitInfo *info, char *
                 return 1;
         }
 
-        if (null_or_empty(&st)) {
+        if (stat_null_or_empty(&st)) {
                 info->type = UNIT_INFO_MASKED;
                 return 0;
         }
@@ -948,6 +973,15 @@ static int unit_load(OfflineBackend *b, const char *path, UnitInfo *info, char *
         fd = openat(dfd, base, O_RDONLY | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
         if (fd < 0)
                 return -errno;
+        if (fstat(fd, &st) < 0) {
+                r = -errno;
+                close(fd);
+                return r;
+        }
+        if (!S_ISREG(st.st_mode)) { /* swapped since the fstatat() above */
+                close(fd);
+                return -ENOTTY;
+        }
         r = parse_install_section(fd, path, info); /* takes fd */
         if (r < 0)
                 return r;
@@ -955,10 +989,27 @@ static int unit_load(OfflineBackend *b, const char *path, UnitInfo *info, char *
         return 0;
 }
 
+static bool path_in_search_path(const char *path) {
+        for (size_t i = 0; i < ELEMENTSOF(search_path); i++)
+                if (path_has_prefix(path, search_path[i].path))
+                        return true;
+        return false;
+}
+
+static bool path_in_config_dir(const char *path) {
+        const char *base = last_component(path);
+        size_t n = (size_t) (base - path);
+
+        return (n == strlen("/" CONFIG_DIR "/") && strncmp(path, "/" CONFIG_DIR "/", n) == 0) ||
+               (n == strlen("/run/systemd/system/") && strncmp(path, "/run/systemd/system/", n) == 0);
+}
+
 /* Resolves NAME like systemctl does: returns the unit file (or mask) it ends at. Every other name reached
  * through an alias symlink is appended to *hops (if given), as systemd queues it for processing too.
- * -ENOENT if NAME does not exist, -ENOLINK if it is an alias pointing to a name that does not exist. */
-static int unit_lookup(OfflineBackend *b, const char *name, UnitInfo *ret, char ***hops) {
+ * -ENOENT if NAME does not exist, -ENOLINK if it is an alias pointing to a name that does not exist,
+ * -ELOOP with refuse_config_alias if NAME is an alias link in etc/systemd/system or run/systemd/system
+ * (`systemctl enable` refuses to operate on those, while vendor aliases are fine). */
+static int unit_lookup(OfflineBackend *b, const char *name, bool refuse_config_alias, UnitInfo *ret, char ***hops) {
         _cleanup_free_ char *cur = strdup(name);
         int r;
 
@@ -1004,16 +1055,24 @@ static int unit_lookup(OfflineBackend *b, const char *name, UnitInfo *ret, char 
                         if (!unit_name_is_valid(bn, UNIT_NAME_ANY) || !unit_name_same_type(bn, cur) ||
                             (unit_name_is_valid(cur, UNIT_NAME_PLAIN) && !unit_name_is_valid(bn, UNIT_NAME_PLAIN)) ||
                             (unit_name_is_valid(cur, UNIT_NAME_TEMPLATE) && !unit_name_is_valid(bn, UNIT_NAME_TEMPLATE)))
-                                return -EINVAL;
+                                return -EXDEV;
 
-                        if (streq(bn, last_component(path)) || streq(bn, cur)) {
-                                /* A link to a file of the same name ("linked" unit): load that file. */
+                        if (path_in_search_path(target)) {
+                                /* unit_file_resolve_symlink(): a link into the search path is an alias, and
+                                 * one to a file of its own name is an alias to itself, which systemd rejects. */
+                                if (streq(bn, last_component(path)))
+                                        return -ELOOP;
+                        } else if (streq(bn, cur) || streq(bn, last_component(path))) {
+                                /* A link to a file of the same name outside the search path ("linked" unit):
+                                 * load that file. */
                                 free(path);
                                 path = TAKE_PTR(target);
                                 continue;
                         }
 
                         /* An alias: look the target's name up along the search path again. */
+                        if (refuse_config_alias && path_in_config_dir(path))
+                                return -ELOOP;
                         free(cur);
                         if (unit_name_is_valid(info.name, UNIT_NAME_INSTANCE) && unit_name_is_valid(bn, UNIT_NAME_TEMPLATE)) {
                                 const char *at = strchr(info.name, '@'), *dot = strrchr(info.name, '.');
@@ -1030,8 +1089,8 @@ static int unit_lookup(OfflineBackend *b, const char *name, UnitInfo *ret, char 
                                 if (!cur)
                                         return -ENOMEM;
                         }
-                        if (hops && !strv_contains(*hops, cur)) {
-                                r = strv_extend(hops, cur);
+                        if (hops && !names_contain(*hops, cur)) {
+                                r = names_add(hops, cur);
                                 if (r < 0)
                                         return r;
                         }
@@ -1057,14 +1116,14 @@ static DirKind path_dir_kind(const char *path) {
 static bool is_known_name(const UnitInfo *info, const char *name) {
         _cleanup_free_ char *instance = NULL;
 
-        if (streq(name, info->name) || strv_contains(info->aliases, name))
+        if (streq(name, info->name) || names_contain(info->aliases, name))
                 return true;
         /* the instance DefaultInstance= enables */
         return info->default_instance && unit_name_is_valid(name, UNIT_NAME_INSTANCE) &&
                unit_name_replace_instance(info->name, info->default_instance, &instance) >= 0 && streq(name, instance);
 }
 
-static bool endswith(const char *s, const char *suffix) {
+static bool str_endswith(const char *s, const char *suffix) {
         size_t a = strlen(s), b = strlen(suffix);
         return a >= b && streq(s + a - b, suffix);
 }
@@ -1072,7 +1131,7 @@ static bool endswith(const char *s, const char *suffix) {
 /* find_symlinks(): 1 if DIR (a config directory) enables INFO; *same_name_link if it only "links" it. */
 static int find_symlinks(OfflineBackend *b, const char *dir, const UnitInfo *info, bool match_name,
                          bool ignore_same_name, bool *same_name_link) {
-        _cleanup_(closedirp) DIR *d = NULL;
+        _cleanup_(offline_closedirp) DIR *d = NULL;
         struct dirent *de;
         int fd;
 
@@ -1089,13 +1148,13 @@ static int find_symlinks(OfflineBackend *b, const char *dir, const UnitInfo *inf
 
         /* .wants/, .requires/, .upholds/: the link's name counts, not its destination. */
         while ((de = readdir(d))) {
-                _cleanup_(closedirp) DIR *sub = NULL;
+                _cleanup_(offline_closedirp) DIR *sub = NULL;
                 struct dirent *se;
                 struct stat st;
                 int sfd;
 
-                if (!endswith(de->d_name, ".wants") && !endswith(de->d_name, ".requires") &&
-                    !endswith(de->d_name, ".upholds"))
+                if (!str_endswith(de->d_name, ".wants") && !str_endswith(de->d_name, ".requires") &&
+                    !str_endswith(de->d_name, ".upholds"))
                         continue;
                 if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode))
                         continue;
@@ -1126,7 +1185,7 @@ static int find_symlinks(OfflineBackend *b, const char *dir, const UnitInfo *inf
 
                 if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISLNK(st.st_mode))
                         continue;
-                if (readlinkat_malloc(dirfd(d), de->d_name, &dest) < 0)
+                if (offline_readlinkat(dirfd(d), de->d_name, &dest) < 0)
                         continue;
                 found_dest = streq(last_component(dest), info->name);
                 found_path = !ignore_same_name && streq(de->d_name, info->name);
@@ -1189,9 +1248,12 @@ static int offline_get_file_state(UnitBackend *backend, const char *unit, char *
         if (!unit_name_is_valid(unit, UNIT_NAME_ANY))
                 return log_error_errno(-EINVAL, "Invalid unit name \"%s\": %m", unit);
 
-        r = unit_lookup(b, unit, &info, NULL);
-        if (r == -ENOENT || r == -ENOLINK)
+        r = unit_lookup(b, unit, false, &info, NULL);
+        if (r == -ENOENT)
                 state = "not-found";
+        else if (r == -ENOLINK) /* an alias link to a name that does not exist: systemctl fails the same way */
+                return log_error_errno(r, "Failed to get unit file state for %s in %s: alias to a missing unit: %m",
+                                       unit, b->root);
         else if (r < 0)
                 return log_error_errno(r, "Failed to get unit file state for %s in %s: %m", unit, b->root);
         else if (info.type == UNIT_INFO_MASKED)
@@ -1236,7 +1298,7 @@ static int offline_resolve_name(UnitBackend *backend, const char *unit, char **r
         if (!unit_name_is_valid(unit, UNIT_NAME_ANY))
                 return log_error_errno(-EINVAL, "Invalid unit name \"%s\": %m", unit);
 
-        r = unit_lookup(b, unit, &info, NULL);
+        r = unit_lookup(b, unit, false, &info, NULL);
         if (r == -ENOENT || r == -ENOLINK)
                 return -ENOENT;
         if (r < 0)
@@ -1248,7 +1310,7 @@ static int offline_resolve_name(UnitBackend *backend, const char *unit, char **r
 /* ---- changing links (create_symlink(), remove_marked_symlinks()) ------------------------------------- */
 
 static char *symlink_target_join(const char *dir, const char *target) {
-        _cleanup_free_ char *j = target[0] == '/' ? strdup(target) : path_join2(dir, target);
+        _cleanup_free_ char *j = target[0] == '/' ? strdup(target) : path_join_two(dir, target);
 
         return j ? path_normalize_full(j, true) : NULL;
 }
@@ -1296,7 +1358,7 @@ static int create_symlink(OfflineBackend *b, const char *unit, const char *targe
                 return log_error_errno(errno, "Failed to create symlink %s%s → %s for %s: %m", b->root, link, target,
                                        unit);
 
-        r = readlinkat_malloc(dfd, base, &dest);
+        r = offline_readlinkat(dfd, base, &dest);
         if (r == -EINVAL)
                 return log_error_errno(-EEXIST, "Cannot link %s: %s%s already exists and is not a symlink: %m", unit,
                                        b->root, link);
@@ -1336,24 +1398,24 @@ static bool link_is_marked(RemoveContext *c, const char *dir, const char *name) 
         _cleanup_free_ char *t = NULL, *p = NULL, *resolved = NULL;
         int r;
 
-        if (strv_contains(c->names, name))
+        if (names_contain(c->names, name))
                 return true;
-        if (unit_name_template(name, &t) >= 0 && strv_contains(c->names, t))
+        if (unit_name_template(name, &t) >= 0 && names_contain(c->names, t))
                 return true;
 
-        p = path_join2(dir, name);
+        p = path_join_two(dir, name);
         if (!p)
                 return false;
         r = root_chase(c->b, p, &resolved, NULL);
         if (r < 0)
                 return false;
-        return strv_contains(c->names, last_component(resolved));
+        return names_contain(c->names, last_component(resolved));
 }
 
 /* remove_marked_symlinks_fd(): walks DIR (inside the root, fd dfd) recursively. Returns 1 if something
  * was removed in this subtree, so that the caller removes the directory if it became empty. */
 static int remove_marked_symlinks_fd(RemoveContext *c, int dfd, const char *dir) {
-        _cleanup_(closedirp) DIR *d = NULL;
+        _cleanup_(offline_closedirp) DIR *d = NULL;
         struct dirent *de;
         int fd, r = 0, removed = 0;
 
@@ -1374,7 +1436,7 @@ static int remove_marked_symlinks_fd(RemoveContext *c, int dfd, const char *dir)
                         continue;
                 if (fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
                         continue;
-                path = path_join2(dir, de->d_name);
+                path = path_join_two(dir, de->d_name);
                 if (!path)
                         return -ENOMEM;
 
@@ -1487,7 +1549,7 @@ static int offline_unmask(UnitBackend *backend, const char *unit) {
         /* Like systemctl --root: a link whose target reads /dev/null, or an empty file. Other masks
          * (a relative link that would resolve to dev/null inside the root) are left alone, as systemctl does. */
         if (S_ISLNK(st.st_mode)) {
-                r = readlinkat_malloc(dfd, base, &dest);
+                r = offline_readlinkat(dfd, base, &dest);
                 if (r < 0)
                         return log_error_errno(r, "Cannot unmask %s: failed to read %s%s: %m", unit, b->root, link);
                 if (!path_equal_lexical(dest, "/dev/null") || dest[0] != '/')
@@ -1574,7 +1636,7 @@ static int offline_enable(UnitBackend *backend, const char *unit) {
 
         if (!unit_name_is_valid(unit, UNIT_NAME_ANY))
                 return log_error_errno(-EINVAL, "Cannot enable \"%s\": not a valid unit name: %m", unit);
-        if (strv_extend(&todo, unit) < 0)
+        if (names_add(&todo, unit) < 0)
                 return log_oom();
 
         for (size_t i = 0; todo[i]; i++) {
@@ -1583,7 +1645,7 @@ static int offline_enable(UnitBackend *backend, const char *unit) {
                 bool auxiliary = i > 0;
                 int q;
 
-                q = unit_lookup(b, name, &info, NULL);
+                q = unit_lookup(b, name, true, &info, NULL);
                 if ((q == -ENOENT || q == -ENOLINK) && auxiliary) {
                         log_debug("Unit %s (Also= of %s) does not exist, ignoring.", name, unit);
                         continue;
@@ -1591,11 +1653,14 @@ static int offline_enable(UnitBackend *backend, const char *unit) {
                 if (q == -ENOENT || q == -ENOLINK)
                         return log_error_errno(-ENOENT, "Cannot enable %s: unit %s does not exist in %s: %m", unit,
                                                name, b->root);
+                if (q == -ELOOP)
+                        return log_error_errno(q, "Cannot enable %s: %s is an alias link in %s/%s or /run, refusing "
+                                               "to operate on it (like systemctl): %m", unit, name, b->root, CONFIG_DIR);
                 if (q < 0)
                         return log_error_errno(q, "Cannot enable %s: failed to load %s in %s: %m", unit, name, b->root);
-                if (strv_contains(done, info.name))
+                if (names_contain(done, info.name))
                         continue;
-                if (strv_extend(&done, info.name) < 0)
+                if (names_add(&done, info.name) < 0)
                         return log_oom();
 
                 if (info.type == UNIT_INFO_MASKED) {
@@ -1604,12 +1669,16 @@ static int offline_enable(UnitBackend *backend, const char *unit) {
                         return log_error_errno(-ERFKILL, "Cannot enable %s: unit file %s%s is masked: %m", unit,
                                                b->root, info.path);
                 }
+                if (info.bad < 0)
+                        return log_error_errno(info.bad, "Cannot enable %s: the [Install] section of %s%s has values "
+                                               "this backend cannot apply exactly like systemctl: %m", unit, b->root,
+                                               info.path);
                 if (path_dir_kind(info.path) == DIR_GENERATOR || path_dir_kind(info.path) == DIR_TRANSIENT)
                         return log_error_errno(-EADDRNOTAVAIL, "Cannot enable %s: %s%s is generated or transient: %m",
                                                unit, b->root, info.path);
 
                 STRV_FOREACH(a, info.also)
-                        if (!strv_contains(todo, *a) && strv_extend(&todo, *a) < 0)
+                        if (!names_contain(todo, *a) && names_add(&todo, *a) < 0)
                                 return log_oom();
 
                 q = install_info_apply(b, &info);
@@ -1630,7 +1699,7 @@ static int offline_disable(UnitBackend *backend, const char *unit) {
 
         if (!unit_name_is_valid(unit, UNIT_NAME_ANY))
                 return log_error_errno(-EINVAL, "Cannot disable \"%s\": not a valid unit name: %m", unit);
-        if (strv_extend(&todo, unit) < 0)
+        if (names_add(&todo, unit) < 0)
                 return log_oom();
 
         /* install_context_mark_for_removal(): names of units that are not masked, whether they exist or not;
@@ -1640,9 +1709,9 @@ static int offline_disable(UnitBackend *backend, const char *unit) {
                 _cleanup_strv_free_ char **hops = NULL;
                 const char *name = todo[i];
 
-                r = unit_lookup(b, name, &info, &hops);
+                r = unit_lookup(b, name, false, &info, &hops);
                 STRV_FOREACH(h, hops)
-                        if (!strv_contains(todo, *h) && strv_extend(&todo, *h) < 0)
+                        if (!names_contain(todo, *h) && names_add(&todo, *h) < 0)
                                 return log_oom();
                 if (r >= 0) {
                         if (info.type == UNIT_INFO_MASKED) {
@@ -1650,7 +1719,7 @@ static int offline_disable(UnitBackend *backend, const char *unit) {
                                 continue;
                         }
                         STRV_FOREACH(a, info.also)
-                                if (!strv_contains(todo, *a) && strv_extend(&todo, *a) < 0)
+                                if (!names_contain(todo, *a) && names_add(&todo, *a) < 0)
                                         return log_oom();
                         if (hops)
                                 continue; /* an alias name: its target's name is processed instead */
@@ -1659,7 +1728,7 @@ static int offline_disable(UnitBackend *backend, const char *unit) {
                 else
                         log_warning_errno(r, "Failed to load %s in %s, removing links of that name: %m", name, b->root);
 
-                if (!strv_contains(marked, name) && strv_extend(&marked, name) < 0)
+                if (!names_contain(marked, name) && names_add(&marked, name) < 0)
                         return log_oom();
         }
 
