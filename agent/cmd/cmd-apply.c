@@ -145,7 +145,12 @@ static void prepare_keys(Run *r) {
 static int write_keys(Run *r) {
         int e;
 
-        if (!r->key_part || !r->keys_change)
+        if (!r->key_part)
+                return 0;
+        /* A killed run's temp files go even when the file itself is already right (SPEC §4). */
+        if (r->ssh_fd >= 0)
+                (void) remove_stale_temp_files(r->ssh_fd, "authorized_keys");
+        if (!r->keys_change)
                 return 0;
         if (r->ssh_fd < 0) {
                 e = ssh_dir_open(r->home_fd, &r->user, true, &r->ssh_fd);
