@@ -32,7 +32,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <linux/openat2.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -44,6 +43,7 @@
 #include <unistd.h>
 
 #include "apply/units.h"
+#include "fs-util.h"
 #include "log.h"
 #include "macro.h"
 
@@ -94,7 +94,6 @@ typedef struct OfflineBackend {
         int root_fd;
         char *root;      /* as given, for messages */
         char *root_real; /* canonical path of the root on the host, to map /proc/self/fd links back */
-        bool no_openat2; /* the kernel (or valgrind) has no openat2(): resolve by hand */
 } OfflineBackend;
 
 static OfflineBackend *offline(UnitBackend *b) {
@@ -351,130 +350,10 @@ static bool template_matches(const char *name, const char *template_name) {
 
 /* ---- paths inside the root --------------------------------------------------------------------------- */
 
-/* Without openat2() (kernels before 5.6, valgrind): the same resolution done by hand, one component at a
- * time with O_PATH|O_NOFOLLOW fds, keeping the chain of directory fds so that ".." and absolute symlinks
- * can never climb above the root. */
-static int root_open_fallback(OfflineBackend *b, const char *path, int flags) {
-        int stack[PATH_MAX / 2], depth = 0, hops = 0, r = 0, fd;
-        _cleanup_free_ char *todo = strdup(path);
-        char proc[64];
-        struct stat st;
-
-        if (!todo)
-                return -ENOMEM;
-        stack[0] = fcntl(b->root_fd, F_DUPFD_CLOEXEC, 3);
-        if (stack[0] < 0)
-                return -errno;
-
-        for (char *p = todo;;) {
-                char *c, *e;
-
-                p += strspn(p, "/");
-                if (!*p)
-                        break;
-                c = p;
-                e = strchrnul(p, '/');
-                p = *e ? e + 1 : e;
-                *e = '\0';
-
-                if (streq(c, "."))
-                        continue;
-                if (streq(c, "..")) {
-                        if (depth > 0)
-                                close(stack[depth--]);
-                        continue;
-                }
-
-                fd = openat(stack[depth], c, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-                if (fd < 0) {
-                        r = -errno;
-                        goto finish;
-                }
-                if (fstat(fd, &st) < 0) {
-                        r = -errno;
-                        close(fd);
-                        goto finish;
-                }
-                if (S_ISLNK(st.st_mode)) {
-                        char target[PATH_MAX], *n;
-                        ssize_t k = readlinkat(fd, "", target, sizeof target - 1);
-
-                        close(fd);
-                        if (k < 0) {
-                                r = -errno;
-                                goto finish;
-                        }
-                        target[k] = '\0';
-                        if (++hops > 40) {
-                                r = -ELOOP;
-                                goto finish;
-                        }
-                        if (target[0] == '/')
-                                while (depth > 0)
-                                        close(stack[depth--]);
-                        if (asprintf(&n, "%s/%s", target, p) < 0) {
-                                r = -ENOMEM;
-                                goto finish;
-                        }
-                        free(todo);
-                        todo = p = n;
-                        continue;
-                }
-                if ((size_t) depth + 1 >= ELEMENTSOF(stack)) {
-                        close(fd);
-                        r = -ENAMETOOLONG;
-                        goto finish;
-                }
-                stack[++depth] = fd;
-        }
-
-        if (fstat(stack[depth], &st) < 0)
-                r = -errno;
-        else if ((flags & O_DIRECTORY) && !S_ISDIR(st.st_mode))
-                r = -ENOTDIR;
-        else if (flags & O_PATH) {
-                r = stack[depth]; /* hand out the fd itself */
-                depth--;
-        } else {
-                /* Upgrade the O_PATH fd to what the caller asked for, without resolving anything again. */
-                snprintf(proc, sizeof proc, "/proc/self/fd/%d", stack[depth]);
-                fd = open(proc, flags | O_CLOEXEC);
-                r = fd < 0 ? -errno : fd;
-        }
-
-finish:
-        while (depth >= 0)
-                close(stack[depth--]);
-        return r;
-}
-
-/* Opens PATH (absolute or relative, as seen inside the root) with symlinks resolved inside the root. */
+/* Opens PATH (absolute or relative, as seen inside the root) with symlinks resolved inside the root
+ * (openat2 RESOLVE_IN_ROOT, or the same by hand where openat2 is refused: fs-util.c). */
 static int root_open(OfflineBackend *b, const char *path, int flags) {
-        struct open_how how = {
-                .flags = (uint64_t) (flags | O_CLOEXEC),
-                .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
-        };
-
-        while (*path == '/')
-                path++;
-        if (!*path)
-                path = ".";
-
-        if (!b->no_openat2)
-                for (int attempt = 0; attempt < 16; attempt++) {
-                        long fd = syscall(SYS_openat2, b->root_fd, path, &how, sizeof how);
-                        if (fd >= 0)
-                                return (int) fd;
-                        if (errno == ENOSYS) {
-                                b->no_openat2 = true;
-                                break;
-                        }
-                        if (errno != EAGAIN) /* EAGAIN: a concurrent rename inside the root, retry */
-                                return -errno;
-                }
-        if (b->no_openat2)
-                return root_open_fallback(b, path, flags);
-        return -EAGAIN;
+        return open_in_root(b->root_fd, path, flags, 0);
 }
 
 /* The path inside the root of an fd opened by root_open(). */

@@ -141,7 +141,12 @@ int open_in_root(int root_fd, const char *path, int flags, mode_t mode) {
                 path++;
         if (*path == '\0')
                 path = ".";
-        fd = (int) syscall(SYS_openat2, root_fd, path, &how, sizeof how);
+        /* EAGAIN: a rename inside the root raced with the lookup; try again a few times. */
+        for (int attempt = 0; attempt < 16; attempt++) {
+                fd = (int) syscall(SYS_openat2, root_fd, path, &how, sizeof how);
+                if (fd >= 0 || errno != EAGAIN)
+                        break;
+        }
         if (fd < 0 && (errno == ENOSYS || errno == EPERM))
                 return open_in_root_by_hand(root_fd, path, flags, mode);
         return fd < 0 ? -errno : fd;
