@@ -44,11 +44,15 @@ int cmd_verify(const Options *o) {
                              r == -ENOENT ? " (the agent has not applied anything yet)" : ": ", r == -ENOENT ? "" : strerror(-r)) < 0)
                         what = NULL;
                 node_done(&n);
+                if (log_get_target() == LOG_TARGET_JOURNAL)
+                        log_warning("%s", what ?: "unknown");
                 return verify_report(o, 2, what ?: "unknown");
         }
         code = node_verify(&n, &s, &what);
-        if (code == 1)
-                log_event(LOG_WARNING, MID_DRIFT, NULL, "%s", what ?: "drift");
+        /* Run by the timer, the journal gets the event with its MESSAGE_ID (the unit discards stdout);
+         * on a terminal the stdout line says it all. */
+        if (log_get_target() == LOG_TARGET_JOURNAL)
+                log_event(code == 0 ? LOG_INFO : LOG_WARNING, code == 1 ? MID_DRIFT : NULL, NULL, "%s", what ?: "unknown");
         verify_report(o, code, what ?: (code == 0 ? "in sync" : code == 1 ? "drift" : "unknown"));
         state_done(&s);
         node_done(&n);

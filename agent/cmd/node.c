@@ -299,18 +299,22 @@ int node_verify(Node *n, const State *s, char **ret_what) {
                 unit_info_list_done(&units);
                 return 2;
         }
-        for (size_t i = 0; i < plan.n; i++) {
-                const UnitAction *a = &plan.actions[i];
+        /* Name the most telling difference: a unit file state first (masked, enabled...), else a job. */
+        const UnitAction *first = NULL;
+        for (size_t i = 0; i < plan.n && !first; i++)
+                if (plan.actions[i].kind != UNIT_RELOAD && plan.actions[i].kind != UNIT_STOP && plan.actions[i].kind != UNIT_START)
+                        first = &plan.actions[i];
+        for (size_t i = 0; i < plan.n && !first; i++)
+                if (plan.actions[i].kind != UNIT_RELOAD)
+                        first = &plan.actions[i];
+        for (const UnitAction *a = first; a; a = NULL) {
                 const char *state = "?";
-                if (a->kind == UNIT_RELOAD)
-                        continue;
                 for (size_t j = 0; j < units.n; j++)
                         if (a->unit && (streq(units.units[j].name, a->unit) || streq(units.units[j].canonical, a->unit)))
                                 state = a->kind == UNIT_STOP ? units.units[j].active_state : units.units[j].file_state;
                 if (asprintf(ret_what, "drift: %s is %s, expected %s for mode %s", a->unit, state, expected_word(a), mode_to_string(s->mode)) < 0)
                         *ret_what = NULL;
                 rc = 1;
-                break;
         }
         unit_plan_done(&plan);
         unit_info_list_done(&units);

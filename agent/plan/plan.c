@@ -47,9 +47,19 @@ static const UnitInfo *find(const UnitInfo *units, size_t n, const char *name) {
 /* The first configured unit of that kind that exists as a unit of its own (not an alias); with only
  * aliases, the first alias (its state says whether its target is enabled; acting on the alias name acts
  * on the target). */
+static bool generated(const UnitInfo *u) {
+        return streq(u->file_state, "generated") || streq(u->file_state, "transient");
+}
+
 static const UnitInfo *pick(const UnitInfo *units, size_t n, const char *suffix) {
+        /* A real unit file first: a unit a generator made (e.g. from a leftover SysV ssh script) cannot be
+         * enabled, and on Azure Linux it would shadow the real sshd.service. */
         for (size_t i = 0; i < n; i++)
-                if (ends_with(units[i].name, suffix) && exists(&units[i]) && !streq(units[i].file_state, "alias"))
+                if (ends_with(units[i].name, suffix) && exists(&units[i]) && !streq(units[i].file_state, "alias") &&
+                    !generated(&units[i]))
+                        return &units[i];
+        for (size_t i = 0; i < n; i++)
+                if (ends_with(units[i].name, suffix) && exists(&units[i]) && streq(units[i].file_state, "alias"))
                         return &units[i];
         for (size_t i = 0; i < n; i++)
                 if (ends_with(units[i].name, suffix) && exists(&units[i]))
@@ -144,7 +154,8 @@ static void plan_open(Builder *b, const UnitInfo *units, size_t n, const ImageRe
                 if (is_enabled_state(off->file_state))
                         add(b, UNIT_DISABLE, off->canonical);
         }
-        bool changed = masked(on) || !(is_enabled_state(on->file_state) || streq(on->file_state, "static"));
+        /* static/generated/transient units cannot be enabled: they run when something pulls them in. */
+        bool changed = masked(on) || !(is_enabled_state(on->file_state) || streq(on->file_state, "static") || generated(on));
         if (changed)
                 add(b, UNIT_ENABLE, on->canonical); /* enabling through an alias name fails (ELOOP) */
         if (changed || (off && running(off)))

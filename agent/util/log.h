@@ -32,6 +32,7 @@ typedef enum LogTarget {
 /* Picks the journal when JOURNAL_STREAM says our stderr is connected to it (i.e. run by systemd). */
 void log_open(void);
 void log_set_target(LogTarget t);
+LogTarget log_get_target(void);
 void log_set_max_level(int level);
 int log_get_max_level(void);
 

@@ -1,0 +1,139 @@
+# SPDX-License-Identifier: MIT
+"""Fixtures of the end-to-end suite (see harness.py): a cached Debian image, a fresh node per test."""
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness as h  # noqa: E402
+
+# Per run (several engineers/CI jobs may run the suite at once): build/e2e/runs/<pid>/, namespaces akse2e<pid>x<n>[nc].
+RUNS_ROOT = h.BUILD / "runs"
+RUNS = RUNS_ROOT / str(os.getpid())
+NS_PREFIX = f"akse2e{os.getpid()}x"
+
+
+def _sigterm(signum, frame):
+    # Turn SIGTERM (make/CI timeouts) into KeyboardInterrupt so every fixture's teardown still runs.
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _sweep_leftovers():
+    """What a killed earlier run of this suite left behind: only runs whose process is gone, by path/prefix."""
+    if not RUNS_ROOT.is_dir():
+        return
+    dead = sorted((d for d in RUNS_ROOT.iterdir() if d.name.isdigit() and not _alive(int(d.name))),
+                  key=lambda d: d.stat().st_mtime)
+    for i, d in enumerate(dead):
+        with open("/proc/self/mountinfo") as f:
+            mounts = [ln.split()[4] for ln in f]
+        for m in reversed(mounts):
+            if m.startswith(str(d) + "/"):
+                subprocess.run(["umount", "-l", m], check=False)
+        if Path("/run/netns").is_dir():
+            for ns in os.listdir("/run/netns"):
+                if re.fullmatch(rf"akse2e{d.name}x\d+[nc]", ns):
+                    subprocess.run(["ip", "netns", "del", ns], check=False)
+        if i < len(dead) - 1:  # the newest failed run stays for a post-mortem
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def pytest_sessionstart(session):
+    signal.signal(signal.SIGTERM, _sigterm)
+    if os.geteuid() != 0:
+        pytest.exit("the end-to-end tests need root (namespaces, overlayfs, systemd-nspawn)", returncode=1)
+    _sweep_leftovers()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    # Keep a failed run's journals and console logs (build/e2e/runs/<pid>/<test>/) until the next run.
+    if exitstatus == 0:
+        shutil.rmtree(RUNS, ignore_errors=True)
+
+
+def pytest_terminal_summary(terminalreporter):
+    stats = terminalreporter.stats
+    passed = len(stats.get("passed", []))
+    failed = len(stats.get("failed", [])) + len(stats.get("error", []))
+    terminalreporter.write_line(f"e2e: {passed} passed, {failed} failed")
+
+
+@pytest.fixture(scope="session")
+def rootfs():
+    return h.ensure_rootfs()
+
+
+@pytest.fixture(scope="session")
+def keys(tmp_path_factory):
+    return h.Keys(tmp_path_factory.mktemp("keys"))
+
+
+class Env:
+    """One node (container + its namespaces) of one test."""
+
+    counter = 0
+
+    def __init__(self, name, keys):
+        Env.counter += 1
+        self.tag = f"{NS_PREFIX}{Env.counter}"
+        self.workdir = RUNS / re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+        self.workdir.mkdir(parents=True)
+        self.keys = keys
+        self.cleanup = h.Cleanup()
+        self.net = h.Net(self.tag, self.workdir)
+        self.cleanup.push(self.net.teardown)
+        self.net.setup()
+        self.node = h.Node(self.tag, self.workdir, self.net)
+        self.cleanup.push(self.node.teardown)
+
+    def image(self, *variants, config=None, authorized_keys=None, agent=True):
+        """Builds this node's image on the overlay: variants, the agent (as an image builder installs it)."""
+        self.node.mount()
+        root = self.node.root
+        for v in variants:
+            v(root)
+        if agent:
+            h.install_agent(root)
+        if config:
+            h.set_config(root, **config)
+        if authorized_keys is not None:
+            ssh = root / "home" / h.ADMIN / ".ssh"
+            ssh.mkdir(mode=0o700, exist_ok=True)
+            (ssh / "authorized_keys").write_text(authorized_keys)
+            os.chmod(ssh / "authorized_keys", 0o600)
+            for p in (ssh, ssh / "authorized_keys"):
+                os.chown(p, h.ADMIN_UID, h.ADMIN_UID)
+        return root
+
+    def imds(self, mode, key_names=(), up=True):
+        self.net.write_doc(h.imds_doc(mode, [self.keys.pub[k] for k in key_names]))
+        if up:
+            self.net.start_imds()
+        else:
+            self.net.stop_imds()
+
+
+@pytest.fixture
+def env(request, rootfs, keys):
+    e = Env(request.node.name, keys)
+    try:
+        yield e
+    finally:
+        e.cleanup.run()

@@ -1,0 +1,518 @@
+# SPDX-License-Identifier: MIT
+"""End-to-end harness: a Debian 12 node booted with systemd-nspawn, real systemd, real sshd, IMDS emulator.
+
+Layout of one test ("node"):
+  netns <tag>n   the node's network: lo (+ 169.254.169.254/32) (the IMDS emulator listens there,
+                 inside this namespace only), veth vn0 = 10.231.0.2/24. The container uses this namespace.
+  netns <tag>c   the "outside world": veth vc0 = 10.231.0.1/24; ssh logins and port probes start here.
+  overlay        build/e2e/rootfs (debootstrap, cached) + a per-test upper dir, mounted at <run>/merged; the
+                 same upper dir across power cycles = reboots of the same node.
+The host namespace never sends a packet anywhere: everything happens inside the two namespaces.
+"""
+import contextlib
+import fcntl
+import glob
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+BUILD = REPO / "build" / "e2e"
+ROOTFS = BUILD / "rootfs"
+ROOTFS_STAMP_NAME = ".aks-e2e-rootfs"
+EMULATOR = REPO / "tests" / "imds-emulator"
+AGENT_BIN = Path(os.environ.get("AKS_SSH_ACCESS_BIN", REPO / "build" / "aks-ssh-access"))
+PROBE_BIN = Path(os.environ.get("AKS_E2E_PROBE_BIN", BUILD / "units-live-probe"))
+
+SUITE = "bookworm"
+PACKAGES = "systemd,systemd-sysv,dbus,openssh-server,iproute2,passwd,libcurl4,libcjson1,libsodium23"
+ADMIN = "azureuser"
+ADMIN_UID = 1000
+MODE_TAG = "aks-managed-ssh-access"
+NODE_IP = "10.231.0.2"
+CLIENT_IP = "10.231.0.1"
+IMDS_IP = "169.254.169.254"
+# Version of the base image recipe: bump to rebuild the cached rootfs.
+ROOTFS_RECIPE = f"1 {SUITE} {PACKAGES} {ADMIN}:{ADMIN_UID}"
+
+SSH_UNITS = ("ssh.service", "sshd.service", "ssh.socket", "sshd.socket")
+SSH_OPTS = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
+            "-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR",
+            "-o", "PreferredAuthentications=publickey"]
+
+# MESSAGE_IDs systemd logs for unit jobs (sd-messages.h).
+MID_UNIT_STARTING = "7d4958e842da4a758f6c1cdc7b36dcc5"
+MID_UNIT_STARTED = "39f53479d3a045ac8e11786248231fbf"
+
+
+def log(msg):
+    print(f"[e2e {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def run(cmd, check=True, **kw):
+    kw.setdefault("stdout", subprocess.PIPE)
+    kw.setdefault("stderr", subprocess.PIPE)
+    kw.setdefault("text", True)
+    p = subprocess.run([str(c) for c in cmd], **kw)
+    if check and p.returncode != 0:
+        raise RuntimeError(f"command failed ({p.returncode}): {' '.join(map(str, cmd))}\n"
+                           f"stdout: {p.stdout}\nstderr: {p.stderr}")
+    return p
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Base image (built once, cached under build/e2e/rootfs)
+
+def debian_mirror():
+    """The Debian mirror this machine's apt uses (deb822 .sources or one-line lists)."""
+    for f in sorted(glob.glob("/etc/apt/sources.list.d/*.sources")):
+        text = Path(f).read_text()
+        for stanza in text.split("\n\n"):
+            if re.search(r"^Suites:.*\bbookworm\b", stanza, re.M) and "security" not in stanza:
+                m = re.search(r"^URIs:\s*(\S+)", stanza, re.M)
+                if m:
+                    return m.group(1)
+    for f in ["/etc/apt/sources.list"] + sorted(glob.glob("/etc/apt/sources.list.d/*.list")):
+        with contextlib.suppress(OSError):
+            for line in Path(f).read_text().splitlines():
+                m = re.match(r"deb\s+(?:\[[^]]*\]\s+)?(\S+)\s+bookworm\s", line)
+                if m:
+                    return m.group(1)
+    return "http://deb.debian.org/debian"
+
+
+def ensure_rootfs():
+    """Debootstraps the base image once (reused while its recipe stamp matches)."""
+    BUILD.mkdir(parents=True, exist_ok=True)
+    with open(BUILD / ".rootfs.lock", "w") as lk:
+        fcntl.flock(lk, fcntl.LOCK_EX)
+        stamp = ROOTFS / ROOTFS_STAMP_NAME
+        if stamp.exists() and stamp.read_text() == ROOTFS_RECIPE:
+            return ROOTFS
+        tmp = BUILD / "rootfs.tmp"
+        done = tmp / ".debootstrap-done"
+        if not done.exists():
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            mirror = debian_mirror()
+            log(f"debootstrap {SUITE} from {mirror} (once, cached in {ROOTFS})")
+            t = time.monotonic()
+            run(["debootstrap", "--variant=minbase", f"--include={PACKAGES}", SUITE, tmp, mirror],
+                stdout=subprocess.DEVNULL)
+            log(f"debootstrap took {time.monotonic() - t:.0f} s")
+            done.write_text(ROOTFS_RECIPE)
+        customize_base(tmp)
+        if ROOTFS.exists():
+            shutil.rmtree(ROOTFS)
+        (tmp / ".debootstrap-done").unlink()
+        (tmp / ROOTFS_STAMP_NAME).write_text(ROOTFS_RECIPE)
+        tmp.rename(ROOTFS)
+        return ROOTFS
+
+
+def customize_base(root):
+    """What every AKS-like image has: the admin user, no machine-id baked in, nothing slow at boot."""
+    if run(["chroot", root, "getent", "passwd", ADMIN], check=False).returncode != 0:
+        run(["chroot", root, "useradd", "-m", "-u", str(ADMIN_UID), "-U", "-s", "/bin/bash", ADMIN])
+    # Unlocked (no password) so that sshd lets the account log in with a key; password auth stays off.
+    run(["chroot", root, "usermod", "-p", "*", ADMIN])
+    (root / "etc/hostname").write_text("aks-e2e-node\n")
+    (root / "etc/machine-id").write_text("")
+    # Persistent journal, so a test can read the journal of an earlier boot.
+    (root / "var/log/journal").mkdir(mode=0o2755, exist_ok=True)
+    # Timers of a general-purpose Debian that would only add noise to a 30 s boot.
+    for t in ("apt-daily.timer", "apt-daily-upgrade.timer", "dpkg-db-backup.timer", "e2scrub_all.timer",
+              "fstrim.timer"):
+        run(["systemctl", f"--root={root}", "disable", t], check=False)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Installing the agent into an image, as an image builder would
+
+def install_method():
+    """How the agent gets into the image: AKS_E2E_INSTALL=provision|make|copy, else the best available."""
+    m = os.environ.get("AKS_E2E_INSTALL")
+    if m:
+        return m
+    if os.access(REPO / "image-hooks" / "provision", os.X_OK):
+        return "provision"
+    if (REPO / "image-hooks" / "image-hooks.mk").exists():
+        return "make"
+    return "copy"
+
+
+def install_agent(root):
+    """Installs the agent into the image tree and enables it, the way an image builder does: the
+    image-hooks provisioning hook (which runs `make install DESTDIR=root PREFIX=/usr`, then enables the
+    units offline), or plain `make install` + `systemctl --root enable`. The image's sshd units are left as
+    the test's image variant set them (--default-ssh keep)."""
+    method = install_method()
+    if method == "provision":
+        run([REPO / "image-hooks" / "provision", f"--root={root}", f"--from-tree={REPO}", "--default-ssh=keep",
+             "--quiet"])
+    elif method == "make":
+        run(["make", "-s", "-C", REPO, "install", f"DESTDIR={root}", "PREFIX=/usr"])
+    else:
+        unitdir = root / "usr/lib/systemd/system"
+        shutil.copy2(AGENT_BIN, root / "usr/bin/aks-ssh-access")
+        for f in sorted((REPO / "units").iterdir()):
+            if f.suffix in (".service", ".timer", ".socket"):
+                shutil.copy2(f, unitdir / f.name)
+    # The binary under test (AKS_SSH_ACCESS_BIN, e.g. a locally rebuilt one) wins over what was installed.
+    if AGENT_BIN.exists():
+        shutil.copy2(AGENT_BIN, root / "usr/bin/aks-ssh-access")
+        os.chmod(root / "usr/bin/aks-ssh-access", 0o755)
+    run(["systemctl", f"--root={root}", "enable", "aks-ssh-access.service", "aks-ssh-access-verify.timer"])
+
+
+def set_config(root, **settings):
+    """Sets key = value lines in the image's /etc/aks-ssh-access.conf (keeps other lines)."""
+    conf = root / "etc/aks-ssh-access.conf"
+    lines = conf.read_text().splitlines() if conf.exists() else []
+    for key, value in settings.items():
+        lines = [ln for ln in lines if not re.match(rf"\s*{key}\s*=", ln)]
+        lines.append(f"{key} = {value}")
+    conf.write_text("\n".join(lines) + "\n")
+
+
+def image_socket_activation(root):
+    """An image that uses socket activation: ssh.socket enabled, ssh.service not."""
+    run(["systemctl", f"--root={root}", "disable", "ssh.service"])
+    run(["systemctl", f"--root={root}", "enable", "ssh.socket"])
+
+
+def image_azure_linux_naming(root):
+    """Azure Linux names its units sshd.service / sshd.socket: no ssh.* unit, no alias."""
+    unitdir = root / "usr/lib/systemd/system"
+    run(["systemctl", f"--root={root}", "disable", "ssh.service", "ssh.socket"])
+    svc = (unitdir / "ssh.service").read_text()
+    svc = "\n".join(ln for ln in svc.splitlines() if not ln.startswith("Alias=")) + "\n"
+    (unitdir / "sshd.service").write_text(svc)
+    (unitdir / "ssh.service").unlink()
+    (unitdir / "sshd.socket").write_text((unitdir / "ssh.socket").read_text())
+    (unitdir / "ssh.socket").unlink()
+    # Debian's SysV script would make systemd-sysv-generator synthesize an ssh.service: Azure Linux has none.
+    for f in [root / "etc/init.d/ssh", *root.glob("etc/rc?.d/[SK][0-9][0-9]ssh")]:
+        f.unlink()
+    run(["systemctl", f"--root={root}", "enable", "sshd.service"])
+    for u in ("ssh.service", "ssh.socket", "sshd.service"):
+        assert (unitdir / u).exists() == (u == "sshd.service"), u
+
+
+# ---------------------------------------------------------------------------------------------------------
+# IMDS documents and keys
+
+class Keys:
+    """ed25519 key pairs made with ssh-keygen; fingerprints as ssh-keygen -l prints them."""
+
+    def __init__(self, directory, names=("k1", "k2", "k3")):
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.priv, self.pub, self.fp = {}, {}, {}
+        for n in names:
+            p = self.dir / n
+            if not p.exists():
+                run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"e2e-{n}", "-f", p])
+            self.priv[n] = p
+            self.pub[n] = (self.dir / f"{n}.pub").read_text().strip()
+            self.fp[n] = run(["ssh-keygen", "-lf", f"{p}.pub"]).stdout.split()[1]
+
+
+def imds_doc(mode, keys, admin=ADMIN):
+    tags = [] if mode is None else [{"name": MODE_TAG, "value": mode}]
+    return {
+        "compute": {
+            "vmId": "0b5f9c1e-0000-4000-8000-00000000e2e0",
+            "osProfile": {"adminUsername": admin, "computerName": "aks-e2e-node"},
+            "publicKeys": [{"keyData": k, "path": f"/home/{admin}/.ssh/authorized_keys"} for k in keys],
+            "tagsList": tags,
+        },
+        "network": {"interface": []},
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Network namespaces + IMDS emulator
+
+class Net:
+    def __init__(self, tag, workdir):
+        self.node_ns = f"{tag}n"
+        self.client_ns = f"{tag}c"
+        self.workdir = Path(workdir)
+        self.doc = self.workdir / "imds.json"
+        self.imds_log = self.workdir / "imds.log"
+        self.emulator = None
+        self.probes = []
+
+    def setup(self):
+        for ns in (self.node_ns, self.client_ns):
+            if Path(f"/run/netns/{ns}").exists():
+                run(["ip", "netns", "del", ns], check=False)
+            run(["ip", "netns", "add", ns])
+            run(["ip", "-n", ns, "link", "set", "lo", "up"])
+        n, c = self.node_ns, self.client_ns
+        # IMDS' link-local address on the node namespace's loopback (this kernel has no dummy links).
+        run(["ip", "-n", n, "addr", "add", f"{IMDS_IP}/32", "dev", "lo"])
+        run(["ip", "-n", n, "link", "add", "vn0", "type", "veth", "peer", "name", "vc0", "netns", c])
+        run(["ip", "-n", n, "addr", "add", f"{NODE_IP}/24", "dev", "vn0"])
+        run(["ip", "-n", c, "addr", "add", f"{CLIENT_IP}/24", "dev", "vc0"])
+        run(["ip", "-n", n, "link", "set", "vn0", "up"])
+        run(["ip", "-n", c, "link", "set", "vc0", "up"])
+
+    def write_doc(self, doc):
+        tmp = self.doc.with_suffix(".tmp")
+        tmp.write_text(json.dumps(doc))
+        tmp.rename(self.doc)
+
+    def start_imds(self):
+        """The emulator at 169.254.169.254:80, inside the node's namespace only."""
+        if self.emulator:
+            return
+        self.emulator = subprocess.Popen(
+            ["ip", "netns", "exec", self.node_ns, "/usr/bin/python3", EMULATOR, "--bind", IMDS_IP, "--port", "80",
+             "--doc", self.doc, "--log", self.imds_log],
+            stdout=subprocess.PIPE, stderr=open(self.workdir / "imds.stderr", "a"), text=True)
+        line = self.emulator.stdout.readline().strip()
+        if line != "80":
+            self.stop_imds()
+            raise RuntimeError(f"IMDS emulator did not start (said {line!r})")
+
+    def stop_imds(self):
+        if self.emulator:
+            self.emulator.terminate()
+            try:
+                self.emulator.wait(5)
+            except subprocess.TimeoutExpired:
+                self.emulator.kill()
+                self.emulator.wait()
+            self.emulator = None
+
+    def imds_requests(self):
+        if not self.imds_log.exists():
+            return []
+        return [json.loads(ln) for ln in self.imds_log.read_text().splitlines() if ln.strip()]
+
+    def teardown(self):
+        self.stop_imds()
+        for p in self.probes:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        for ns in (self.node_ns, self.client_ns):
+            run(["ip", "netns", "del", ns], check=False)
+
+    # From the outside world (the client namespace):
+    def ssh(self, key, command="id -un", user=ADMIN):
+        return run(["ip", "netns", "exec", self.client_ns, "ssh", *SSH_OPTS, "-i", key, f"{user}@{NODE_IP}",
+                    command], check=False, stdin=subprocess.DEVNULL)
+
+    def port_open(self, port=22):
+        """True if a TCP connect to the node's port succeeds (refused/timeout: False)."""
+        p = run(["ip", "netns", "exec", self.client_ns, "/usr/bin/python3", "-c",
+                 "import socket,sys\n"
+                 "s=socket.socket(); s.settimeout(2)\n"
+                 f"sys.exit(0 if s.connect_ex(('{NODE_IP}',{port}))==0 else 1)"], check=False)
+        return p.returncode == 0
+
+    def start_port_probe(self, port=22):
+        """Connects to the node's port every 20 ms until stopped; stop_port_probe() says how often it got in."""
+        code = ("import socket,signal,sys,time\n"
+                "hits=0; tries=0; stop=False\n"
+                "def h(*a):\n global stop; stop=True\n"
+                "signal.signal(signal.SIGTERM,h)\n"
+                "print('ready',flush=True)\n"
+                "while not stop:\n"
+                " s=socket.socket(); s.settimeout(0.5)\n"
+                f" tries+=1; hits+= s.connect_ex(('{NODE_IP}',{port}))==0\n"
+                " s.close(); time.sleep(0.02)\n"
+                "print(tries,hits,flush=True)\n")
+        p = subprocess.Popen(["ip", "netns", "exec", self.client_ns, "/usr/bin/python3", "-c", code],
+                             stdout=subprocess.PIPE, text=True)
+        self.probes.append(p)
+        assert p.stdout.readline().strip() == "ready"
+        return p
+
+    @staticmethod
+    def stop_port_probe(p):
+        p.send_signal(signal.SIGTERM)
+        out, _ = p.communicate(10)
+        tries, hits = map(int, out.split())
+        return tries, hits
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The node: an overlay on the base image, booted with systemd-nspawn
+
+class Node:
+    def __init__(self, tag, workdir, net):
+        self.tag = tag
+        self.workdir = Path(workdir)
+        self.net = net
+        self.upper = self.workdir / "upper"
+        self.ovl_work = self.workdir / "ovlwork"
+        self.merged = self.workdir / "merged"
+        self.proc = None
+        self.leader = None
+        self.boots = 0
+        self.console = None
+
+    # -- image
+    def mount(self):
+        if os.path.ismount(self.merged):
+            return
+        for d in (self.upper, self.ovl_work, self.merged):
+            d.mkdir(parents=True, exist_ok=True)
+        run(["mount", "-t", "overlay", f"e2e-{self.tag}", "-o",
+             f"lowerdir={ROOTFS},upperdir={self.upper},workdir={self.ovl_work}", self.merged])
+
+    def umount(self):
+        if os.path.ismount(self.merged):
+            r = run(["umount", self.merged], check=False)
+            if r.returncode != 0:
+                run(["umount", "-l", self.merged], check=False)
+
+    @property
+    def root(self):
+        return self.merged
+
+    # -- boot / power off
+    def boot(self, timeout=120, extra_args=()):
+        """Boots the image and waits until systemd finished starting up. Returns is-system-running's word."""
+        assert self.proc is None
+        self.mount()
+        self.boots += 1
+        self.console = self.workdir / f"console-{self.boots}.log"
+        cmd = ["systemd-nspawn", "--boot", "--register=no", "--keep-unit", f"--machine=e2e-{self.tag}",
+               f"--network-namespace-path=/run/netns/{self.net.node_ns}", "--console=read-only",
+               "--link-journal=no", *extra_args, "-D", self.merged]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=open(self.console, "w"),
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while self.leader is None:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"systemd-nspawn exited ({self.proc.returncode}): {self.console.read_text()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError("container PID 1 not found")
+            self.leader = self._find_leader()
+            time.sleep(0.05)
+        while not Path(f"/proc/{self.leader}/root/run/systemd/private").exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"systemd did not come up: {self.console.read_text()[-3000:]}")
+            time.sleep(0.05)
+        left = max(1, int(deadline - time.monotonic()))
+        p = self.sh(f"timeout {left} systemctl is-system-running --wait", check=False)
+        state = p.stdout.strip()
+        log(f"{self.tag}: boot {self.boots}: {state}")
+        return state
+
+    def _find_leader(self):
+        """The container's PID 1: the descendant of systemd-nspawn whose innermost PID is 1."""
+        todo, seen = [self.proc.pid], set()
+        while todo:
+            pid = todo.pop()
+            if pid in seen:
+                continue
+            seen.add(pid)
+            with contextlib.suppress(OSError):
+                status = Path(f"/proc/{pid}/status").read_text()
+                m = re.search(r"^NSpid:\s+(.*)$", status, re.M)
+                if m and m.group(1).split()[-1] == "1" and len(m.group(1).split()) > 1:
+                    return pid
+            with contextlib.suppress(OSError):
+                for t in os.listdir(f"/proc/{pid}/task"):
+                    todo += [int(c) for c in Path(f"/proc/{pid}/task/{t}/children").read_text().split()]
+        return None
+
+    def poweroff(self, timeout=60):
+        if self.proc is None:
+            return
+        with contextlib.suppress(Exception):
+            self.sh("systemctl poweroff --no-block", check=False, timeout=10)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log(f"{self.tag}: poweroff timed out, killing the container")
+            self.kill()
+        self.proc = None
+        self.leader = None
+
+    def kill(self):
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(Exception):
+            self.proc.wait(20)
+        self.proc = None
+        self.leader = None
+
+    def reboot(self):
+        self.poweroff()
+        return self.boot()
+
+    def teardown(self):
+        if self.proc is not None:
+            # Keep the failing state around for a post-mortem before it is gone.
+            with contextlib.suppress(Exception):
+                (self.workdir / "journal-last-boot.txt").write_text(
+                    self.sh("journalctl -b --no-pager -o short-monotonic", check=False, timeout=20).stdout)
+            self.poweroff(timeout=20)
+        self.kill()
+        self.umount()
+
+    # -- inside the running node
+    def sh(self, script, check=True, timeout=120, input=None):
+        """Runs a shell command line in every namespace of the booted node."""
+        assert self.leader, "node is not running"
+        return run(["nsenter", "-t", self.leader, "-a", "--", "/usr/bin/env", "-i",
+                    "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8", "/bin/sh", "-c", script],
+                   check=check, timeout=timeout, input=input)
+
+    def prop(self, unit, name):
+        return self.sh(f"systemctl show -P {name} {unit}").stdout.strip()
+
+    def file_state(self, unit):
+        p = self.sh(f"systemctl is-enabled {unit}", check=False)
+        out = p.stdout.strip()
+        return out if out else "not-found"
+
+    def journal(self, args=""):
+        return self.sh(f"journalctl -b --no-pager -o json {args}", check=False).stdout
+
+    def journal_entries(self, args=""):
+        out = []
+        for ln in self.journal(args).splitlines():
+            with contextlib.suppress(ValueError):
+                out.append(json.loads(ln))
+        return out
+
+    def agent_json(self, *args):
+        p = self.sh("aks-ssh-access " + " ".join(args), check=False)
+        return p.returncode, json.loads(p.stdout) if p.stdout.strip().startswith("{") else None, p
+
+
+# ---------------------------------------------------------------------------------------------------------
+
+class Cleanup:
+    """Everything a test started, torn down in reverse order whatever happens (also on SIGTERM/SIGINT)."""
+
+    def __init__(self):
+        self.items = []
+
+    def push(self, fn):
+        self.items.append(fn)
+        return fn
+
+    def run(self):
+        while self.items:
+            fn = self.items.pop()
+            try:
+                fn()
+            except Exception as e:  # noqa: BLE001 - teardown must go on
+                log(f"teardown step failed: {e}")

@@ -1,0 +1,440 @@
+# SPDX-License-Identifier: MIT
+"""End-to-end: the agent on a booted Debian 12 node (systemd-nspawn), real systemd, real sshd, IMDS emulator.
+
+Each test builds its node image (base image + agent installed like an image builder does), boots it, and
+checks the outcome from outside (ssh logins and port probes from another network namespace) and inside
+(unit states, the journal of that boot, files). See harness.py for the plumbing."""
+import re
+import time
+
+import harness as h
+
+MANAGED_BLOCK_BEGIN = "# BEGIN aks-ssh-access managed keys"
+OWN_LINE = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHVzZXIncyBvd24ga2V5IG5vdCBtYW5hZ2VkIGJ5IGFrcyEh my-own-key\n"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# checks
+
+def existing_ssh_units(node):
+    return [u for u in h.SSH_UNITS if node.prop(u, "LoadState") not in ("not-found",)]
+
+
+def assert_no_ordering_cycle(node):
+    """No ordering cycle in this boot. PID 1 reports cycles while it builds the initial transaction, before
+    journald runs, so on a container they only reach the console: read both."""
+    text = node.sh("journalctl -b --no-pager -o cat", check=False).stdout + node.console.read_text(errors="replace")
+    bad = [ln for ln in text.splitlines() if re.search(r"ordering cycle|deleted to break", ln, re.I)]
+    assert not bad, f"ordering cycle at boot: {bad}"
+
+
+def assert_agent_ok(node):
+    assert node.prop("aks-ssh-access.service", "Result") == "success", node.sh(
+        "systemctl status --no-pager -l aks-ssh-access.service", check=False).stdout
+    assert node.prop("aks-ssh-access.service", "ActiveState") == "active"
+    assert node.prop("aks-ssh-access.service", "ExecMainStatus") == "0"
+
+
+def agent_done_usec(node):
+    t = int(node.prop("aks-ssh-access.service", "ActiveEnterTimestampMonotonic") or 0)
+    if t == 0:  # failed (fallback): it never became active; it finished when its main process exited
+        t = int(node.prop("aks-ssh-access.service", "ExecMainExitTimestampMonotonic"))
+    assert t > 0
+    return t
+
+
+def assert_started_after_agent(node, unit):
+    """UNIT left "inactive" only after the agent had finished (monotonic timestamps of this boot)."""
+    started = int(node.prop(unit, "InactiveExitTimestampMonotonic"))
+    assert started > 0, f"{unit} never started"
+    assert started >= agent_done_usec(node), f"{unit} started before aks-ssh-access finished"
+
+
+def assert_never_started_this_boot(node, units):
+    """No ssh unit left "inactive" in this boot, no start job in the journal, no sshd process ever logged."""
+    for u in units:
+        assert node.prop(u, "InactiveExitTimestampMonotonic") in ("0", ""), f"{u} was started in this boot"
+        assert node.prop(u, "ActiveState") == "inactive", u
+    for e in node.journal_entries():
+        unit = e.get("UNIT") or e.get("USER_UNIT")
+        if unit in h.SSH_UNITS and e.get("MESSAGE_ID") in (h.MID_UNIT_STARTING, h.MID_UNIT_STARTED):
+            raise AssertionError(f"journal: {unit}: {e.get('MESSAGE')}")
+        assert e.get("_COMM") != "sshd", f"sshd ran in this boot: {e.get('MESSAGE')}"
+        assert "Server listening on" not in str(e.get("MESSAGE")), e.get("MESSAGE")
+
+
+def assert_all_masked(node, units):
+    for u in units:
+        assert node.file_state(u) == "masked", f"{u}: {node.file_state(u)}"
+    # Alias names that only exist while enabled (sshd.service on Debian) must not be left able to start sshd.
+    for u in h.SSH_UNITS:
+        assert node.file_state(u) in ("masked", "not-found"), f"{u}: {node.file_state(u)}"
+
+
+def authorized_keys(node):
+    return node.sh(f"cat /home/{h.ADMIN}/.ssh/authorized_keys", check=False).stdout
+
+
+def assert_key_files_safe(node):
+    out = node.sh(f"stat -c '%a %u %g %F' /home/{h.ADMIN}/.ssh /home/{h.ADMIN}/.ssh/authorized_keys").stdout.split("\n")
+    assert out[0] == f"700 {h.ADMIN_UID} {h.ADMIN_UID} directory", out
+    assert out[1] == f"600 {h.ADMIN_UID} {h.ADMIN_UID} regular file", out
+
+
+def status_json(node):
+    rc, doc, p = node.agent_json("status", "--json")
+    assert doc is not None, f"status --json printed no JSON (rc {rc}): {p.stdout} {p.stderr}"
+    return doc
+
+
+def assert_login(env, key, ok=True):
+    p = env.net.ssh(env.keys.priv[key])
+    if ok:
+        assert p.returncode == 0 and p.stdout.strip() == h.ADMIN, f"login with {key} failed: {p.stderr}"
+    else:
+        assert p.returncode == 255 and "Permission denied" in p.stderr, \
+            f"login with {key} not refused as expected: rc {p.returncode} {p.stdout} {p.stderr}"
+
+
+def check_local_user(env, keys=("k1", "k2"), refused=("k3",), service="ssh.service", own_line=None):
+    node = env.node
+    assert_agent_ok(node)
+    assert_no_ordering_cycle(node)
+    assert node.prop(service, "ActiveState") == "active", service
+    assert_started_after_agent(node, service)
+    for k in keys:
+        assert_login(env, k)
+    for k in refused:
+        assert_login(env, k, ok=False)
+    st = status_json(node)
+    assert st["mode"].lower() == "localuser", st
+    assert st["user"] == h.ADMIN
+    assert sorted(k["fingerprint"] for k in st["keys"]) == sorted(env.keys.fp[k] for k in keys), st["keys"]
+    text = authorized_keys(node)
+    assert MANAGED_BLOCK_BEGIN in text
+    for k in keys:
+        assert text.count(env.keys.pub[k].split()[1]) == 1
+    if own_line is not None:
+        assert text.startswith(own_line), "the user's own line was not kept in front of the block"
+    assert_key_files_safe(node)
+
+
+def check_disabled(env, probe=None, own_line=OWN_LINE):
+    node = env.node
+    if probe is not None:
+        tries, hits = env.net.stop_port_probe(probe)
+        assert tries > 10, tries
+        assert hits == 0, f"port 22 accepted {hits} of {tries} connections during boot"
+    assert not env.net.port_open(22), "port 22 is open"
+    units = existing_ssh_units(node)
+    assert units, "no ssh unit at all?"
+    assert_all_masked(node, units)
+    assert_never_started_this_boot(node, units)
+    assert_no_ordering_cycle(node)
+    assert authorized_keys(node) == own_line, "managed keys not removed / the user's own line changed"
+    st = status_json(node)
+    assert st["mode"].lower() == "disabled", st
+    assert st["keys"] == [], st
+
+
+def boot(env, expect="running"):
+    state = env.node.boot()
+    if expect is not None:
+        failed = env.node.sh("systemctl --failed --no-legend --plain --no-pager", check=False).stdout
+        assert state == expect, f"system {state}, failed units: {failed}"
+    return state
+
+
+# ---------------------------------------------------------------------------------------------------------
+# cases
+
+def test_local_user_two_keys(env):
+    env.image(authorized_keys=OWN_LINE)
+    env.imds("LocalUser", ["k1", "k2"])
+    boot(env)
+    check_local_user(env, own_line=OWN_LINE)
+    assert env.node.file_state("ssh.service") == "enabled"
+    # The agent asked IMDS like IMDS wants to be asked.
+    reqs = env.net.imds_requests()
+    assert reqs and all(r["headers"].get("Metadata") == "true" for r in reqs), reqs
+    # A second run on an in-sync node changes nothing and keeps sshd running.
+    before = env.node.sh(f"stat -c %Y.%i /home/{h.ADMIN}/.ssh/authorized_keys").stdout
+    p = env.node.sh("aks-ssh-access apply", check=False)
+    assert p.returncode == 0, p.stderr
+    assert env.node.sh(f"stat -c %Y.%i /home/{h.ADMIN}/.ssh/authorized_keys").stdout == before
+    assert env.node.sh("aks-ssh-access verify", check=False).returncode == 0
+    assert_login(env, "k2")
+    # The agent's own files, as its unit (StateDirectory=, UMask=) and the SPEC want them.
+    out = env.node.sh("stat -c '%a %U %F' /var/lib/aks-ssh-access /var/lib/aks-ssh-access/state.json "
+                      "/run/aks-ssh-access.lock").stdout.splitlines()
+    assert out == ["700 root directory", "600 root regular file", "600 root regular empty file"], out
+
+
+def test_disabled_from_first_boot(env):
+    # The image comes with a managed block (e.g. keys an earlier apply wrote) and a line of the user's own.
+    block = (f"{MANAGED_BLOCK_BEGIN} (edits inside this block are overwritten)\n{env.keys.pub['k1']}\n"
+             "# END aks-ssh-access managed keys\n")
+    root = env.image(authorized_keys=OWN_LINE + block)
+    # Another unit of the image wants sshd (what defeats today's stop+disable): a masked sshd stays down.
+    (root / "etc/systemd/system/wants-ssh.service").write_text(
+        "[Unit]\nWants=ssh.service sshd.service\nAfter=ssh.service\n[Service]\nType=oneshot\n"
+        "RemainAfterExit=yes\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n")
+    h.run(["systemctl", f"--root={root}", "enable", "wants-ssh.service"])
+    env.imds("Disabled", ["k1", "k2"])
+    probe = env.net.start_port_probe()
+    boot(env)
+    check_disabled(env, probe)
+    assert_agent_ok(env.node)
+    assert env.node.prop("wants-ssh.service", "ActiveState") == "active"
+
+
+def test_disabled_local_user_disabled_across_reboots(env):
+    env.image(authorized_keys=OWN_LINE)
+    env.imds("Disabled", ["k1", "k2"])
+    probe = env.net.start_port_probe()
+    boot(env)
+    check_disabled(env, probe)
+
+    env.node.poweroff()
+    env.imds("LocalUser", ["k1", "k2"])
+    boot(env)
+    check_local_user(env, own_line=OWN_LINE)
+    assert env.node.file_state("ssh.service") == "enabled"
+    assert env.node.prop("ssh.socket", "ActiveState") == "inactive", "service and socket both on port 22"
+
+    env.node.poweroff()
+    env.imds("Disabled", ["k1", "k2"])
+    probe = env.net.start_port_probe()
+    boot(env)
+    check_disabled(env, probe)
+
+
+def test_socket_activation_image(env):
+    env.image(h.image_socket_activation, authorized_keys=OWN_LINE)
+    assert h.run(["systemctl", f"--root={env.node.root}", "is-enabled", "ssh.socket"]).stdout.strip() == "enabled"
+    env.imds("Disabled", ["k1", "k2"])
+    probe = env.net.start_port_probe()
+    boot(env)
+    check_disabled(env, probe)
+    assert env.node.file_state("ssh.socket") == "masked"
+
+    # LocalUser restores the image's way: socket activation, not the service (never both on port 22).
+    env.node.poweroff()
+    env.imds("LocalUser", ["k1", "k2"])
+    boot(env)
+    node = env.node
+    assert_agent_ok(node)
+    assert_no_ordering_cycle(node)
+    assert node.file_state("ssh.socket") == "enabled"
+    assert node.file_state("ssh.service") in ("disabled", "static", "indirect"), node.file_state("ssh.service")
+    assert node.prop("ssh.socket", "ActiveState") == "active"
+    assert_started_after_agent(node, "ssh.socket")
+    for k in ("k1", "k2"):
+        assert_login(env, k)
+    assert_login(env, "k3", ok=False)
+
+
+def test_socket_starts_only_after_agent(env):
+    """With the socket enabled and LocalUser from the first boot: no cycle, the socket waits for the agent."""
+    env.image(h.image_socket_activation)
+    env.imds("LocalUser", ["k1"])
+    boot(env)
+    node = env.node
+    assert_agent_ok(node)
+    assert_no_ordering_cycle(node)
+    assert_started_after_agent(node, "ssh.socket")
+    # sockets.target (which Debian's ssh.socket is explicitly Before=) was reached, after the agent: the agent
+    # runs before basic.target when a socket is enabled, which is why its unit has DefaultDependencies=no.
+    assert node.prop("sockets.target", "ActiveState") == "active"
+    assert_started_after_agent(node, "sockets.target")
+    assert node.prop("aks-ssh-access.service", "DefaultDependencies") == "no"
+    assert_login(env, "k1")
+
+
+def test_azure_linux_naming(env):
+    env.image(h.image_azure_linux_naming, authorized_keys=OWN_LINE)
+    env.imds("LocalUser", ["k1", "k2"])
+    boot(env)
+    check_local_user(env, service="sshd.service", own_line=OWN_LINE)
+    assert env.node.prop("ssh.service", "LoadState") == "not-found"
+
+    env.node.poweroff()
+    env.imds("Disabled", ["k1", "k2"])
+    probe = env.net.start_port_probe()
+    boot(env)
+    check_disabled(env, probe)
+    assert env.node.file_state("sshd.service") == "masked"
+    assert env.node.file_state("sshd.socket") == "masked"
+
+
+def test_entra_id_and_back(env):
+    """EntraId: sshd runs with public-key authentication off (drop-in, checked by sshd -t in the sandbox),
+    managed keys removed; back to LocalUser: drop-in gone, keys back."""
+    dropin = "/etc/ssh/sshd_config.d/50-aks-ssh-access.conf"
+    env.image(authorized_keys=OWN_LINE)
+    env.imds("LocalUser", ["k1", "k2"])
+    boot(env)
+    check_local_user(env, own_line=OWN_LINE)
+
+    env.node.poweroff()
+    env.imds("EntraId", ["k1", "k2"])
+    boot(env)
+    node = env.node
+    assert_agent_ok(node)
+    assert node.prop("ssh.service", "ActiveState") == "active"
+    assert_started_after_agent(node, "ssh.service")
+    assert "PubkeyAuthentication no" in node.sh(f"cat {dropin}").stdout
+    assert "pubkeyauthentication no" in node.sh("sshd -T").stdout.lower()
+    assert authorized_keys(node) == OWN_LINE
+    assert env.net.port_open(22)
+    # k1 is no longer in authorized_keys and key auth is off anyway: refused.
+    assert_login(env, "k1", ok=False)
+    st = status_json(node)
+    assert st["mode"].lower() == "entraid" and st["keys"] == [], st
+
+    env.node.poweroff()
+    env.imds("LocalUser", ["k1", "k2"])
+    boot(env)
+    assert env.node.sh(f"test -e {dropin}", check=False).returncode == 1, "EntraId drop-in left behind"
+    check_local_user(env, own_line=OWN_LINE)
+
+
+def test_imds_down_fails_closed_then_recovers(env):
+    env.image(config={"deadline_s": "5"}, authorized_keys=OWN_LINE)
+    env.imds("LocalUser", ["k1", "k2"], up=False)
+    probe = env.net.start_port_probe()
+    t0 = time.monotonic()
+    state = boot(env, expect=None)
+    node = env.node
+    # The agent's unit failed (69: IMDS unavailable) and says so where support staff look.
+    assert state == "degraded", state
+    assert node.prop("aks-ssh-access.service", "Result") == "exit-code"
+    assert node.prop("aks-ssh-access.service", "ExecMainStatus") == "69"
+    st = node.sh("systemctl status --no-pager -l aks-ssh-access.service", check=False)
+    assert st.returncode == 3 and "failed" in st.stdout and "status=69" in st.stdout, st.stdout
+    failed = node.sh("systemctl --failed --no-legend --plain --no-pager", check=False).stdout.split()
+    assert "aks-ssh-access.service" in failed and len([f for f in failed if f.endswith((".service", ".socket"))]) == 1, failed
+    # It waited for IMDS for about the configured deadline (5 s), not the default 90 s.
+    took = (int(node.prop("aks-ssh-access.service", "ExecMainExitTimestampMonotonic")) -
+            int(node.prop("aks-ssh-access.service", "ExecMainStartTimestampMonotonic"))) / 1e6
+    assert 4 <= took <= 30, took
+    assert time.monotonic() - t0 < 60
+    check_disabled(env, probe)  # fail closed: fallback_mode = disabled
+
+    env.node.poweroff()
+    env.imds("LocalUser", ["k1", "k2"], up=True)
+    boot(env)
+    check_local_user(env, own_line=OWN_LINE)
+
+
+def test_verify_detects_hand_made_drift(env):
+    env.image()
+    env.imds("Disabled", ["k1"])
+    boot(env)
+    node = env.node
+    p = node.sh("aks-ssh-access verify", check=False)
+    assert p.returncode == 0, (p.stdout, p.stderr)
+    assert node.prop("aks-ssh-access-verify.timer", "ActiveState") == "active"
+    # In its sandbox too (read-only file system, no network, only CAP_DAC_READ_SEARCH): in sync = success.
+    node.sh("systemctl start aks-ssh-access-verify.service")
+    assert node.prop("aks-ssh-access-verify.service", "Result") == "success"
+    node.sh("systemctl reset-failed; journalctl --rotate >/dev/null 2>&1 || true")
+
+    node.sh("systemctl unmask ssh.service sshd.service && systemctl enable ssh.service")
+    p = node.sh("aks-ssh-access verify", check=False)
+    assert p.returncode == 1, (p.returncode, p.stdout, p.stderr)
+    line = p.stdout.splitlines()[0] if p.stdout else ""
+    assert line, "verify printed nothing on stdout"
+
+    # The timer's run (made to fire now, not 5 min after boot) logs the drift and shows in systemctl.
+    node.sh("mkdir -p /run/systemd/system/aks-ssh-access-verify.timer.d && printf '[Timer]\\nOnActiveSec=1s\\n"
+            "RandomizedDelaySec=0\\nAccuracySec=1ms\\n' >/run/systemd/system/aks-ssh-access-verify.timer.d/e2e.conf"
+            " && systemctl daemon-reload && systemctl restart aks-ssh-access-verify.timer")
+    deadline = time.monotonic() + 30
+    svc = "aks-ssh-access-verify.service"
+    before = int(node.prop(svc, "ExecMainStartTimestampMonotonic"))
+
+    def finished_new_run():
+        start = int(node.prop(svc, "ExecMainStartTimestampMonotonic") or 0)
+        end = int(node.prop(svc, "ExecMainExitTimestampMonotonic") or 0)
+        return start > before and end >= start and node.prop(svc, "ActiveState") in ("failed", "inactive")
+
+    while not finished_new_run():
+        assert time.monotonic() < deadline, "the verify timer did not fire"
+        time.sleep(0.5)
+    assert node.prop("aks-ssh-access-verify.service", "Result") == "exit-code"
+    assert node.prop("aks-ssh-access-verify.service", "ExecMainStatus") == "1"
+    logged = node.sh("journalctl -b --no-pager -o cat -u aks-ssh-access-verify.service").stdout
+    assert line in logged, f"verify's line {line!r} not in the unit's journal:\n{logged}"
+    failed = node.sh("systemctl --failed --no-legend --plain --no-pager", check=False).stdout
+    assert "aks-ssh-access-verify.service" in failed
+
+
+def test_units_verify_and_sandbox(env):
+    """systemd-analyze verify passes on every unit we ship (as installed), and the exposure is recorded."""
+    env.image()
+    env.imds("LocalUser", ["k1"])
+    boot(env)
+    node = env.node
+    units = ["aks-ssh-access.service", "aks-ssh-access-verify.service", "aks-ssh-access-verify.timer",
+             "ssh.socket", "ssh.service"]
+    paths = " ".join(f"/usr/lib/systemd/system/{u}" for u in units)
+    p = node.sh(f"systemd-analyze verify --man=no {paths}", check=False)
+    assert p.returncode == 0 and not p.stderr.strip(), p.stderr
+    for u in ("aks-ssh-access.service", "aks-ssh-access-verify.service"):
+        p = node.sh(f"systemd-analyze security --no-pager {u}", check=False)
+        m = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", p.stdout)
+        assert m, p.stdout
+        h.log(f"systemd-analyze security {u}: {m.group(1)}")
+        (h.BUILD / f"security-{u}.txt").write_text(p.stdout)  # kept for the README's figure
+        assert float(m.group(1)) <= 3.0, p.stdout
+    # The sandbox did not get in the agent's way: it ran, wrote, and sshd started.
+    assert_agent_ok(node)
+    assert_login(env, "k1")
+
+
+def test_live_backend_under_valgrind(env):
+    """The sd-bus backend against PID 1 of the node, every call, under valgrind (run from the host)."""
+    env.image(agent=False)
+    # A scratch unit with an alias, so that every call has something real to change.
+    unitdir = env.node.root / "usr/lib/systemd/system"
+    (unitdir / "e2e-probe.service").write_text(
+        "[Unit]\nDescription=e2e probe\n[Service]\nExecStart=/bin/sleep infinity\n"
+        "[Install]\nWantedBy=multi-user.target\nAlias=e2e-probe-alias.service\n")
+    # valgrind (and its libc debug symbols) and the probe run from the host's tree, bound read-only into the
+    # node, with the node's /run/systemd bound over the host tree's: they talk to the node's PID 1.
+    env.node.boot(extra_args=["--bind-ro=/:/run/host-root"])
+    node = env.node
+    ops = ["file-state:e2e-probe.service", "enable:e2e-probe.service", "enable:e2e-probe.service", "reload",
+           "file-state:e2e-probe.service", "resolve:e2e-probe-alias.service", "resolve:sshd.service",
+           "resolve:no-such-unit.service", "file-state:no-such-unit.service", "active-state:no-such-unit.service",
+           "start:e2e-probe.service", "stop:e2e-probe.service", "disable:e2e-probe.service",
+           "disable:e2e-probe.service", "mask:e2e-probe.service", "mask:e2e-probe.service", "reload",
+           "file-state:e2e-probe.service", "start:e2e-probe.service", "unmask:e2e-probe.service",
+           "unmask:e2e-probe.service", "reload", "file-state:e2e-probe.service", "active-state:ssh.service"]
+    p = node.sh("unshare -m --propagation private /bin/sh -c 'mount --bind /run/systemd /run/host-root/run/systemd && "
+                "mount -t tmpfs tmpfs /run/host-root/tmp && "
+                "exec chroot /run/host-root valgrind --error-exitcode=99 --leak-check=full "
+                "--errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect "
+                f"{h.PROBE_BIN} {' '.join(ops)}'", check=False)
+    h.log("probe:\n" + p.stdout + p.stderr)
+    out = dict()
+    lines = [ln for ln in p.stdout.splitlines() if " = " in ln]
+    assert len(lines) == len(ops), (p.stdout, p.stderr)
+    for i, ln in enumerate(lines):
+        out[i] = ln.split(" = ", 1)[1]
+    assert p.returncode == 1, f"valgrind or the probe: rc {p.returncode}\n{p.stderr}"  # 1: the masked start
+    assert re.search(r"==\d+== ERROR SUMMARY: 0 errors from 0 contexts", p.stderr), p.stderr
+    assert re.search(r"==\d+== All heap blocks were freed|definitely lost: 0 bytes", p.stderr), p.stderr
+    expect = ["disabled", "1", "0", "0", "enabled", "e2e-probe.service", "ssh.service", "-2", "not-found",
+              "inactive", "0", "0", "1", "0", "1", "0", "0", "masked", None, "1", "0", "0", "disabled", "active"]
+    for i, e in enumerate(expect):
+        if e is not None:
+            assert out[i] == e, f"{ops[i]}: {out[i]} (expected {e})"
+    assert int(out[18]) < 0
+    # The failure names the unit and the D-Bus error.
+    assert re.search(r"Failed to start e2e-probe\.service: .*\(org\.freedesktop\.systemd1\.UnitMasked\)", p.stderr), \
+        p.stderr
+    # What systemctl sees agrees.
+    assert node.file_state("e2e-probe.service") == "disabled"
+    assert node.prop("e2e-probe.service", "ActiveState") == "inactive"
