@@ -76,6 +76,10 @@ int sshd_config_check(bool with_dropin) {
 
         if (access(SSHD_BINARY, X_OK) < 0)
                 return -ENOENT;
+        /* Debian's sshd -t insists on its privilege separation directory, which ssh.service creates only
+         * when it starts, i.e. after us (the agent's unit has RuntimeDirectory=sshd for that; a run by hand
+         * does not). An empty /run/sshd is harmless where sshd uses another one. */
+        (void) mkdir("/run/sshd", 0755);
 
         if (with_dropin) {
                 /* sshd takes the first value it sees: our setting, then the real configuration. */

@@ -258,16 +258,32 @@ int node_read_block(const Node *n, AdminUser *u, BlockKeys *ret) {
         return 0;
 }
 
+static int cmp_strp(const void *a, const void *b) {
+        return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+/* The block holds exactly the recorded keys (as a set of fingerprints; sorted, not quadratic: verify runs
+ * from a timer on nodes that may carry thousands of keys). */
 static int keys_match(const BlockKeys *b, const State *s) {
+        _cleanup_free_ const char **x = NULL, **y = NULL;
+
         if (b->n_invalid > 0 || b->n != s->n_keys)
                 return 0;
-        for (size_t i = 0; i < s->n_keys; i++) {
-                bool found = false;
-                for (size_t j = 0; j < b->n && !found; j++)
-                        found = streq(b->keys[j].fingerprint, s->keys[i].fingerprint);
-                if (!found)
-                        return 0;
+        if (b->n == 0)
+                return 1;
+        x = calloc(b->n, sizeof *x);
+        y = calloc(b->n, sizeof *y);
+        if (!x || !y)
+                return -ENOMEM;
+        for (size_t i = 0; i < b->n; i++) {
+                x[i] = b->keys[i].fingerprint;
+                y[i] = s->keys[i].fingerprint;
         }
+        qsort(x, b->n, sizeof *x, cmp_strp);
+        qsort(y, b->n, sizeof *y, cmp_strp);
+        for (size_t i = 0; i < b->n; i++)
+                if (!streq(x[i], y[i]))
+                        return 0;
         return 1;
 }
 
@@ -341,8 +357,10 @@ int node_verify(Node *n, const State *s, char **ret_what) {
                         rc = 1;
                 else if (r < 0)
                         rc = 2;
-                else if (!keys_match(&b, s))
-                        rc = 1;
+                else {
+                        int m = keys_match(&b, s);
+                        rc = m < 0 ? 2 : m == 0 ? 1 : 0;
+                }
                 if (rc && asprintf(ret_what, "%s: managed keys of %s %s", rc == 1 ? "drift" : "unknown", s->user,
                                    r == -EPERM ? "are behind an unsafe path" : r < 0 ? "cannot be read" : "differ from the last apply") < 0)
                         *ret_what = NULL;
