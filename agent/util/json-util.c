@@ -13,11 +13,9 @@
 static int defuse_nul_escapes(const char *s, size_t len, char **ret) {
         char *copy = NULL;
 
-        for (size_t i = 0; i + 6 <= len; i++) {
-                size_t backslashes = 0;
+        for (const char *hit = memmem(s, len, "\\u0000", 6); hit; hit = memmem(hit + 1, len - (size_t) (hit + 1 - s), "\\u0000", 6)) {
+                size_t i = (size_t) (hit - s), backslashes = 0;
 
-                if (memcmp(s + i, "\\u0000", 6) != 0)
-                        continue;
                 for (size_t k = i + 1; k > 0 && s[k - 1] == '\\'; k--)
                         backslashes++;
                 if (backslashes % 2 == 0)
