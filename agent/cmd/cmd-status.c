@@ -92,20 +92,14 @@ int cmd_status(const Options *o) {
 
         if (o->json) {
                 cJSON *j = cJSON_CreateObject(), *a, *us;
-                char *text;
 
                 cJSON_AddItemToObject(j, "mode", have_state ? cJSON_CreateString(mode_to_string(s.mode)) : cJSON_CreateNull());
                 cJSON_AddItemToObject(j, "user", have_state && s.user ? cJSON_CreateString(s.user) : cJSON_CreateNull());
                 cJSON_AddItemToObject(j, "authorized_keys", ak_path ? cJSON_CreateString(ak_path)
                                                             : s.authorized_keys ? cJSON_CreateString(s.authorized_keys) : cJSON_CreateNull());
                 a = cJSON_AddArrayToObject(j, "keys");
-                for (size_t i = 0; have_block && i < block.n; i++) {
-                        cJSON *k = cJSON_CreateObject();
-                        cJSON_AddStringToObject(k, "type", block.keys[i].type);
-                        cJSON_AddStringToObject(k, "fingerprint", block.keys[i].fingerprint);
-                        cJSON_AddItemToObject(k, "comment", block.keys[i].comment ? cJSON_CreateString(block.keys[i].comment) : cJSON_CreateNull());
-                        cJSON_AddItemToArray(a, k);
-                }
+                for (size_t i = 0; have_block && i < block.n; i++)
+                        cJSON_AddItemToArray(a, json_key(&block.keys[i]));
                 us = cJSON_AddObjectToObject(j, "units");
                 for (size_t i = 0; i < units.n; i++) {
                         cJSON *x = cJSON_CreateObject();
@@ -123,11 +117,7 @@ int cmd_status(const Options *o) {
                         cJSON_AddNullToObject(j, "last_apply");
                 cJSON_AddItemToObject(j, "in_sync", sync == 2 ? cJSON_CreateNull() : cJSON_CreateBool(sync == 0));
                 cJSON_AddStringToObject(j, "verify", what ?: "unknown: no state file");
-                text = cJSON_Print(j);
-                if (text)
-                        puts(text);
-                free(text);
-                cJSON_Delete(j);
+                json_print_free(j);
         } else {
                 printf("Mode:             %s\n", have_state ? mode_to_string(s.mode) : "(nothing applied yet)");
                 if (have_state)
@@ -194,7 +184,6 @@ int cmd_show_imds(const Options *o) {
 
         if (o->json) {
                 cJSON *j = cJSON_CreateObject(), *a;
-                char *text;
                 cJSON_AddStringToObject(j, "mode", mode_to_string(p.mode));
                 cJSON_AddBoolToObject(j, "mode_from_tag", p.mode_from_tag);
                 cJSON_AddStringToObject(j, "user", p.admin_user);
@@ -202,25 +191,12 @@ int cmd_show_imds(const Options *o) {
                 cJSON_AddStringToObject(j, "source", source);
                 a = cJSON_AddArrayToObject(j, "keys");
                 for (size_t i = 0; i < p.n_keys; i++) {
-                        cJSON *k = cJSON_CreateObject();
+                        cJSON *k = json_key(&p.keys[i].key);
                         cJSON_AddNumberToObject(k, "index", (double) p.keys[i].index);
-                        cJSON_AddStringToObject(k, "type", p.keys[i].key.type);
-                        cJSON_AddStringToObject(k, "fingerprint", p.keys[i].key.fingerprint);
-                        cJSON_AddItemToObject(k, "comment", p.keys[i].key.comment ? cJSON_CreateString(p.keys[i].key.comment) : cJSON_CreateNull());
                         cJSON_AddItemToArray(a, k);
                 }
-                a = cJSON_AddArrayToObject(j, "rejected");
-                for (size_t i = 0; i < p.n_rejected; i++) {
-                        cJSON *k = cJSON_CreateObject();
-                        cJSON_AddNumberToObject(k, "index", (double) p.rejected[i].index);
-                        cJSON_AddStringToObject(k, "reason", p.rejected[i].reason);
-                        cJSON_AddItemToArray(a, k);
-                }
-                text = cJSON_Print(j);
-                if (text)
-                        puts(text);
-                free(text);
-                cJSON_Delete(j);
+                cJSON_AddItemToObject(j, "rejected", json_rejections(&p));
+                json_print_free(j);
         } else {
                 printf("Mode:        %s%s\n", mode_to_string(p.mode), p.mode_from_tag ? "" : " (tag absent: default)");
                 printf("Admin user:  %s%s\n", p.admin_user, user_ok ? "" : " (not in this node's passwd database: paths not checked)");

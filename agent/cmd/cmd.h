@@ -71,3 +71,10 @@ void block_keys_done(BlockKeys *b);
 int node_verify(Node *n, const State *s, char **ret_what);
 
 char *now_rfc3339(void);
+
+/* JSON output shared by the subcommands: a key as {type, fingerprint, comment}, the rejected entries as
+ * [{index, reason}], and printing (which frees the object). */
+struct cJSON;
+struct cJSON *json_key(const SshKey *k);
+struct cJSON *json_rejections(const Policy *p);
+void json_print_free(struct cJSON *j);

@@ -7,6 +7,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "apply/authorized-keys.h"
 #include "apply/sshd-config.h"
 #include "cmd.h"
@@ -373,4 +375,34 @@ int node_verify(Node *n, const State *s, char **ret_what) {
                      s->n_keys == 1 ? "" : "s", s->last_time ?: "?", s->last_source ?: "?") < 0)
                 *ret_what = NULL;
         return 0;
+}
+
+cJSON *json_key(const SshKey *k) {
+        cJSON *o = cJSON_CreateObject();
+
+        cJSON_AddStringToObject(o, "type", k->type);
+        cJSON_AddStringToObject(o, "fingerprint", k->fingerprint);
+        cJSON_AddItemToObject(o, "comment", k->comment ? cJSON_CreateString(k->comment) : cJSON_CreateNull());
+        return o;
+}
+
+cJSON *json_rejections(const Policy *p) {
+        cJSON *a = cJSON_CreateArray();
+
+        for (size_t i = 0; a && i < p->n_rejected; i++) {
+                cJSON *k = cJSON_CreateObject();
+                cJSON_AddNumberToObject(k, "index", (double) p->rejected[i].index);
+                cJSON_AddStringToObject(k, "reason", p->rejected[i].reason);
+                cJSON_AddItemToArray(a, k);
+        }
+        return a;
+}
+
+void json_print_free(cJSON *j) {
+        char *text = j ? cJSON_Print(j) : NULL;
+
+        if (text)
+                puts(text);
+        free(text);
+        cJSON_Delete(j);
 }
