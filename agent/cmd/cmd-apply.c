@@ -162,7 +162,9 @@ static int write_keys(Run *r) {
         (void) remove_stale_temp_files(r->ssh_fd, "authorized_keys");
         e = authorized_keys_write(r->ssh_fd, &r->user, r->ak_new, r->ak_new_len);
         if (e < 0) {
-                fail(r, exit_code_from_errno(e), "io-error");
+                /* The paths were checked already: EPERM here is an immutable/append-only file or directory
+                 * (or an LSM), i.e. "cannot create" (73), not an unsafe path (77). */
+                fail(r, e == -EPERM ? EX_CANTCREAT : exit_code_from_errno(e), e == -EPERM ? "cannot-create" : "io-error");
                 return e;
         }
         char count[32];
@@ -236,7 +238,6 @@ static void print_plan(Run *r) {
 
 static void print_json(Run *r) {
         cJSON *j = cJSON_CreateObject(), *a;
-        char *text;
 
         if (!j)
                 return;
@@ -250,21 +251,9 @@ static void print_json(Run *r) {
                 cJSON_AddStringToObject(j, "user", r->user.name);
         cJSON_AddBoolToObject(j, "keys_changed", r->keys_change);
         a = cJSON_AddArrayToObject(j, "keys");
-        for (size_t i = 0; a && r->have_policy && r->mode == MODE_LOCALUSER && r->key_part && i < r->policy.n_keys; i++) {
-                cJSON *k = cJSON_CreateObject();
-                cJSON_AddStringToObject(k, "type", r->policy.keys[i].key.type);
-                cJSON_AddStringToObject(k, "fingerprint", r->policy.keys[i].key.fingerprint);
-                if (r->policy.keys[i].key.comment)
-                        cJSON_AddStringToObject(k, "comment", r->policy.keys[i].key.comment);
-                cJSON_AddItemToArray(a, k);
-        }
-        a = cJSON_AddArrayToObject(j, "rejected");
-        for (size_t i = 0; a && r->have_policy && i < r->policy.n_rejected; i++) {
-                cJSON *k = cJSON_CreateObject();
-                cJSON_AddNumberToObject(k, "index", (double) r->policy.rejected[i].index);
-                cJSON_AddStringToObject(k, "reason", r->policy.rejected[i].reason);
-                cJSON_AddItemToArray(a, k);
-        }
+        for (size_t i = 0; a && r->have_policy && r->mode == MODE_LOCALUSER && r->key_part && i < r->policy.n_keys; i++)
+                cJSON_AddItemToArray(a, json_key(&r->policy.keys[i].key));
+        cJSON_AddItemToObject(j, "rejected", r->have_policy ? json_rejections(&r->policy) : cJSON_CreateArray());
         a = cJSON_AddArrayToObject(j, "actions");
         for (size_t i = 0; a && i < r->plan.n; i++) {
                 cJSON *k = cJSON_CreateObject();
@@ -273,11 +262,7 @@ static void print_json(Run *r) {
                         cJSON_AddStringToObject(k, "unit", r->plan.actions[i].unit);
                 cJSON_AddItemToArray(a, k);
         }
-        text = cJSON_Print(j);
-        if (text)
-                puts(text);
-        free(text);
-        cJSON_Delete(j);
+        json_print_free(j);
 }
 
 static int record(Run *r) {
