@@ -412,9 +412,11 @@ def test_live_backend_under_valgrind(env):
            "disable:e2e-probe.service", "mask:e2e-probe.service", "mask:e2e-probe.service", "reload",
            "file-state:e2e-probe.service", "start:e2e-probe.service", "unmask:e2e-probe.service",
            "unmask:e2e-probe.service", "reload", "file-state:e2e-probe.service", "active-state:ssh.service"]
+    # valgrind needs a writable TMPDIR; a tmpfs on the host tree's /mnt, not on /tmp: the probe (in the
+    # checkout's build/) may well live under /tmp.
     p = node.sh("unshare -m --propagation private /bin/sh -c 'mount --bind /run/systemd /run/host-root/run/systemd && "
-                "mount -t tmpfs tmpfs /run/host-root/tmp && "
-                "exec chroot /run/host-root valgrind --error-exitcode=99 --leak-check=full "
+                "mount -t tmpfs tmpfs /run/host-root/mnt && "
+                "TMPDIR=/mnt exec chroot /run/host-root valgrind --error-exitcode=99 --leak-check=full "
                 "--errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect "
                 f"{h.PROBE_BIN} {' '.join(ops)}'", check=False)
     h.log("probe:\n" + p.stdout + p.stderr)
