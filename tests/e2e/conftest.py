@@ -1,10 +1,8 @@
 # SPDX-License-Identifier: MIT
 """Fixtures of the end-to-end suite (see harness.py): a cached Debian image, a fresh node per test."""
 import os
-import re
 import shutil
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -41,15 +39,7 @@ def _sweep_leftovers():
     dead = sorted((d for d in RUNS_ROOT.iterdir() if d.name.isdigit() and not _alive(int(d.name))),
                   key=lambda d: d.stat().st_mtime)
     for i, d in enumerate(dead):
-        with open("/proc/self/mountinfo") as f:
-            mounts = [ln.split()[4] for ln in f]
-        for m in reversed(mounts):
-            if m.startswith(str(d) + "/"):
-                subprocess.run(["umount", "-l", m], check=False)
-        if Path("/run/netns").is_dir():
-            for ns in os.listdir("/run/netns"):
-                if re.fullmatch(rf"akse2e{d.name}x\d+[nc]", ns):
-                    subprocess.run(["ip", "netns", "del", ns], check=False)
+        h.sweep(d, rf"akse2e{d.name}x\d+[nc]")
         if i < len(dead) - 1:  # the newest failed run stays for a post-mortem
             shutil.rmtree(d, ignore_errors=True)
 
@@ -68,10 +58,7 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 def pytest_terminal_summary(terminalreporter):
-    stats = terminalreporter.stats
-    passed = len(stats.get("passed", []))
-    failed = len(stats.get("failed", [])) + len(stats.get("error", []))
-    terminalreporter.write_line(f"e2e: {passed} passed, {failed} failed")
+    h.terminal_summary(terminalreporter, "e2e")
 
 
 @pytest.fixture(scope="session")
@@ -84,24 +71,11 @@ def keys(tmp_path_factory):
     return h.Keys(tmp_path_factory.mktemp("keys"))
 
 
-class Env:
+class Env(h.NodeEnv):
     """One node (container + its namespaces) of one test."""
 
-    counter = 0
-
     def __init__(self, name, keys):
-        Env.counter += 1
-        self.tag = f"{NS_PREFIX}{Env.counter}"
-        self.workdir = RUNS / re.sub(r"[^A-Za-z0-9_.-]", "_", name)
-        shutil.rmtree(self.workdir, ignore_errors=True)
-        self.workdir.mkdir(parents=True)
-        self.keys = keys
-        self.cleanup = h.Cleanup()
-        self.net = h.Net(self.tag, self.workdir)
-        self.cleanup.push(self.net.teardown)
-        self.net.setup()
-        self.node = h.Node(self.tag, self.workdir, self.net)
-        self.cleanup.push(self.node.teardown)
+        super().__init__(name, keys, RUNS, NS_PREFIX)
 
     def image(self, *variants, config=None, authorized_keys=None, agent=True):
         """Builds this node's image on the overlay: variants, the agent (as an image builder installs it)."""
@@ -121,13 +95,6 @@ class Env:
             for p in (ssh, ssh / "authorized_keys"):
                 os.chown(p, h.ADMIN_UID, h.ADMIN_UID)
         return root
-
-    def imds(self, mode, key_names=(), up=True):
-        self.net.write_doc(h.imds_doc(mode, [self.keys.pub[k] for k in key_names]))
-        if up:
-            self.net.start_imds()
-        else:
-            self.net.stop_imds()
 
 
 @pytest.fixture

@@ -516,3 +516,55 @@ class Cleanup:
                 fn()
             except Exception as e:  # noqa: BLE001 - teardown must go on
                 log(f"teardown step failed: {e}")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Shared by the suites that boot nodes (tests/e2e, image-hooks/tests): one node per test, leftovers, summary.
+
+
+def sweep(run_dir, ns_regex):
+    """Unmounts what lies below run_dir and deletes the network namespaces whose name matches ns_regex."""
+    with open("/proc/self/mountinfo") as f:
+        mounts = [ln.split()[4] for ln in f]
+    for m in reversed(mounts):
+        if m.startswith(str(run_dir) + "/"):
+            subprocess.run(["umount", "-l", m], check=False)
+    if Path("/run/netns").is_dir():
+        for ns in os.listdir("/run/netns"):
+            if re.fullmatch(ns_regex, ns):
+                subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
+def terminal_summary(terminalreporter, name):
+    """The closing line CI reads: "NAME: N passed, N failed"."""
+    stats = terminalreporter.stats
+    passed = len(stats.get("passed", []))
+    failed = len(stats.get("failed", [])) + len(stats.get("error", []))
+    terminalreporter.write_line(f"{name}: {passed} passed, {failed} failed")
+
+
+class NodeEnv:
+    """One node of one test: its network namespaces (IMDS emulator inside), its container, its cleanup."""
+
+    counter = 0
+
+    def __init__(self, name, keys, runs, ns_prefix):
+        NodeEnv.counter += 1
+        self.tag = f"{ns_prefix}{NodeEnv.counter}"
+        self.workdir = runs / re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+        self.workdir.mkdir(parents=True)
+        self.keys = keys
+        self.cleanup = Cleanup()
+        self.net = Net(self.tag, self.workdir)
+        self.cleanup.push(self.net.teardown)
+        self.net.setup()
+        self.node = Node(self.tag, self.workdir, self.net)
+        self.cleanup.push(self.node.teardown)
+
+    def imds(self, mode, key_names=(), up=True):
+        self.net.write_doc(imds_doc(mode, [self.keys.pub[k] for k in key_names]))
+        if up:
+            self.net.start_imds()
+        else:
+            self.net.stop_imds()
