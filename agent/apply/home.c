@@ -160,6 +160,18 @@ static int check_owned(const struct stat *st, const AdminUser *u, const char *wh
         return 0;
 }
 
+int ssh_dir_tighten(int ssh_fd, const AdminUser *u, bool writing) {
+        struct stat st;
+
+        /* Only the user's own .ssh: a root-owned one at 0700 would lock the user out of it. */
+        if (!writing || fstat(ssh_fd, &st) < 0 || st.st_uid != u->uid || (st.st_mode & 07777) == 0700)
+                return 0;
+        /* EPERM here is an immutable directory: "cannot create" (73), not an unsafe path (77). */
+        if (fchmod(ssh_fd, 0700) < 0)
+                return log_error_errno(errno == EPERM ? EACCES : errno, "Cannot set mode of %s/.ssh: %m", u->real_home);
+        return 0;
+}
+
 int ssh_dir_open(int home_fd, const AdminUser *u, bool create, int *ret_fd) {
         _cleanup_close_ int fd = -1;
         struct stat st;
@@ -194,8 +206,9 @@ int ssh_dir_open(int home_fd, const AdminUser *u, bool create, int *ret_fd) {
                 r = check_owned(&st, u, ".ssh");
                 if (r < 0)
                         return r;
-                if (create && (st.st_mode & 07777) != 0700 && fchmod(fd, 0700) < 0)
-                        return log_error_errno(errno, "Cannot set mode of %s/.ssh: %m", u->real_home);
+                r = ssh_dir_tighten(fd, u, create);
+                if (r < 0)
+                        return r;
         }
         *ret_fd = TAKE_FD(fd);
         return 0;

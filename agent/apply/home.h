@@ -31,9 +31,12 @@ int admin_user_lookup(int root_fd, const char *name, AdminUser *ret);
 int home_open(int root_fd, AdminUser *u, int *ret_fd);
 
 /* Opens <home>/.ssh; creates it (0700, owned by the user) when create is set and it is missing. An existing
- * one must be a real directory owned by the user or root, not group/world writable; mode tightened to 0700
- * when writable is set. -ENOENT if missing and !create. */
+ * one must be a real directory owned by the user or root, not group/world writable; when create is set, the user's
+ * own one is tightened to 0700. -ENOENT if missing and !create. */
 int ssh_dir_open(int home_fd, const AdminUser *u, bool create, int *ret_fd);
+
+/* Sets the user's own .ssh to 0700 when keys are about to be written (writing); a root-owned one is left. */
+int ssh_dir_tighten(int ssh_fd, const AdminUser *u, bool writing);
 
 /* Reads .ssh/authorized_keys (regular file, owner user or root, not group/world writable, one link).
  * -ENOENT if absent. */

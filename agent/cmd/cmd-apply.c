@@ -152,14 +152,15 @@ static int write_keys(Run *r) {
                 (void) remove_stale_temp_files(r->ssh_fd, "authorized_keys");
         if (!r->keys_change)
                 return 0;
-        if (r->ssh_fd < 0) {
+        if (r->ssh_fd < 0)
                 e = ssh_dir_open(r->home_fd, &r->user, true, &r->ssh_fd);
-                if (e < 0) {
-                        fail(r, exit_code_from_errno(e), e == -EPERM ? "unsafe-path" : "cannot-create");
-                        return e;
-                }
+        else
+                e = ssh_dir_tighten(r->ssh_fd, &r->user, true);
+        if (e < 0) {
+                fail(r, e == -EPERM ? EX_NOPERM : e == -EACCES || e == -EROFS ? EX_CANTCREAT : exit_code_from_errno(e),
+                     e == -EPERM ? "unsafe-path" : "cannot-create");
+                return e;
         }
-        (void) remove_stale_temp_files(r->ssh_fd, "authorized_keys");
         e = authorized_keys_write(r->ssh_fd, &r->user, r->ak_new, r->ak_new_len);
         if (e < 0) {
                 /* The paths were checked already: EPERM here is an immutable/append-only file or directory

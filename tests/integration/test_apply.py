@@ -134,6 +134,23 @@ def test_new_ssh_dir_is_created_0700_owned_by_the_user(agent, scratch_root, keyg
     assert fingerprints(r.ak) == [f1]
 
 
+def test_users_own_ssh_dir_is_tightened_to_0700_a_root_owned_one_is_left(agent, scratch_root, keygen, doc_file):
+    k1, f1 = keygen("ed25519")
+    r = scratch_root()
+    os.makedirs(r.ssh_dir)
+    os.chown(r.ssh_dir, 1000, 1000)
+    os.chmod(r.ssh_dir, 0o755)
+    assert agent("apply", "--root", r.root, "--imds-file", doc_file(imds_doc("LocalUser", [k1])))[0] == 0
+    assert stat.S_IMODE(os.stat(r.ssh_dir).st_mode) == 0o700
+    r2 = scratch_root()
+    os.makedirs(r2.ssh_dir)
+    os.chmod(r2.ssh_dir, 0o755)  # root-owned: 0700 would lock the user out of it
+    assert agent("apply", "--root", r2.root, "--imds-file", doc_file(imds_doc("LocalUser", [k1])))[0] == 0
+    assert stat.S_IMODE(os.stat(r2.ssh_dir).st_mode) == 0o755 and os.stat(r2.ssh_dir).st_uid == 0
+    assert fingerprints(r2.ak) == [f1]
+    assert (os.stat(r2.ak).st_uid, stat.S_IMODE(os.stat(r2.ak).st_mode)) == (1000, 0o600)
+
+
 def test_second_apply_changes_nothing(agent, scratch_root, keygen, doc_file):
     r = scratch_root()
     k1, _ = keygen("ed25519")
