@@ -4,6 +4,8 @@ documents, SSH keys, scratch root trees and config files. Stdlib + pytest only; 
 Fixtures (names are a contract with the other test files):
     agent_bin        path of the binary under test (env AKS_SSH_ACCESS_BIN, default <repo>/build/aks-ssh-access)
     asan_bin         path of the ASan+UBSan build (env AKS_SSH_ACCESS_ASAN_BIN) or None
+    binary           parametrized: agent_bin, then asan_bin (skipped when unset)
+    agent            agent(args, **kw) -> Result (.rc .out .err .elapsed) with `binary`, sanitizer-checked
     run_agent        run_agent(args, env=None, timeout=60, input=None, bin=None) -> (rc, stdout, stderr);
                      rc is the string "timeout" if the agent had to be killed
     emulator         emulator(doc=dict, script=list|None, bind="127.0.0.1") -> Emulator (.url, .set_doc,
@@ -166,6 +168,41 @@ def run_agent(agent_bin):
             err = te.stderr.decode(errors="replace") if isinstance(te.stderr, bytes) else (te.stderr or "")
             return "timeout", out, err
         return r.returncode, r.stdout, r.stderr
+
+    return run
+
+
+@pytest.fixture(params=["plain", "asan"])
+def binary(request, agent_bin, asan_bin):
+    """The agent build a test runs: the normal one and, when AKS_SSH_ACCESS_ASAN_BIN is set, the ASan+UBSan one."""
+    if request.param == "asan":
+        if not asan_bin:
+            pytest.skip("AKS_SSH_ACCESS_ASAN_BIN not set")
+        return asan_bin
+    return agent_bin
+
+
+class Result:
+    def __init__(self, rc, out, err, elapsed):
+        self.rc, self.out, self.err, self.elapsed = rc, out, err, elapsed
+
+    def __repr__(self):
+        return f"rc={self.rc} elapsed={self.elapsed:.2f}s stdout={self.out[-400:]!r} stderr={self.err[-800:]!r}"
+
+
+@pytest.fixture
+def agent(binary, run_agent):
+    """agent(args, **kw) -> Result, with each build (see `binary`); fails the test on any sanitizer report
+    and on a non-zero exit that says nothing on stderr."""
+
+    def run(args, **kw):
+        t0 = time.monotonic()
+        rc, out, err = run_agent(args, bin=binary, **kw)
+        res = Result(rc, out, err, time.monotonic() - t0)
+        assert sanitizer_report(err) is None, res
+        if rc != 0:
+            assert err.strip(), f"a non-zero exit must say why on stderr: {res}"
+        return res
 
     return run
 

@@ -136,16 +136,6 @@ def docfile(tmp_path, key):
     return make
 
 
-@pytest.fixture(params=["plain", "asan"])
-def binary(request, agent_bin, asan_bin):
-    """The trap cases run with the normal build and (AKS_SSH_ACCESS_ASAN_BIN) the ASan+UBSan build."""
-    if request.param == "asan":
-        if not asan_bin:
-            pytest.skip("AKS_SSH_ACCESS_ASAN_BIN not set")
-        return asan_bin
-    return agent_bin
-
-
 def apply(run_agent, node, doc, timeout=30, bin=None):
     rc, out, err = run_agent(["apply", "--root", node.root, "--imds-file", doc], timeout=timeout, bin=bin)
     assert sanitizer_report(err) is None, err

@@ -5,46 +5,15 @@ fallback (no state file: Disabled, so ssh.service and ssh.socket end up masked) 
 Every case runs with the normal build and, when AKS_SSH_ACCESS_ASAN_BIN is set, with the ASan+UBSan build.
 """
 import json
-import time
 
 import pytest
 
-from conftest import free_port, imds_doc, sanitizer_report
+from conftest import free_port, imds_doc
 
 DEADLINE = 2  # deadline_s of most cases: short, so the whole file stays well under a minute
 SLACK = 2.0   # how far past the deadline the agent may return (process start, teardown, a loaded CI box)
 MAX_BODY = 4 * 1024 * 1024
 OK, INVALID, UNAVAILABLE = 0, 65, 69
-
-
-class Result:
-    def __init__(self, rc, out, err, elapsed):
-        self.rc, self.out, self.err, self.elapsed = rc, out, err, elapsed
-
-    def __repr__(self):
-        return f"rc={self.rc} elapsed={self.elapsed:.2f}s stdout={self.out[-400:]!r} stderr={self.err[-800:]!r}"
-
-
-@pytest.fixture(params=["plain", "asan"])
-def agent(request, agent_bin, asan_bin, run_agent):
-    """Runs the agent (the normal or the ASan build) and fails the test on any sanitizer report."""
-    if request.param == "asan":
-        if not asan_bin:
-            pytest.skip("AKS_SSH_ACCESS_ASAN_BIN not set")
-        binary = asan_bin
-    else:
-        binary = agent_bin
-
-    def run(args, **kw):
-        t0 = time.monotonic()
-        rc, out, err = run_agent(args, bin=binary, **kw)
-        res = Result(rc, out, err, time.monotonic() - t0)
-        assert sanitizer_report(err) is None, res
-        if rc != 0:
-            assert err.strip(), f"a non-zero exit must say why on stderr: {res}"
-        return res
-
-    return run
 
 
 @pytest.fixture

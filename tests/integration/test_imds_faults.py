@@ -17,11 +17,10 @@ import os
 import socket
 import struct
 import subprocess
-import time
 
 import pytest
 
-from conftest import TAG, Emulator, imds_doc, sanitizer_report
+from conftest import TAG, Emulator, imds_doc
 
 DEADLINE = 1
 SLACK = 2.0
@@ -29,34 +28,6 @@ OK, INVALID, UNAVAILABLE = 0, 65, 69
 MAX_BODY = 4 * 1024 * 1024
 BEGIN = "# BEGIN aks-ssh-access managed keys (edits inside this block are overwritten)"
 END = "# END aks-ssh-access managed keys"
-
-
-class Result:
-    def __init__(self, rc, out, err, elapsed):
-        self.rc, self.out, self.err, self.elapsed = rc, out, err, elapsed
-
-    def __repr__(self):
-        return f"rc={self.rc} elapsed={self.elapsed:.2f}s stdout={self.out[-300:]!r} stderr={self.err[-600:]!r}"
-
-
-@pytest.fixture(params=["plain", "asan"])
-def agent(request, agent_bin, asan_bin, run_agent):
-    binary = agent_bin
-    if request.param == "asan":
-        if not asan_bin:
-            pytest.skip("AKS_SSH_ACCESS_ASAN_BIN not set")
-        binary = asan_bin
-
-    def run(args, **kw):
-        t0 = time.monotonic()
-        rc, out, err = run_agent(args, bin=binary, **kw)
-        res = Result(rc, out, err, time.monotonic() - t0)
-        assert sanitizer_report(err) is None, res
-        if rc != 0:
-            assert err.strip(), f"a non-zero exit must say why on stderr: {res}"
-        return res
-
-    return run
 
 
 def synthetic_ed25519(i):
