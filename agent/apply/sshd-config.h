@@ -17,6 +17,12 @@
 /* 1 if the drop-in is present with exactly our text, 0 if absent, -EEXIST if present with other text. */
 int sshd_dropin_state(int root_fd);
 
+/* Whether the drop-in state (from sshd_dropin_state()) is right: exactly ours when wanted (EntraId), else
+ * absent: a changed file at our name is ours to replace or remove. */
+static inline bool sshd_dropin_in_sync(bool wanted, int state) {
+        return wanted ? state == 1 : state == 0;
+}
+
 /* Install / remove (1 = changed, 0 = already so). */
 int sshd_dropin_install(int root_fd);
 int sshd_dropin_remove(int root_fd);

@@ -337,7 +337,7 @@ static void apply_mode(Run *r) {
         }
         if (!r->fallback) {
                 e = sshd_dropin_state(r->node.root_fd);
-                r->dropin_change = (r->mode == MODE_ENTRAID) != (e == 1);
+                r->dropin_change = !sshd_dropin_in_sync(r->mode == MODE_ENTRAID, e);
         }
 
         if (r->o->dry_run) {
@@ -366,7 +366,7 @@ static void apply_mode(Run *r) {
                 changed |= r->plan.n > 0;
                 run_unit_plan(r);
                 changed |= write_keys(r) > 0;
-                if (!r->fallback && (e = sshd_dropin_state(r->node.root_fd)) != 0)
+                if (!r->fallback && r->dropin_change)
                         changed |= sshd_dropin_remove(r->node.root_fd) > 0;
         } else {
                 /* Keys (and sshd config) before sshd is unmasked and started. */

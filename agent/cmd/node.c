@@ -340,7 +340,7 @@ int node_verify(Node *n, const State *s, char **ret_what) {
                 return rc;
 
         r = sshd_dropin_state(n->root_fd);
-        if ((s->mode == MODE_ENTRAID) != (r == 1)) {
+        if (!sshd_dropin_in_sync(s->mode == MODE_ENTRAID, r)) {
                 if (asprintf(ret_what, "drift: sshd drop-in %s/%s is %s for mode %s", SSHD_DROPIN_DIR, SSHD_DROPIN_NAME,
                              r == 1 ? "present" : r == 0 ? "missing" : "changed", mode_to_string(s->mode)) < 0)
                         *ret_what = NULL;

@@ -465,6 +465,14 @@ def test_entraid_installs_the_sshd_dropin_and_localuser_removes_it(agent, scratc
     assert agent("apply", "--root", r.root, "--imds-file", doc_file(imds_doc("LocalUser", [k1])))[0] == 0
     assert not os.path.exists(dropin)
     assert fingerprints(r.ak) == [f1]
+    # A hand-changed file at the drop-in's name is still ours: drift for verify, removed by apply.
+    with open(dropin, "w") as f:
+        f.write("PubkeyAuthentication no\n")
+    rc, out, _ = agent("verify", "--root", r.root)
+    assert rc == 1 and "drop-in" in out
+    assert agent("apply", "--root", r.root, "--imds-file", doc_file(imds_doc("LocalUser", [k1])))[0] == 0
+    assert not os.path.exists(dropin)
+    assert agent("verify", "--root", r.root)[0] == 0
 
 
 def test_stale_temp_files_of_a_killed_run_are_removed(agent, scratch_root, keygen, doc_file):
