@@ -268,9 +268,9 @@ def test_azure_linux_naming(env):
 
 
 def test_entra_id_and_back(env):
-    """EntraId: sshd runs with public-key authentication off (drop-in, checked by sshd -t in the sandbox),
-    managed keys removed; back to LocalUser: drop-in gone, keys back."""
-    dropin = "/etc/ssh/sshd_config.d/50-aks-ssh-access.conf"
+    """EntraId: sshd runs with public-key authentication off (a block at the top of sshd_config, checked by
+    sshd -T in the sandbox), managed keys removed; back to LocalUser: the image's sshd_config, keys back."""
+    block = "# BEGIN aks-ssh-access EntraId"
     env.image(authorized_keys=OWN_LINE)
     env.imds("LocalUser", ["k1", "k2"])
     boot(env)
@@ -283,7 +283,7 @@ def test_entra_id_and_back(env):
     assert_agent_ok(node)
     assert node.prop("ssh.service", "ActiveState") == "active"
     assert_started_after_agent(node, "ssh.service")
-    assert "PubkeyAuthentication no" in node.sh(f"cat {dropin}").stdout
+    assert node.sh("head -n 2 /etc/ssh/sshd_config").stdout.startswith(block), "EntraId block not at the top"
     assert "pubkeyauthentication no" in node.sh("sshd -T").stdout.lower()
     assert authorized_keys(node) == OWN_LINE
     assert env.net.port_open(22)
@@ -295,7 +295,7 @@ def test_entra_id_and_back(env):
     env.node.poweroff()
     env.imds("LocalUser", ["k1", "k2"])
     boot(env)
-    assert env.node.sh(f"test -e {dropin}", check=False).returncode == 1, "EntraId drop-in left behind"
+    assert block not in env.node.sh("cat /etc/ssh/sshd_config").stdout, "EntraId block left behind"
     check_local_user(env, own_line=OWN_LINE)
 
 
