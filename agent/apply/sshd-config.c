@@ -202,7 +202,8 @@ int sshd_config_verify(int root_fd, bool entraid, const char **ret_what) {
                 /* Without a readable regular file there is no block of ours: right outside EntraId. */
                 *ret_what = r == -ENOENT ? "sshd_config is missing" : r == -ELOOP ? "sshd_config is a symlink"
                           : r == -EBADFD ? "sshd_config is not a regular file" : "sshd_config cannot be read";
-                return entraid ? (r == -ENOENT || r == -ELOOP || r == -EBADFD ? 1 : 2) : 0;
+                bool known = r == -ENOENT || r == -ELOOP || r == -EBADFD;
+                return !known ? 2 : entraid ? 1 : 0;
         }
         SshdBlockState s = sshd_block_state(f.text, f.len);
         if (entraid && s != SSHD_BLOCK_OURS) {

@@ -511,6 +511,12 @@ static void apply_mode(Run *r) {
         prepare_sshd(r);
 
         if (r->o->dry_run) {
+                /* An unusable sshd_config is known to fail EntraId closed already: show that plan. */
+                if (r->mode == MODE_ENTRAID && r->sshd_read_error) {
+                        unit_plan_done(&r->plan);
+                        if (unit_plan_build(MODE_DISABLED, r->units.units, r->units.n, &r->image, &r->plan) < 0)
+                                fail(r, EX_SOFTWARE, "out-of-memory");
+                }
                 print_plan(r);
                 return;
         }

@@ -445,3 +445,29 @@ def test_fallback_to_entraid_fails_closed_too(image, binary, apply, config_file)
                        ["apply", "--root", img.root, "--imds-url", url, "--config", conf])
     assert last_line(r.stderr).startswith("aks-ssh-access: EntraId (fallback) cannot be made effective: "), r.stderr
     assert_failed_closed(img, r, "Read-only file system", before)
+
+
+def test_dry_run_shows_the_fail_closed_plan(image, agent, doc_file, apply):
+    img = image()
+    assert apply(img, "LocalUser").rc == 0
+    os.unlink(img.config)
+    os.symlink("/nonexistent", img.config)
+    before = img.snapshot()
+    r = agent(["apply", "--dry-run", "--root", img.root, "--imds-file", doc_file("EntraId")])
+    lines = r.out.splitlines()
+    assert f"  {img.root}/etc/ssh/sshd_config: unusable (a symlink): sshd fails closed" in lines, r.out
+    assert "  mask ssh.service" in lines and "  unmask ssh.service" not in lines, r.out
+    assert img.snapshot() == before and img.is_enabled("ssh.service") == "enabled"
+
+
+def test_oversized_sshd_config(image, apply, verify, binary, doc_file):
+    """Over 1 MiB the agent does not read it: EntraId fails closed; elsewhere a block could hide in it, so the
+    apply says so (74) and verify cannot tell (2), while the unit part is still done."""
+    img = image(config=b"#" * (1024 * 1024) + b"\n", aad=False)
+    before = img.snapshot()
+    r = apply(img, "LocalUser")
+    assert r.rc == 74 and "Cannot read" in r.err and "sshd_config" in r.err, r
+    assert img.is_enabled("ssh.service") == "enabled"
+    assert verify(img) == (2, "unknown: sshd_config cannot be read for mode LocalUser")
+    r = run_in_mountns(binary, "true", ["apply", "--root", img.root, "--imds-file", doc_file("EntraId")])
+    assert_failed_closed(img, r, "sshd_config is larger than 1 MiB", before)
