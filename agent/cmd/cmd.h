@@ -13,6 +13,7 @@
 #include "policy/config.h"
 #include "policy/policy.h"
 #include "state/state.h"
+#include "util/listeners.h"
 
 typedef struct Options {
         bool dry_run;
@@ -39,6 +40,10 @@ typedef struct Node {
         const char *root;
         Config config;
         UnitBackend *backend;
+        /* What listens and answers as sshd (node_listeners(), probed once per run). */
+        ListenerList listeners;
+        int listeners_r; /* 0, or -ENOENT: not checkable (no /proc under the root), or -errno */
+        bool listeners_probed;
 } Node;
 
 int node_open(const Options *o, bool need_backend, Node *ret);
@@ -69,6 +74,13 @@ void block_keys_done(BlockKeys *b);
 
 /* Compares the node with the state: 0 in sync, 1 drift, 2 unknown; *ret_what gets one line. */
 int node_verify(Node *n, const State *s, char **ret_what);
+
+/* The node's listeners, probed for an SSH banner (live: /proc/self/net; with --root: <root>/proc/self/net,
+ * i.e. only when the tree has /proc mounted). Returns 0, -ENOENT (not checkable) or -errno; cached. */
+int node_listeners(Node *n, const ListenerList **ret);
+/* Disabled's promise "nothing answers as sshd": 1 and *ret_what = "drift: sshd answers on X" when something
+ * does, else 0 (also when not checkable). */
+int node_verify_listeners(Node *n, char **ret_what);
 
 char *now_rfc3339(void);
 
