@@ -496,8 +496,10 @@ int cmd_apply(const Options *o) {
                 apply_mode(&r);
         }
 
-        if (!o->dry_run)
+        if (!o->dry_run) {
                 record(&r);
+                node_write_metrics(&r.node, -1, false);
+        }
         if (o->json)
                 print_json(&r);
 

@@ -11,6 +11,7 @@
 #include "cmd.h"
 #include "log.h"
 #include "macro.h"
+#include "state/metrics.h"
 
 /* node-problem-detector reads the first stdout line cut at max_output_length (80 by default): the line says
  * what drifted within that. A longer one is cut at a UTF-8 character boundary, never mid-character (user
@@ -72,6 +73,38 @@ int node_verify_listeners(Node *n, char **ret_what) {
         return 1;
 }
 
+void node_write_metrics(Node *n, int verify, bool with_listeners) {
+        State s = { .mode = MODE_INVALID };
+        MetricsInput m = { .mode = MODE_INVALID, .verify = verify, .sshd_answering = -1, .last_apply_time = -1 };
+        const ListenerList *l = NULL;
+        _cleanup_free_ char *text = NULL;
+        int r;
+
+        if (n->config.metrics_dir && streq(n->config.metrics_dir, "off"))
+                return;
+        if (state_load(n->root_fd, &s) >= 0) {
+                m.mode = s.mode;
+                m.managed_keys = s.n_keys;
+                m.have_last_apply = s.last_source || s.last_result || s.last_time;
+                m.last_apply_time = metrics_parse_time(s.last_time);
+                m.last_apply_exit = s.last_exit;
+                m.last_apply_source = s.last_source;
+                m.last_apply_result = s.last_result;
+                m.fallback = s.last_source && streq(s.last_source, "fallback");
+        }
+        if (with_listeners && node_listeners(n, &l) >= 0)
+                m.sshd_answering = (long) listeners_count_ssh(l);
+        text = metrics_format(&m);
+        state_done(&s);
+        if (!text) {
+                log_oom();
+                return;
+        }
+        r = metrics_write(n->root_fd, n->config.metrics_dir, text);
+        if (r < 0)
+                log_warning_errno(r, "Cannot write the metrics file %s/%s: %m", n->config.metrics_dir ?: METRICS_DIR_DEFAULT, METRICS_FILE);
+}
+
 static int verify_report(const Options *o, int code, char *what) {
         line_fit(what, VERIFY_LINE_MAX);
         if (o->json) {
@@ -104,12 +137,14 @@ int cmd_verify(const Options *o) {
                 if (asprintf(&what, "unknown: %s%s", r == -ENOENT ? "nothing applied yet (no " STATE_DIR "/" STATE_FILE ")" : "state file unreadable: ",
                              r == -ENOENT ? "" : strerror(-r)) < 0)
                         what = NULL;
+                node_write_metrics(&n, 2, true);
                 node_done(&n);
                 if (log_get_target() == LOG_TARGET_JOURNAL)
                         log_warning("%s", what ?: "unknown");
                 return verify_report(o, 2, what ?: (char[]) { "unknown" });
         }
         code = node_verify(&n, &s, &what);
+        node_write_metrics(&n, code, true);
         /* Run by the timer, the journal gets the event with its MESSAGE_ID (the unit discards stdout);
          * on a terminal the stdout line says it all. */
         if (log_get_target() == LOG_TARGET_JOURNAL)
