@@ -105,6 +105,40 @@ void node_write_metrics(Node *n, int verify, bool with_listeners) {
                 log_warning_errno(r, "Cannot write the metrics file %s/%s: %m", n->config.metrics_dir ?: METRICS_DIR_DEFAULT, METRICS_FILE);
 }
 
+/* On drift: apply the state file's own state again (apply's path, lock included, no IMDS), then verify
+ * afresh. 0 with "repaired: <what was found>" when the node is back in sync, else 1. */
+static int verify_repair(const Options *o, Node *n, State *s, char **what) {
+        Options ao = { .root = o->root, .from_state = true };
+        _cleanup_free_ char *found = TAKE_PTR(*what), *after = NULL;
+        const char *drift = found && strncmp(found, "drift: ", 7) == 0 ? found + 7 : found ?: "?";
+        char field[300];
+        int rc, code;
+
+        rc = cmd_apply(&ao);
+        /* The node changed: forget the listeners seen before and read the new state. */
+        listener_list_done(&n->listeners);
+        n->listeners_probed = false;
+        state_done(s);
+        if (state_load(n->root_fd, s) < 0) {
+                *s = (State) { .mode = MODE_INVALID };
+                code = 2;
+        } else
+                code = node_verify(n, s, &after);
+        snprintf(field, sizeof field, "DRIFT=%s", drift);
+        const char *fields[] = { field, NULL };
+        if (code == 0) {
+                log_event(LOG_NOTICE, MID_DRIFT_REPAIRED, fields, "Drift repaired (%s): the last applied state of mode %s re-asserted.",
+                          drift, mode_to_string(s->mode));
+                if (asprintf(what, "repaired: %s", drift) < 0)
+                        *what = NULL;
+                return 0;
+        }
+        log_event(LOG_ERR, MID_DRIFT, fields, "Drift repair failed (apply exit %d): %s", rc, after ?: drift);
+        if (asprintf(what, "drift: %s (repair failed)", after && strncmp(after, "drift: ", 7) == 0 ? after + 7 : drift) < 0)
+                *what = NULL;
+        return 1;
+}
+
 static int verify_report(const Options *o, int code, char *what) {
         line_fit(what, VERIFY_LINE_MAX);
         if (o->json) {
@@ -144,6 +178,8 @@ int cmd_verify(const Options *o) {
                 return verify_report(o, 2, what ?: (char[]) { "unknown" });
         }
         code = node_verify(&n, &s, &what);
+        if (code == 1 && (o->repair || n.config.drift_repair))
+                code = verify_repair(o, &n, &s, &what);
         node_write_metrics(&n, code, true);
         /* Run by the timer, the journal gets the event with its MESSAGE_ID (the unit discards stdout);
          * on a terminal the stdout line says it all. */

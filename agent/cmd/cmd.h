@@ -22,6 +22,8 @@ typedef struct Options {
         const char *imds_url;    /* overrides the configured URL */
         const char *imds_file;   /* "-" = stdin */
         const char *config_file; /* --config */
+        bool repair;             /* verify --repair */
+        bool from_state;         /* apply: re-assert the state file's mode, user and keys; no IMDS (repair) */
 } Options;
 
 int cmd_apply(const Options *o);
@@ -88,6 +90,10 @@ int node_verify_listeners(Node *n, char **ret_what);
 void node_write_metrics(Node *n, int verify, bool with_listeners);
 
 char *now_rfc3339(void);
+
+/* The policy the state file records (mode, user, managed key lines), for a repair: 0, EX_NOINPUT when
+ * the state cannot say (nothing applied, key lines missing), EX_SOFTWARE on OOM. */
+int policy_from_state(const State *s, Policy *ret, const char **ret_source);
 
 /* JSON output shared by the subcommands: a key as {type, fingerprint, comment}, the rejected entries as
  * [{index, reason}], and printing (which frees the object). */

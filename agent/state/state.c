@@ -31,6 +31,7 @@ void state_done(State *s) {
                 free(s->keys[i].type);
                 free(s->keys[i].fingerprint);
                 free(s->keys[i].comment);
+                free(s->keys[i].line);
         }
         free(s->keys);
         strv_free(s->units);
@@ -115,6 +116,8 @@ int state_parse(const char *text, size_t len, State *ret) {
                                 r = dup_string(e, "fingerprint", &k->fingerprint);
                         if (r >= 0)
                                 r = dup_string(e, "comment", &k->comment);
+                        if (r >= 0)
+                                r = dup_string(e, "line", &k->line);
                         if (r >= 0 && (!k->type || !k->fingerprint))
                                 r = -EBADMSG;
                 }
@@ -207,6 +210,8 @@ char *state_format(const State *s) {
                 cJSON_AddStringToObject(k, "fingerprint", s->keys[i].fingerprint);
                 if (s->keys[i].comment)
                         cJSON_AddStringToObject(k, "comment", s->keys[i].comment);
+                if (s->keys[i].line)
+                        cJSON_AddStringToObject(k, "line", s->keys[i].line);
         }
         units = cJSON_AddArrayToObject(doc, "units");
         for (char **u = s->units; units && u && *u; u++)

@@ -14,6 +14,8 @@
 
 typedef struct StateKey {
         char *type, *fingerprint, *comment;
+        char *line; /* the managed line as written ("type blob[ comment]"), for verify --repair; optional
+                     * (NULL in a state file of an older version). Public key material: the file is 0600 root. */
 } StateKey;
 
 /* How the image had sshd before the agent first masked anything. */

@@ -246,3 +246,66 @@ def test_verify_line_fits_80_and_says_what(run_agent, binary, scratch_root, doc_
     os.unlink(os.path.join(r.root, "etc/systemd/system", long_unit))
     rc, out = verify()
     assert rc == 1 and out == ("drift: " + long_unit + " is static, expected masked for mode Disabled")[:80] + "\n", out
+
+
+def test_repair_of_units_and_keys_offline(run_agent, binary, scratch_root, keygen, doc_file, config_file):
+    """verify --repair and drift = repair: the last applied state comes back without IMDS; report is the default."""
+    r = scratch_root()
+    (k1, f1), (k2, f2) = keygen("ed25519"), keygen("ecdsa", 256)
+
+    def run(*args):
+        rc, out, err = run_agent(list(args), bin=binary)
+        assert sanitizer_report(err) is None, err
+        return rc, out, err
+
+    # LocalUser: a hand-edited block is rewritten from the state file's lines.
+    rc, _, err = run("apply", "--root", r.root, "--imds-file", doc_file(imds_doc("LocalUser", [k1, k2])))
+    assert rc == 0, err
+    good = open(r.ak).read()
+    state = json.load(open(os.path.join(r.root, "var/lib/aks-ssh-access/state.json")))
+    assert sorted(k["line"] for k in state["keys"]) == sorted([k1, k2]), "the state file keeps the managed lines"
+    with open(r.ak, "w") as f:
+        f.write("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE1bZHSMfn1fDdkJQ9x7kEVZ1jDZ8KwYcN1kU7zTKmQe intruder\n"
+                + good.replace(k2 + "\n", ""))
+    before = open(r.ak).read()
+    rc, out, _ = run("verify", "--root", r.root)
+    assert (rc, out) == (1, "drift: managed keys of azureuser differ from the last apply\n")
+    assert open(r.ak).read() == before, "report (the default) changes nothing"
+    rc, out, err = run("verify", "--repair", "--root", r.root)
+    assert (rc, out) == (0, "repaired: managed keys of azureuser differ from the last apply\n"), err
+    text = open(r.ak).read()
+    assert text == "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE1bZHSMfn1fDdkJQ9x7kEVZ1jDZ8KwYcN1kU7zTKmQe intruder\n" + good, \
+        "the block is rewritten in place; the line outside it is the user's and stays"
+    assert run("verify", "--root", r.root)[0] == 0
+    st = json.load(open(os.path.join(r.root, "var/lib/aks-ssh-access/state.json")))
+    assert st["last_apply"]["source"] == "file" and st["mode_applied_time"] == state["mode_applied_time"]
+
+    # Disabled with drift = repair in the settings (what the timer's run obeys): units masked again.
+    rc, _, err = run("apply", "--root", r.root, "--imds-file", doc_file(imds_doc("Disabled", [])))
+    assert rc == 0, err
+    subprocess.run(["systemctl", f"--root={r.root}", "unmask", "ssh.service"], capture_output=True, check=True)
+    assert r.is_enabled("ssh.service") == "disabled"
+    os.makedirs(os.path.join(r.root, "etc/aks-ssh-access.conf.d"))
+    with open(os.path.join(r.root, "etc/aks-ssh-access.conf.d/50-drift.conf"), "w") as f:
+        f.write("drift = repair\n")
+    rc, out, err = run("verify", "--root", r.root)
+    assert (rc, out) == (0, "repaired: ssh.service is disabled, expected masked for mode Disabled\n"), err
+    assert r.is_enabled("ssh.service") == "masked" and r.is_enabled("ssh.socket") == "masked"
+    rc, out, _ = run("verify", "--root", r.root)
+    assert rc == 0 and out.startswith("in sync: Disabled, 0 managed keys, applied "), out
+
+    # A state file of an older version (fingerprints only): LocalUser keys cannot be rewritten → still drift.
+    rc, _, err = run("apply", "--root", r.root, "--imds-file", doc_file(imds_doc("LocalUser", [k1])))
+    assert rc == 0, err
+    sp = os.path.join(r.root, "var/lib/aks-ssh-access/state.json")
+    st = json.load(open(sp))
+    for k in st["keys"]:
+        del k["line"]
+    with open(sp, "w") as f:
+        json.dump(st, f)
+    with open(r.ak, "w") as f:
+        f.write("")
+    rc, out, err = run("verify", "--root", r.root)
+    assert (rc, out) == (1, "drift: managed keys of azureuser differ from the last apply (repair failed)\n"), err
+    assert "cannot repair: the state file lacks what to re-assert" in err
+    assert open(r.ak).read() == ""
