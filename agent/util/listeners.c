@@ -222,6 +222,25 @@ int listeners_add_vsock(ListenerList *l, uint32_t cid, uint32_t port) {
         return listener_append(l, &x);
 }
 
+int listeners_parse_vsock_diag(const void *buf, size_t len, ListenerList *l) {
+        size_t n = len;
+
+        for (const struct nlmsghdr *h = buf; NLMSG_OK(h, n); h = NLMSG_NEXT(h, n)) {
+                if (h->nlmsg_type == NLMSG_DONE)
+                        return 1;
+                if (h->nlmsg_type == NLMSG_ERROR)
+                        return -EOPNOTSUPP; /* ENOENT: no vsock_diag in this kernel */
+                if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY || h->nlmsg_len < NLMSG_LENGTH(sizeof(struct vsock_diag_msg)))
+                        continue;
+                const struct vsock_diag_msg *m = NLMSG_DATA(h);
+                if (m->vdiag_family != AF_VSOCK || m->vdiag_state != TCP_STATE_LISTEN || m->vdiag_type != SOCK_STREAM)
+                        continue;
+                if (listeners_add_vsock(l, m->vdiag_src_cid, m->vdiag_src_port) < 0)
+                        return -ENOMEM;
+        }
+        return 0;
+}
+
 /* AF_VSOCK has no /proc file: ask sock_diag (module vsock_diag) for the listening stream sockets.
  * Returns 0 (vsock checked), -EOPNOTSUPP when the kernel cannot answer, -ENOMEM. */
 static int read_vsock(ListenerList *l) {
@@ -249,19 +268,9 @@ static int read_vsock(ListenerList *l) {
                         continue;
                 if (n <= 0)
                         return -EOPNOTSUPP;
-                for (struct nlmsghdr *h = (struct nlmsghdr *) buf; NLMSG_OK(h, (size_t) n); h = NLMSG_NEXT(h, n)) {
-                        if (h->nlmsg_type == NLMSG_DONE)
-                                return 0;
-                        if (h->nlmsg_type == NLMSG_ERROR)
-                                return -EOPNOTSUPP; /* ENOENT: no vsock_diag in this kernel */
-                        if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY || h->nlmsg_len < NLMSG_LENGTH(sizeof(struct vsock_diag_msg)))
-                                continue;
-                        const struct vsock_diag_msg *m = NLMSG_DATA(h);
-                        if (m->vdiag_state != TCP_STATE_LISTEN || m->vdiag_type != SOCK_STREAM)
-                                continue;
-                        if (listeners_add_vsock(l, m->vdiag_src_cid, m->vdiag_src_port) < 0)
-                                return -ENOMEM;
-                }
+                int r = listeners_parse_vsock_diag(buf, (size_t) n, l);
+                if (r != 0)
+                        return r < 0 ? r : 0;
         }
 }
 

@@ -56,6 +56,11 @@ int listeners_parse_unix(const char *text, size_t len, ListenerList *l);
 /* Appends a listening AF_VSOCK socket on (cid, port) (from sock_diag). */
 int listeners_add_vsock(ListenerList *l, uint32_t cid, uint32_t port);
 
+/* Appends the listening AF_VSOCK stream sockets of one sock_diag answer (netlink messages with struct
+ * vsock_diag_msg, linux/vm_sockets_diag.h). Returns 1 at NLMSG_DONE, 0 when more messages follow,
+ * -EOPNOTSUPP for an NLMSG_ERROR (no vsock_diag), -ENOMEM. */
+int listeners_parse_vsock_diag(const void *buf, size_t len, ListenerList *l);
+
 /* Reads proc_net_dir's tcp, tcp6 and unix files (missing files are fine: no such family) and asks
  * sock_diag for AF_VSOCK listeners. Returns -ENOENT if proc_net_dir has none of the files (no /proc: an
  * offline image tree), 0 otherwise. */

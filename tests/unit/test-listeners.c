@@ -12,6 +12,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
+#include <linux/vm_sockets_diag.h>
+
 #include "listeners.h"
 #include "macro.h"
 #include "unit.h"
@@ -190,6 +194,50 @@ static void test_probe(void) {
         }
 }
 
+/* A sock_diag answer as the kernel's vsock_diag builds it (net/vmw_vsock/diag.c sk_diag_fill). */
+typedef struct VsockMsg {
+        struct nlmsghdr h;
+        struct vsock_diag_msg m;
+} VsockMsg;
+
+static VsockMsg vsock_msg(uint8_t type, uint8_t state, uint32_t cid, uint32_t port) {
+        return (VsockMsg) {
+                .h = { .nlmsg_len = NLMSG_LENGTH(sizeof(struct vsock_diag_msg)), .nlmsg_type = SOCK_DIAG_BY_FAMILY },
+                .m = { .vdiag_family = AF_VSOCK, .vdiag_type = type, .vdiag_state = state, .vdiag_src_cid = cid, .vdiag_src_port = port },
+        };
+}
+
+static void test_parse_vsock_diag(void) {
+        VsockMsg batch[4] = {
+                vsock_msg(SOCK_STREAM, 10 /* TCP_LISTEN */, VMADDR_CID_ANY, 22),  /* sshd-vsock.socket */
+                vsock_msg(SOCK_STREAM, 1 /* established */, 3, 1024),             /* not a listener */
+                vsock_msg(SOCK_SEQPACKET, 10, VMADDR_CID_ANY, 5000),              /* not a stream */
+                vsock_msg(SOCK_STREAM, 10, 3, 2222),                              /* bound to the guest's CID */
+        };
+        struct { struct nlmsghdr h; int status; } done = { .h = { .nlmsg_len = NLMSG_LENGTH(sizeof(int)), .nlmsg_type = NLMSG_DONE } };
+        struct { struct nlmsghdr h; struct nlmsgerr e; } error = {
+                .h = { .nlmsg_len = NLMSG_LENGTH(sizeof(struct nlmsgerr)), .nlmsg_type = NLMSG_ERROR },
+                .e = { .error = -ENOENT },
+        };
+        ListenerList l = {};
+
+        CHECK_INTEQ(listeners_parse_vsock_diag(batch, sizeof batch, &l), 0, "more to come");
+        CHECK_INTEQ(l.n, 2, "the two listening streams");
+        if (l.n == 2) {
+                CHECK_STREQ(l.items[0].name, "vsock:any:22", "any CID");
+                CHECK_INTEQ(l.items[0].addr.vm.svm_cid, VMADDR_CID_LOCAL, "probed through the loopback transport");
+                CHECK_INTEQ(l.items[0].addr.vm.svm_port, 22, "port");
+                CHECK_STREQ(l.items[1].name, "vsock:3:2222", "a fixed CID");
+                CHECK_INTEQ(l.items[1].addr.vm.svm_cid, 3, "connected where it listens");
+        }
+        CHECK_INTEQ(listeners_parse_vsock_diag(&done, sizeof done, &l), 1, "NLMSG_DONE ends the dump");
+        CHECK_INTEQ(listeners_parse_vsock_diag(&error, sizeof error, &l), -EOPNOTSUPP, "no vsock_diag: not checkable");
+        /* A message cut short is not read past its end (ASan checks). */
+        CHECK_INTEQ(listeners_parse_vsock_diag(batch, sizeof batch[0] - 1, &l), 0, "truncated");
+        CHECK_INTEQ(l.n, 2, "nothing from a truncated message");
+        listener_list_done(&l);
+}
+
 static void test_read_missing(void) {
         ListenerList l = {};
         CHECK_INTEQ(listeners_read("/nonexistent/proc/net", &l), -ENOENT, "no /proc: not checkable");
@@ -200,6 +248,7 @@ static void test_read_missing(void) {
 int main(void) {
         test_parse_tcp();
         test_parse_unix();
+        test_parse_vsock_diag();
         test_probe();
         test_read_missing();
         return unit_finish();
