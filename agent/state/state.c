@@ -297,6 +297,17 @@ int lock_acquire(int root_fd, int *ret_fd) {
                 close(d);
                 fd = open_in_root(root_fd, LOCK_PATH, O_RDWR | O_CREAT | O_NOFOLLOW, 0600);
         }
+        if (fd == -EROFS) {
+                /* The units' /run is read-only and the lock file is made by tmpfiles.d/aks-ssh-access.conf at
+                 * boot. Without it (a tree that lacks the tmpfiles.d line), refusing to run would leave sshd
+                 * as the image had it: take the lock in the state directory, which both units can write. */
+                _cleanup_close_ int dfd = mkdir_open_in_root(root_fd, STATE_DIR, 0700);
+                if (dfd < 0)
+                        return dfd;
+                fd = openat(dfd, LOCK_FALLBACK_NAME, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+                if (fd < 0)
+                        return -errno;
+        }
         if (fd < 0)
                 return fd;
         if (flock(fd, LOCK_EX | LOCK_NB) < 0)

@@ -11,6 +11,7 @@
 #define STATE_DIR "/var/lib/aks-ssh-access"
 #define STATE_FILE "state.json"
 #define LOCK_PATH "/run/aks-ssh-access.lock"
+#define LOCK_FALLBACK_NAME "run.lock" /* in STATE_DIR, when LOCK_PATH cannot be created (read-only /run) */
 
 typedef struct StateKey {
         char *type, *fingerprint, *comment;

@@ -309,3 +309,30 @@ def test_repair_of_units_and_keys_offline(run_agent, binary, scratch_root, keyge
     assert (rc, out) == (1, "drift: managed keys of azureuser differ from the last apply (repair failed)\n"), err
     assert "cannot repair: the state file lacks what to re-assert" in err
     assert open(r.ak).read() == ""
+
+
+def test_lock_without_the_tmpfiles_line(run_agent, binary, scratch_root, doc_file):
+    """The unit no longer creates /run/aks-ssh-access.lock (tmpfiles.d does, at boot). Where it is missing and
+    /run is read-only (the sandbox), apply still runs, locking in the state directory: refusing would leave
+    sshd as the image had it in a Disabled boot."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root (read-only tmpfs)")
+    r = scratch_root()
+    run_dir = os.path.join(r.root, "run")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", run_dir], check=True, capture_output=True)
+    try:
+        rc, _, err = run_agent(["apply", "--root", r.root, "--imds-file", doc_file(imds_doc("Disabled", []))], bin=binary)
+        assert rc == 0, err
+        assert r.is_enabled("ssh.service") == "masked"
+        assert os.path.isfile(os.path.join(r.root, "var/lib/aks-ssh-access/run.lock"))
+        assert not os.path.exists(os.path.join(run_dir, "aks-ssh-access.lock"))
+        # The fallback lock excludes a second run like the real one.
+        import fcntl
+        with open(os.path.join(r.root, "var/lib/aks-ssh-access/run.lock")) as f:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            rc, _, err = run_agent(["apply", "--root", r.root, "--imds-file", doc_file(imds_doc("Disabled", []))], bin=binary)
+            assert rc == 75 and "another run holds" in err, err
+    finally:
+        subprocess.run(["umount", run_dir], capture_output=True)
+    rc, _, err = run_agent(["apply", "--root", r.root, "--imds-file", doc_file(imds_doc("Disabled", []))], bin=binary)
+    assert rc == 0 and os.path.isfile(os.path.join(run_dir, "aks-ssh-access.lock")), err
