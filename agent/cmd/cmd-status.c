@@ -255,6 +255,15 @@ int cmd_status(const Options *o) {
                 cJSON_AddBoolToObject(lj, "checked", lr >= 0);
                 cJSON_AddBoolToObject(lj, "vsock_checked", lr >= 0 && ls->vsock_checked);
                 cJSON_AddNumberToObject(lj, "listening", lr >= 0 ? (double) ls->n : 0);
+                /* Every socket probed, and what it said first (people ask "what listens here?"). */
+                cJSON *all = cJSON_AddArrayToObject(lj, "sockets");
+                for (size_t i = 0; lr >= 0 && i < ls->n; i++) {
+                        cJSON *x = cJSON_CreateObject();
+                        cJSON_AddStringToObject(x, "socket", ls->items[i].name);
+                        cJSON_AddBoolToObject(x, "sshd", ls->items[i].ssh);
+                        cJSON_AddStringToObject(x, "banner", ls->items[i].banner);
+                        cJSON_AddItemToArray(all, x);
+                }
                 cJSON *sa = cJSON_AddArrayToObject(lj, "sshd");
                 for (size_t i = 0; lr >= 0 && i < ls->n; i++)
                         if (ls->items[i].ssh) {

@@ -147,6 +147,7 @@ def verify_until(ns, binary, root, rc_wanted, timeout=15):
 
 def test_disabled_verify_sees_sshd_on_tcp_and_unix_and_not_http(netns, proc_root, sshd_config, binary, doc_file, tmp_path):
     r = proc_root
+    os.makedirs(os.path.join(r.root, "var/lib/prometheus/node-exporter"))
     p = in_ns(netns, binary, "apply", "--root", r.root, "--imds-file", doc_file(imds_doc("Disabled", [])))
     assert p.returncode == 0, p.stderr
     p = in_ns(netns, binary, "verify", "--root", r.root)
@@ -159,6 +160,7 @@ def test_disabled_verify_sees_sshd_on_tcp_and_unix_and_not_http(netns, proc_root
     assert p.returncode == 0 and p.stdout.startswith("in sync: Disabled"), p
     st = json.loads(in_ns(netns, binary, "status", "--json", "--root", r.root).stdout)
     assert st["listeners"]["checked"] is True and st["listeners"]["listening"] == 1 and st["listeners"]["sshd"] == []
+    assert st["listeners"]["sockets"] == [{"socket": "127.0.0.1:8080", "sshd": False, "banner": ""}], "silent: no banner"
 
     # A real sshd on TCP: drift, naming the socket.
     sshd = netns.popen([SSHD, "-D", "-e", "-f", sshd_config, "-o", "ListenAddress=127.0.0.1:2222"])
@@ -183,6 +185,10 @@ def test_disabled_verify_sees_sshd_on_tcp_and_unix_and_not_http(netns, proc_root
         text = in_ns(netns, binary, "status", "--root", r.root).stdout
         assert f"In sync:          no, drift: sshd answers on {sock}\n" in text
         assert text.count("In sync:") == 1 and "in sync: in sync" not in text.lower()
+        # The fleet's alert: the metrics say the same.
+        prom = open(os.path.join(r.root, "var/lib/prometheus/node-exporter/aks-ssh-access.prom")).read()
+        assert "\naks_ssh_access_sshd_answering_sockets 1\n" in prom
+        assert "\naks_ssh_access_sshd_listening_in_disabled 1\n" in prom and "\naks_ssh_access_in_sync 0\n" in prom
         netns.stop(act)
     finally:
         shutil.rmtree(rundir, ignore_errors=True)
@@ -190,6 +196,8 @@ def test_disabled_verify_sees_sshd_on_tcp_and_unix_and_not_http(netns, proc_root
     # Both gone: in sync again (the http server still listens).
     p = in_ns(netns, binary, "verify", "--root", r.root)
     assert p.returncode == 0 and p.stdout.startswith("in sync: Disabled"), p
+    prom = open(os.path.join(r.root, "var/lib/prometheus/node-exporter/aks-ssh-access.prom")).read()
+    assert "\naks_ssh_access_sshd_answering_sockets 0\n" in prom and "\naks_ssh_access_sshd_listening_in_disabled 0\n" in prom
 
 
 def test_localuser_does_not_treat_sshd_as_drift(netns, proc_root, sshd_config, binary, doc_file, keygen):
@@ -212,7 +220,7 @@ def test_offline_tree_without_proc_is_not_probed(agent, scratch_root, doc_file):
     res = agent(["status", "--root", r.root])
     assert res.rc == 0 and f"Answering as sshd: not checkable (no {r.root}/proc: an offline tree)\n" in res.out, res
     st = json.loads(agent(["status", "--json", "--root", r.root]).out)
-    assert st["listeners"] == {"checked": False, "vsock_checked": False, "listening": 0, "sshd": []}
+    assert st["listeners"] == {"checked": False, "vsock_checked": False, "listening": 0, "sockets": [], "sshd": []}
 
 
 def test_verify_line_fits_80_and_says_what(run_agent, binary, scratch_root, doc_file, config_file):
@@ -336,3 +344,45 @@ def test_lock_without_the_tmpfiles_line(run_agent, binary, scratch_root, doc_fil
         subprocess.run(["umount", run_dir], capture_output=True)
     rc, _, err = run_agent(["apply", "--root", r.root, "--imds-file", doc_file(imds_doc("Disabled", []))], bin=binary)
     assert rc == 0 and os.path.isfile(os.path.join(run_dir, "aks-ssh-access.lock")), err
+
+
+def test_repair_of_entraid(run_agent, binary, scratch_root, keygen, doc_file):
+    """EntraId: the sshd setting and the enabled sshd come back (wherever the agent keeps the setting)."""
+    r = scratch_root()
+    os.makedirs(os.path.join(r.root, "etc/ssh"), exist_ok=True)
+    with open(os.path.join(r.root, "etc/ssh/sshd_config"), "w") as f:
+        f.write("Include /etc/ssh/sshd_config.d/*.conf\nKbdInteractiveAuthentication no\n")
+    k1, _ = keygen("ed25519")
+
+    def run(*args):
+        rc, out, err = run_agent(list(args), bin=binary)
+        assert sanitizer_report(err) is None, err
+        return rc, out, err
+
+    rc, _, err = run("apply", "--root", r.root, "--imds-file", doc_file(imds_doc("EntraId", [k1])))
+    assert rc == 0, err
+
+    def setting_files():
+        found = []
+        for d, _, files in os.walk(os.path.join(r.root, "etc/ssh")):
+            for n in files:
+                p = os.path.join(d, n)
+                if "PubkeyAuthentication no" in open(p).read():
+                    found.append(p)
+        return found
+
+    files = setting_files()
+    assert len(files) == 1, files
+    good = open(files[0]).read()
+    # Someone removes the setting and disables sshd by hand.
+    with open(files[0], "w") as f:
+        f.write(good.replace("PubkeyAuthentication no\n", ""))
+    subprocess.run(["systemctl", f"--root={r.root}", "disable", "ssh.service"], capture_output=True, check=True)
+    rc, out, _ = run("verify", "--root", r.root)
+    assert rc == 1 and out.startswith("drift: "), out
+    rc, out, err = run("verify", "--repair", "--root", r.root)
+    assert rc == 0 and out.startswith("repaired: "), (out, err)
+    assert r.is_enabled("ssh.service") == "enabled"
+    assert setting_files() == files and open(files[0]).read() == good
+    rc, out, _ = run("verify", "--root", r.root)
+    assert rc == 0 and out.startswith("in sync: EntraId, 0 managed keys, applied "), out
