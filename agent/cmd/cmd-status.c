@@ -261,6 +261,7 @@ int cmd_status(const Options *o) {
                         cJSON *x = cJSON_CreateObject();
                         cJSON_AddStringToObject(x, "socket", ls->items[i].name);
                         cJSON_AddBoolToObject(x, "sshd", ls->items[i].ssh);
+                        cJSON_AddBoolToObject(x, "checked", ls->items[i].probed);
                         cJSON_AddStringToObject(x, "banner", ls->items[i].banner);
                         cJSON_AddItemToArray(all, x);
                 }
@@ -303,6 +304,9 @@ int cmd_status(const Options *o) {
                                 if (ls->items[i].ssh)
                                         printf("  %-40s %s\n", ls->items[i].name, ls->items[i].banner);
                 }
+                for (size_t i = 0; lr >= 0 && i < ls->n; i++)
+                        if (!ls->items[i].probed)
+                                printf("  (not checkable: %s)\n", ls->items[i].name);
                 if (lr >= 0 && !ls->vsock_checked)
                         printf("  (vsock not checkable: the kernel has no vsock_diag)\n");
                 /* node_verify's line is "in sync: ...", "drift: ..." or "unknown: ...": said once, as yes/no. */

@@ -350,6 +350,13 @@ static void probe_finish(Listener *x, Probe *p) {
         p->fd = -1;
 }
 
+/* A connect error that says the socket is gone (nothing can answer there), as opposed to one that says it
+ * could not be tried (EACCES/EPERM from permissions, a sandbox or an IP filter, ENODEV/ENETUNREACH: no
+ * vsock loopback transport, no route). */
+static bool nobody_listens(int err) {
+        return err == ECONNREFUSED || err == ENOENT || err == ECONNRESET;
+}
+
 /* One batch: connect all, then poll until each has sent a line (or 4 bytes that are not "SSH-"), closed,
  * failed, or the deadline passed. */
 static int probe_batch(Listener *xs, size_t n, uint64_t deadline) {
@@ -361,15 +368,16 @@ static int probe_batch(Listener *xs, size_t n, uint64_t deadline) {
                 Probe *p = &ps[i];
                 *p = (Probe) { .fd = socket(xs[i].family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0) };
                 if (p->fd < 0)
-                        continue; /* family not available here (no IPv6, no vsock): nothing can answer */
+                        continue; /* family not usable here (sandbox, no IPv6/vsock): not checked */
                 if (connect(p->fd, &xs[i].addr.sa, xs[i].addr_len) < 0) {
                         if (errno != EINPROGRESS && errno != EAGAIN) {
-                                xs[i].probed = true; /* refused: it does not answer */
+                                xs[i].probed = nobody_listens(errno);
                                 probe_finish(&xs[i], p);
                                 continue;
                         }
                         p->connecting = true;
-                }
+                } else
+                        xs[i].probed = true; /* connected at once (AF_UNIX) */
                 open_count++;
         }
         while (open_count > 0) {
@@ -400,11 +408,13 @@ static int probe_batch(Listener *xs, size_t n, uint64_t deadline) {
                                 int err = 0;
                                 socklen_t el = sizeof err;
                                 if (getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0 || err != 0) {
-                                        xs[i].probed = true;
+                                        xs[i].probed = nobody_listens(err);
                                         probe_finish(&xs[i], p);
                                         open_count--;
-                                } else
+                                } else {
                                         p->connecting = false;
+                                        xs[i].probed = true; /* connected: what it sends decides */
+                                }
                                 continue;
                         }
                         ssize_t got = read(p->fd, p->buf + p->got, sizeof p->buf - p->got);
@@ -453,5 +463,12 @@ size_t listeners_count_ssh(const ListenerList *l) {
         size_t c = 0;
         for (size_t i = 0; i < l->n; i++)
                 c += l->items[i].ssh;
+        return c;
+}
+
+size_t listeners_count_unchecked(const ListenerList *l) {
+        size_t c = 0;
+        for (size_t i = 0; i < l->n; i++)
+                c += !l->items[i].probed;
         return c;
 }

@@ -32,7 +32,9 @@ typedef struct Listener {
         char name[128];      /* as listed: "0.0.0.0:22", "[::1]:2222", "/run/ssh-unix-local/socket", "@name", "vsock:any:22" */
         /* probe outcome */
         bool ssh;            /* answered with "SSH-" */
-        bool probed;         /* a connection was made (or refused) within the timeout */
+        bool probed;         /* reached: connected, or refused as nothing listens any more ("ssh" is then
+                              * meaningful); false: could not be checked (no socket of that family here,
+                              * EACCES/EPERM, no vsock loopback transport, still connecting at the timeout) */
         char banner[64];     /* the first line it sent, control characters replaced by '?' */
 } Listener;
 
@@ -73,3 +75,5 @@ int listeners_probe(ListenerList *l, uint64_t timeout_usec);
 /* The first listener that answered as sshd, or NULL. */
 const Listener *listeners_first_ssh(const ListenerList *l);
 size_t listeners_count_ssh(const ListenerList *l);
+/* How many could not be checked (probed false). */
+size_t listeners_count_unchecked(const ListenerList *l);

@@ -160,7 +160,7 @@ def test_disabled_verify_sees_sshd_on_tcp_and_unix_and_not_http(netns, proc_root
     assert p.returncode == 0 and p.stdout.startswith("in sync: Disabled"), p
     st = json.loads(in_ns(netns, binary, "status", "--json", "--root", r.root).stdout)
     assert st["listeners"]["checked"] is True and st["listeners"]["listening"] == 1 and st["listeners"]["sshd"] == []
-    assert st["listeners"]["sockets"] == [{"socket": "127.0.0.1:8080", "sshd": False, "banner": ""}], "silent: no banner"
+    assert st["listeners"]["sockets"] == [{"socket": "127.0.0.1:8080", "sshd": False, "checked": True, "banner": ""}], "silent: no banner"
 
     # A real sshd on TCP: drift, naming the socket.
     sshd = netns.popen([SSHD, "-D", "-e", "-f", sshd_config, "-o", "ListenAddress=127.0.0.1:2222"])

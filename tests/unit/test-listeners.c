@@ -182,7 +182,8 @@ static void test_probe(void) {
                 CHECK_STREQ(l.items[0].banner, "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3", "banner, first line without CR");
                 CHECK(!l.items[1].ssh, "an HTTP answer is not sshd");
                 CHECK_STREQ(l.items[1].banner, "HTTP/1.0 400 Bad", "what it said");
-                CHECK(!l.items[2].ssh, "a silent server is not sshd");
+                CHECK(!l.items[2].ssh && l.items[2].probed, "a silent server is reached and is not sshd");
+                CHECK(l.items[0].probed && l.items[1].probed, "the others were reached");
                 CHECK(!l.items[3].ssh && l.items[3].probed, "refused: probed, not sshd");
                 CHECK(listeners_first_ssh(&l) == &l.items[0], "first");
         }
