@@ -18,7 +18,7 @@ TEST_DEBS    := clang libclang-rt-14-dev libfuzzer-14-dev python3 python3-pytest
 DEMO_DEBS    := python3 openssh-client systemd
 # The man page is generated (image-hooks/man/aks-ssh-access.8.md); the packages are built and linted.
 BUILD_DEBS   += go-md2man
-TEST_DEBS    += debhelper lintian rpmlint
+TEST_DEBS    += build-essential debhelper lintian rpmlint cpio file
 
 PKG_CFLAGS   := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS     := $(shell pkg-config --libs $(PKGS) 2>/dev/null)

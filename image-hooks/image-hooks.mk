@@ -45,6 +45,8 @@ IH_FILES        += 0644:$(IH_CLOUD_INIT):$(HOOKS_DIR)/cloud-init/90-aks-ssh-acce
 IH_CONFIG       += 0644:image-hooks/aks-ssh-access.conf:$(SYSCONFDIR)/aks-ssh-access.conf
 IH_DIRS         += 0755:$(SYSCONFDIR)/aks-ssh-access.conf.d
 IH_DIRS         += 0700:$(LOCALSTATEDIR)/lib/aks-ssh-access
+# Where Disabled masks systemd-ssh-generator: the unit may write only there (ReadWritePaths=-...), not create it.
+IH_DIRS         += 0755:$(SYSCONFDIR)/systemd/system-generators
 
 DEB_ARCH        := $(shell dpkg --print-architecture 2>/dev/null || echo amd64)
 DEB_FILE        := $(BUILD)/aks-ssh-access_$(VERSION)_$(DEB_ARCH).deb
