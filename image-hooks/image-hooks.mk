@@ -56,12 +56,21 @@ DEB_CHANGES     := $(BUILD)/deb-src/aks-ssh-access_$(VERSION)_$(DEB_ARCH).change
 RPM_TOPDIR      := $(CURDIR)/$(BUILD)/rpm
 RPM_TARBALL     := $(BUILD)/rpm/SOURCES/aks-ssh-access-$(VERSION).tar.gz
 RPMBUILD_FLAGS  ?=
+# On a Debian host: --nodeps (the BuildRequires are Azure Linux names); Debian's rpm makes no -debuginfo
+# package (Azure Linux's does, stripping the binary into it) and its brp-strip only strips debug info, so
+# the package's one ELF file is stripped as there; its brp-compress needs bash (`read -d`), not dash.
+ifneq ($(wildcard /etc/debian_version),)
+RPM_HOST_FLAGS  := --nodeps --define 'debug_package %{nil}' \
+                   --define '__brp_strip %{__strip} --strip-unneeded %{buildroot}%{_bindir}/aks-ssh-access' \
+                   --define '__brp_compress /bin/bash /usr/lib/rpm/brp-compress'
+endif
 
 # Both packages are built from the tracked files as they are in the work tree, through `git archive`:
 # `git stash create` makes a commit of them without touching any ref or the work tree (it prints nothing
 # when the tree is clean: then HEAD). Untracked and ignored files (build/, caches) never get in.
 IH_TRACKED      := $(wildcard $(shell git ls-files 2>/dev/null))
-IH_ARCHIVE       = git archive --format=tar --prefix=aks-ssh-access-$(VERSION)/ \
+# `$(IH_ARCHIVE) -o FILE.tar[.gz]`: written by git itself, so a failure stops make (no pipe to lose it).
+IH_ARCHIVE       = git archive --prefix=aks-ssh-access-$(VERSION)/ \
                    "$$(git stash create 2>/dev/null | grep . || echo HEAD)"
 
 CHECK_TARGETS   += image-hooks-test
@@ -85,7 +94,8 @@ deb: $(DEB_FILE)
 $(DEB_FILE): $(IH_TRACKED)
 	rm -rf $(BUILD)/deb-src
 	mkdir -p $(BUILD)/deb-src
-	$(IH_ARCHIVE) | tar -x -C $(BUILD)/deb-src
+	$(IH_ARCHIVE) -o $(BUILD)/deb-src/source.tar
+	tar -x -C $(BUILD)/deb-src -f $(BUILD)/deb-src/source.tar
 	cp -R $(DEB_SRC)/image-hooks/packaging/debian $(DEB_SRC)/debian
 	@# Its changelog says the package version; the Makefile's VERSION must agree.
 	test "$$(cd $(DEB_SRC) && dpkg-parsechangelog -S Version)" = "$(VERSION)"
@@ -95,17 +105,12 @@ $(DEB_FILE): $(IH_TRACKED)
 
 rpm: $(RPM_TARBALL)
 	rm -rf $(RPM_TOPDIR)/RPMS $(RPM_TOPDIR)/SRPMS $(RPM_TOPDIR)/BUILD $(RPM_TOPDIR)/BUILDROOT
-	@# Debian's rpm makes no -debuginfo package (Azure Linux's does, stripping the binary into it; Debian's
-	@# brp-strip only strips debug info): strip the package's one ELF file as that would. Its brp-compress
-	@# needs bash (`read -d`), not dash.
-	rpmbuild -ba --nodeps $(RPMBUILD_FLAGS) --define '_topdir $(RPM_TOPDIR)' --define 'debug_package %{nil}' \
-		--define '__brp_strip %{__strip} --strip-unneeded %{buildroot}%{_bindir}/aks-ssh-access' \
-		--define '__brp_compress /bin/bash /usr/lib/rpm/brp-compress' \
+	rpmbuild -ba $(RPM_HOST_FLAGS) $(RPMBUILD_FLAGS) --define '_topdir $(RPM_TOPDIR)' \
 		--define 'version_override $(VERSION)' image-hooks/packaging/rpm/aks-ssh-access.spec
 $(RPM_TARBALL): $(IH_TRACKED)
 	@mkdir -p $(@D)
-	$(IH_ARCHIVE) | gzip -9n >$@.tmp
-	mv $@.tmp $@
+	$(IH_ARCHIVE) -o $@.tmp.tar.gz
+	mv $@.tmp.tar.gz $@
 
 image-hooks-test: $(BUILD)/aks-ssh-access
 	image-hooks/tests/run-tests
