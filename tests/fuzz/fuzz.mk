@@ -12,13 +12,12 @@ FUZZ_SMOKE_SECONDS ?= 12
 STRESS_ITERATIONS  ?= 5000
 FUZZ_TARGETS       := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(sort $(wildcard tests/fuzz/fuzz-*.c)))
 FUZZ_OBJS          := $(LIB_SRCS:%.c=$(BUILD)/fuzz/obj/%.o)
-FUZZ_CFLAGS        := -std=gnu17 -D_GNU_SOURCE -DVERSION='"$(VERSION)"' $(WARN) -O1 -g -fno-omit-frame-pointer \
-                      -fsanitize=address,undefined -fno-sanitize-recover=all -Iagent -Iagent/util $(PKG_CFLAGS)
+FUZZ_CFLAGS        := $(SAN_CFLAGS)
 
 .PHONY: fuzz fuzz-smoke fuzz-build stress
 .SECONDARY: $(FUZZ_OBJS)
 
-$(BUILD)/fuzz/obj/%.o: %.c $(wildcard agent/*/*.h)
+$(BUILD)/fuzz/obj/%.o: %.c
 	@mkdir -p $(@D)
 	$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
 
