@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "home.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pwd.h>
@@ -160,11 +161,53 @@ static int check_owned(const struct stat *st, const AdminUser *u, const char *wh
         return 0;
 }
 
+
+/* mkdirat() cannot hand back what it made, and the user owns the home: between mkdirat and openat they can
+ * rename any directory of theirs (or a root-owned one that sits in their home) to ".ssh". So the agent creates
+ * .ssh with mode 0000, a mode umask cannot change and that nothing but this code ever gives a directory, and
+ * decides from the opened fd alone: a root-owned, empty directory of mode 0000 is one the agent made (in this
+ * run, or in a run killed before it finished), and only that one is chowned and chmodded. */
+#define SSH_DIR_CREATE_MODE 0000
+
+static int dir_is_empty(int fd) {
+        _cleanup_close_ int dfd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        DIR *d;
+        struct dirent *de;
+        int r = 1;
+
+        if (dfd < 0)
+                return -errno;
+        d = fdopendir(dfd);
+        if (!d)
+                return -errno;
+        dfd = -1;
+        while ((de = readdir(d)))
+                if (!streq(de->d_name, ".") && !streq(de->d_name, "..")) {
+                        r = 0;
+                        break;
+                }
+        closedir(d);
+        return r;
+}
+
+static bool made_by_agent(int fd, const struct stat *st) {
+        return S_ISDIR(st->st_mode) && st->st_uid == geteuid() && (st->st_mode & 07777) == SSH_DIR_CREATE_MODE &&
+               dir_is_empty(fd) == 1; /* not st_nlink: btrfs directories always have 1 */
+}
+
 int ssh_dir_tighten(int ssh_fd, const AdminUser *u, bool writing) {
         struct stat st;
 
+        if (!writing || fstat(ssh_fd, &st) < 0)
+                return 0;
+        /* A .ssh the agent made in a run killed before it handed it over: finish that now. */
+        if (made_by_agent(ssh_fd, &st)) {
+                if (fchown(ssh_fd, u->uid, u->gid) < 0 || fchmod(ssh_fd, 0700) < 0)
+                        return log_error_errno(errno == EPERM ? EACCES : errno, "Cannot set owner/mode of %s/.ssh: %m", u->real_home);
+                return 0;
+        }
         /* Only the user's own .ssh: a root-owned one at 0700 would lock the user out of it. */
-        if (!writing || fstat(ssh_fd, &st) < 0 || st.st_uid != u->uid || (st.st_mode & 07777) == 0700)
+        if (st.st_uid != u->uid || (st.st_mode & 07777) == 0700)
                 return 0;
         /* EPERM here is an immutable directory: "cannot create" (73), not an unsafe path (77). */
         if (fchmod(ssh_fd, 0700) < 0)
@@ -180,14 +223,19 @@ int ssh_dir_open(int home_fd, const AdminUser *u, bool create, int *ret_fd) {
 
         fd = openat(home_fd, ".ssh", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (fd < 0 && errno == ENOENT && create) {
-                if (mkdirat(home_fd, ".ssh", 0700) < 0 && errno != EEXIST)
-                        return log_error_errno(errno, "Cannot create %s/.ssh: %m", u->real_home);
-                created = true;
+                if (mkdirat(home_fd, ".ssh", SSH_DIR_CREATE_MODE) < 0) {
+                        if (errno != EEXIST)
+                                return log_error_errno(errno, "Cannot create %s/.ssh: %m", u->real_home);
+                        /* Someone else made it in between: an existing .ssh, checked as such below. */
+                } else
+                        created = true;
                 fd = openat(home_fd, ".ssh", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         }
         if (fd < 0) {
-                if (errno == ENOENT)
+                if (errno == ENOENT && !created)
                         return -ENOENT;
+                if (errno == ENOENT)
+                        return log_error_errno(EPERM, "Refusing to use %s/.ssh: it vanished while being created.", u->real_home);
                 if (errno == ELOOP || errno == ENOTDIR) {
                         if (fstatat(home_fd, ".ssh", &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode))
                                 return log_error_errno(EPERM, "Refusing to use %s/.ssh: it is a symlink.", u->real_home);
@@ -197,12 +245,16 @@ int ssh_dir_open(int home_fd, const AdminUser *u, bool create, int *ret_fd) {
         }
         if (fstat(fd, &st) < 0)
                 return -errno;
-        if (created) {
+        if (create && made_by_agent(fd, &st)) {
+                /* Ours (from the fd, not the name): hand it to the user. */
                 if (fchown(fd, u->uid, u->gid) < 0 || fchmod(fd, 0700) < 0)
                         return log_error_errno(errno, "Cannot set owner/mode of %s/.ssh: %m", u->real_home);
                 if (fsync(home_fd) < 0)
                         return log_error_errno(errno, "Cannot sync %s: %m", u->real_home);
-        } else {
+        } else if (created)
+                /* mkdirat succeeded, yet what is at .ssh now is not that directory: it was swapped. */
+                return log_error_errno(EPERM, "Refusing to use %s/.ssh: it was replaced while being created.", u->real_home);
+        else {
                 r = check_owned(&st, u, ".ssh");
                 if (r < 0)
                         return r;
@@ -244,6 +296,10 @@ int authorized_keys_read(int ssh_fd, const AdminUser *u, char **ret_text, size_t
 
 int authorized_keys_write(int ssh_fd, const AdminUser *u, const char *text, size_t len) {
         int r = write_file_atomic(ssh_fd, "authorized_keys", text, len, 0600, u->uid, u->gid);
+        /* ENOENT through a directory fd: the .ssh we hold was removed (replaced by a rename) meanwhile.
+         * Nothing was written anywhere else; report it as "cannot create" (73). */
+        if (r == -ENOENT)
+                return log_error_errno(EACCES, "Cannot write %s/.ssh/authorized_keys: .ssh was removed while writing.", u->real_home);
         if (r < 0)
                 return log_error_errno(r, "Cannot write %s/.ssh/authorized_keys: %m", u->real_home);
         return 0;
