@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "apply/authorized-keys.h"
 #include "fs-util.h"
 #include "log.h"
 #include "macro.h"
@@ -303,4 +304,35 @@ int authorized_keys_write(int ssh_fd, const AdminUser *u, const char *text, size
         if (r < 0)
                 return log_error_errno(r, "Cannot write %s/.ssh/authorized_keys: %m", u->real_home);
         return 0;
+}
+
+int authorized_keys_remove_managed(int root_fd, const char *name) {
+        _cleanup_(admin_user_done) AdminUser u = {};
+        _cleanup_close_ int home_fd = -1, ssh_fd = -1;
+        _cleanup_free_ char *text = NULL, *merged = NULL;
+        size_t len, merged_len;
+        int r;
+
+        r = admin_user_lookup(root_fd, name, &u);
+        if (r < 0)
+                return r;
+        if (u.uid == 0)
+                return 2; /* never rewrite a uid-0 user's file for a document */
+        r = home_open(root_fd, &u, &home_fd);
+        if (r >= 0)
+                r = ssh_dir_open(home_fd, &u, false, &ssh_fd);
+        if (r >= 0)
+                r = authorized_keys_read(ssh_fd, &u, &text, &len);
+        if (r == -ENOENT)
+                r = 0, len = 0;
+        else if (r >= 0) {
+                (void) remove_stale_temp_files(ssh_fd, "authorized_keys");
+                r = authorized_keys_merge(text, len, NULL, 0, &merged, &merged_len);
+                if (r >= 0 && (merged_len != len || memcmp(merged, text, len) != 0)) {
+                        r = authorized_keys_write(ssh_fd, &u, merged, merged_len);
+                        if (r >= 0)
+                                r = 1;
+                }
+        }
+        return r;
 }

@@ -31,6 +31,8 @@ typedef struct Run {
         int exit;
         AdminUser user;
         bool have_user;
+        bool admin_changed;   /* the document names another admin than the state file: its block goes */
+        int prev_admin;       /* 1 the previous admin's block is gone, -1 removing it failed */
         /* key part */
         bool key_part;        /* the key part is to be done (not blocked, not a fallback) */
         char *ak_old;
@@ -83,6 +85,13 @@ static void prepare_keys(Run *r) {
                                 r->policy.admin_user, r->o->root ? " of " : "", r->o->root ?: "",
                                 e == -ENOENT ? "no such user" : strerror(-e));
                 fail(r, EX_NOUSER, "admin-user-missing");
+                return;
+        }
+        if (r->user.uid == 0) {
+                /* Azure never provisions root as the admin: such a document is not trusted with root's keys. */
+                log_event(LOG_ERR, MID_USER_MISSING, NULL, "Refusing admin user %s: it has uid 0 in the passwd database%s%s.",
+                          r->policy.admin_user, r->o->root ? " of " : "", r->o->root ?: "");
+                fail(r, EX_NOUSER, "admin-user-root");
                 return;
         }
         r->have_user = true;
@@ -142,16 +151,44 @@ static void prepare_keys(Run *r) {
         r->key_part = true;
 }
 
-static int write_keys(Run *r) {
-        int e;
+/* The admin changed: the previous admin's managed block goes, every other byte of their file stays. */
+static int remove_previous_admin_keys(Run *r) {
+        int e = authorized_keys_remove_managed(r->node.root_fd, r->prev.user);
 
-        if (!r->key_part)
+        if (e == -ENOENT) {
+                log_warning("Previous admin user %s no longer exists; no managed keys of theirs to remove.", r->prev.user);
+                e = 0;
+        }
+        if (e < 0) {
+                log_event_errno(LOG_ERR, e, MID_UNSAFE_PATH, NULL, "Cannot remove the managed keys of the previous admin user %s: %s",
+                                r->prev.user, e == -EBADMSG ? "the managed block is damaged" : e == -EPERM ? "unsafe path" : strerror(-e));
+                fail(r, e == -EBADMSG ? EX_DATAERR : exit_code_from_errno(e), e == -EBADMSG ? "authorized-keys-damaged" : "previous-admin-keys");
+                r->prev_admin = -1;
+                r->key_part = false; /* the state keeps naming the previous admin, so the next run tries again */
+                return e;
+        }
+        if (e == 2) {
+                log_warning("Previous admin user %s has uid 0; its authorized_keys is never touched.", r->prev.user);
+                e = 0;
+        }
+        if (e > 0)
+                log_event(LOG_INFO, MID_KEYS_WRITTEN, NULL, "Removed the managed keys of the previous admin user %s.", r->prev.user);
+        r->prev_admin = 1;
+        return e;
+}
+
+static int write_keys(Run *r) {
+        int e, removed = 0;
+
+        if (r->admin_changed && (removed = remove_previous_admin_keys(r)) < 0)
                 return 0;
+        if (!r->key_part)
+                return removed > 0;
         /* A killed run's temp files go even when the file itself is already right (SPEC §4). */
         if (r->ssh_fd >= 0)
                 (void) remove_stale_temp_files(r->ssh_fd, "authorized_keys");
         if (!r->keys_change)
-                return 0;
+                return removed > 0;
         if (r->ssh_fd < 0)
                 e = ssh_dir_open(r->home_fd, &r->user, true, &r->ssh_fd);
         else
@@ -227,6 +264,8 @@ static void print_plan(Run *r) {
                                        r->policy.keys[i].key.comment ?: "");
         } else
                 printf("  authorized_keys: not touched\n");
+        if (r->admin_changed)
+                printf("  previous admin %s: remove the managed block\n", r->prev.user);
         for (size_t i = 0; r->have_policy && i < r->policy.n_rejected; i++)
                 printf("  rejected publicKeys[%zu]: %s\n", r->policy.rejected[i].index, r->policy.rejected[i].reason);
         if (r->dropin_change)
@@ -282,6 +321,10 @@ static int record(Run *r) {
                         const SshKey *k = &r->policy.keys[i].key;
                         s.keys[s.n_keys++] = (StateKey) { strdup(k->type), strdup(k->fingerprint), k->comment ? strdup(k->comment) : NULL };
                 }
+        } else if (r->prev_admin > 0) {
+                /* The previous admin's keys are gone; the new admin's could not be written. */
+                s.user = strdup(r->policy.admin_user);
+                s.keys = calloc(1, sizeof *s.keys);
         } else {
                 s.user = r->prev.user ? strdup(r->prev.user) : (r->have_policy ? strdup(r->policy.admin_user) : NULL);
                 s.authorized_keys = r->prev.authorized_keys ? strdup(r->prev.authorized_keys) : NULL;
@@ -482,6 +525,7 @@ int cmd_apply(const Options *o) {
                 apply_mode(&r);
         } else {
                 r.mode = r.policy.mode;
+                r.admin_changed = r.prev.user && !streq(r.prev.user, r.policy.admin_user);
                 prepare_keys(&r);
                 /* Rejected entries are skipped and named (index and reason, never key material). */
                 for (size_t i = 0; i < r.policy.n_rejected; i++) {

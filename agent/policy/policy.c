@@ -76,6 +76,7 @@ static bool has_nul(const char *s, size_t len) {
         return memchr(s, 0, len) != NULL;
 }
 
+/* The tag's name is matched case-insensitively, as Azure treats tag names (SPEC §2); its value too. */
 static int parse_mode(const cJSON *tags, const char *mode_tag, Policy *p, const char **ret_error) {
         const cJSON *t;
         const char *value = NULL;
@@ -84,7 +85,7 @@ static int parse_mode(const cJSON *tags, const char *mode_tag, Policy *p, const 
                 const cJSON *name = cJSON_GetObjectItemCaseSensitive(t, "name");
                 const cJSON *val = cJSON_GetObjectItemCaseSensitive(t, "value");
 
-                if (!cJSON_IsObject(t) || !cJSON_IsString(name) || !streq(name->valuestring, mode_tag))
+                if (!cJSON_IsObject(t) || !cJSON_IsString(name) || !strcaseeq(name->valuestring, mode_tag))
                         continue;
                 if (!cJSON_IsString(val)) {
                         *ret_error = "the SSH access tag's value is not a string";

@@ -137,3 +137,81 @@ def test_ssh_dir_left_by_a_killed_run_is_finished(agent, scratch_root, keygen, t
     st = os.lstat(r.ssh_dir)
     assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (USER_UID, 0o700)
     assert os.lstat(r.ak).st_uid == USER_UID
+
+
+# --------------------------------------------------------------------------------------------------------------
+# 4. the admin's identity
+
+
+def add_user(r, name, uid, home=None, mkhome=True):
+    home = home or f"/home/{name}"
+    with open(os.path.join(r.root, "etc/passwd"), "a") as f:
+        f.write(f"{name}:x:{uid}:{uid}::{home}:/bin/bash\n")
+    path = os.path.join(r.root, home.lstrip("/"))
+    if mkhome and not os.path.isdir(path):
+        os.makedirs(path)
+        os.chown(path, uid, uid)
+        os.chmod(path, 0o755)
+    return path
+
+
+@pytest.mark.parametrize("admin", ["root", "toor"])
+@pytest.mark.parametrize("mode", ["LocalUser", "Disabled"])
+def test_uid0_admin_refused_unit_part_applied(agent, scratch_root, keygen, tmp_path, admin, mode):
+    r = scratch_root()
+    add_user(r, "toor", 0, home="/root", mkhome=False)
+    pub, _ = keygen("ed25519")
+    doc = imds_doc(mode, [pub], user=admin, path="/root/.ssh/authorized_keys")
+    res = apply(agent, r, docfile(tmp_path, doc))
+    assert res.rc == 67, res
+    assert "uid 0" in res.err, res
+    assert not os.path.lexists(os.path.join(r.root, "root/.ssh")), "nothing written into root's home"
+    assert r.is_enabled("ssh.service") == ("masked" if mode == "Disabled" else "enabled")
+    st = json.load(open(os.path.join(r.root, "var/lib/aks-ssh-access/state.json")))
+    assert st["mode"] == mode and st["keys"] == []
+
+
+def test_admin_change_removes_previous_admins_block(agent, scratch_root, keygen, tmp_path):
+    r = scratch_root()
+    bob_home = add_user(r, "bob", 1001)
+    pub1, fp1 = keygen("ed25519")
+    pub2, fp2 = keygen("ed25519")
+    os.makedirs(r.ssh_dir)
+    own = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOwn azure@own\n"
+    with open(r.ak, "w") as f:
+        f.write(own)
+    for p in (r.ssh_dir, r.ak):
+        os.chown(p, USER_UID, USER_UID)
+    os.chmod(r.ssh_dir, 0o700)
+    os.chmod(r.ak, 0o600)
+    assert apply(agent, r, docfile(tmp_path, imds_doc("LocalUser", [pub1]), "a.json")).rc == 0
+    assert pub1 in open(r.ak).read()
+    res = apply(agent, r, docfile(tmp_path, imds_doc("LocalUser", [pub2], user="bob"), "b.json"))
+    assert res.rc == 0, res
+    assert open(r.ak).read() == own, "the previous admin's block goes, their own line stays byte for byte"
+    bob_ak = open(os.path.join(bob_home, ".ssh/authorized_keys")).read()
+    assert pub2 in bob_ak and pub1 not in bob_ak
+    v = agent(["verify", "--root", r.root])
+    assert v.rc == 0, v
+    st = json.load(open(os.path.join(r.root, "var/lib/aks-ssh-access/state.json")))
+    assert st["user"] == "bob" and [k["fingerprint"] for k in st["keys"]] == [fp2]
+
+
+def test_admin_change_to_refused_admin_still_removes_previous_block(agent, scratch_root, keygen, tmp_path):
+    r = scratch_root()
+    pub1, _ = keygen("ed25519")
+    assert apply(agent, r, docfile(tmp_path, imds_doc("LocalUser", [pub1]), "a.json")).rc == 0
+    res = apply(agent, r, docfile(tmp_path, imds_doc("LocalUser", [pub1], user="nosuchuser"), "b.json"))
+    assert res.rc == 67, res
+    assert open(r.ak).read() == "", "azureuser is no longer the admin: its managed keys are gone"
+    st = json.load(open(os.path.join(r.root, "var/lib/aks-ssh-access/state.json")))
+    assert st["user"] == "nosuchuser" and st["keys"] == []
+
+
+@pytest.mark.parametrize("name", ["AKS-MANAGED-SSH-ACCESS", "Aks-Managed-Ssh-Access"])
+def test_mode_tag_name_case_insensitive(agent, scratch_root, tmp_path, name):
+    r = scratch_root()
+    res = apply(agent, r, docfile(tmp_path, imds_doc("Disabled", [], tag=name)))
+    assert res.rc == 0, res
+    assert r.is_enabled("ssh.service") == "masked"
+    assert r.is_enabled("ssh.socket") == "masked"
