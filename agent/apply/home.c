@@ -16,6 +16,8 @@
 #include "log.h"
 #include "macro.h"
 
+#define PASSWD_MAX ((size_t) 16 * 1024 * 1024)
+
 void admin_user_done(AdminUser *u) {
         if (!u)
                 return;
@@ -27,6 +29,8 @@ void admin_user_done(AdminUser *u) {
 
 int admin_user_lookup(int root_fd, const char *name, AdminUser *ret) {
         struct passwd *pw = NULL;
+        _cleanup_free_ char *passwd = NULL;
+        size_t passwd_len = 0;
         _cleanup_fclose_ FILE *f = NULL;
 
         if (!name || !*name || strchr(name, '/') || strchr(name, ':'))
@@ -38,14 +42,20 @@ int admin_user_lookup(int root_fd, const char *name, AdminUser *ret) {
                 if (!pw)
                         return errno > 0 && errno != ENOENT && errno != ESRCH ? -errno : -ENOENT;
         } else {
-                int fd = open_in_root(root_fd, "/etc/passwd", O_RDONLY, 0);
+                _cleanup_close_ int fd = open_in_root(root_fd, "/etc/passwd", O_RDONLY | O_NOCTTY | O_NONBLOCK, 0);
                 if (fd < 0)
                         return fd == -ENOENT ? -ENOENT : fd;
-                f = fdopen(fd, "re");
-                if (!f) {
-                        close(fd);
-                        return -errno;
-                }
+                /* A regular file, capped: a FIFO or device in the image must not hang or spin the run. */
+                int r = read_regular_fd(fd, PASSWD_MAX, &passwd, &passwd_len);
+                if (r == -EBADFD)
+                        return log_error_errno(EPERM, "Refusing to read /etc/passwd of the root: not a regular file.");
+                if (r == -EFBIG)
+                        return log_error_errno(EFBIG, "Refusing to read /etc/passwd of the root: larger than %zu bytes.", PASSWD_MAX);
+                if (r < 0)
+                        return r;
+                f = passwd_len > 0 ? fmemopen(passwd, passwd_len, "r") : NULL;
+                if (!f)
+                        return passwd_len > 0 ? -errno : -ENOENT;
                 while ((pw = fgetpwent(f)))
                         if (streq(pw->pw_name, name))
                                 break;

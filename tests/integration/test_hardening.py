@@ -215,3 +215,64 @@ def test_mode_tag_name_case_insensitive(agent, scratch_root, tmp_path, name):
     assert res.rc == 0, res
     assert r.is_enabled("ssh.service") == "masked"
     assert r.is_enabled("ssh.socket") == "masked"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# 2. conf.d inside --root;  8. config / passwd only as regular files
+
+
+def test_confd_symlink_resolved_inside_root(agent, scratch_root, tmp_path):
+    r = scratch_root()
+    # A file on the "build host" (outside the root) and one at the same path inside the root.
+    host = tmp_path / "host-only.conf"
+    host.write_text("host_secret_setting = 1\nfallback_mode = localuser\n")
+    inside = os.path.join(r.root, str(host).lstrip("/"))
+    os.makedirs(os.path.dirname(inside))
+    with open(inside, "w") as f:
+        f.write("fallback_mode = disabled\n")
+    confd = os.path.join(r.root, "etc/aks-ssh-access.conf.d")
+    os.makedirs(confd)
+    os.symlink(str(host), os.path.join(confd, "50-link.conf"))
+    os.symlink("/etc/nonexistent.conf", os.path.join(confd, "60-dangling.conf"))
+    res = apply(agent, r, docfile(tmp_path, "{not json"))
+    assert "host_secret_setting" not in res.err, "a host file was read through a symlink in the image"
+    assert res.rc == 65, res
+    assert r.is_enabled("ssh.service") == "masked", "the root's own file (fallback_mode = disabled) was used"
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "directory"])
+@pytest.mark.parametrize("where", ["etc/aks-ssh-access.conf", "etc/aks-ssh-access.conf.d/10-x.conf", "--config"])
+def test_config_not_a_regular_file(agent, scratch_root, tmp_path, kind, where):
+    r = scratch_root()
+    path = str(tmp_path / "cfg") if where == "--config" else os.path.join(r.root, where)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "device":
+        os.mknod(path, 0o644 | stat.S_IFCHR, os.makedev(1, 5))  # /dev/zero
+    else:
+        os.mkdir(path)
+    extra = ["--config", path] if where == "--config" else []
+    res = apply(agent, r, docfile(tmp_path, imds_doc("Disabled", [])), *extra, timeout=20)
+    assert res.rc != "timeout", f"a {kind} as configuration hung the agent"
+    assert "not a regular file" in res.err, res
+    if where == "--config":
+        assert res.rc == 64, res  # an explicit --config must be readable
+    else:
+        assert res.rc == 0 and r.is_enabled("ssh.service") == "masked", res
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_passwd_not_a_regular_file(agent, scratch_root, keygen, tmp_path, kind):
+    r = scratch_root()
+    pub, _ = keygen("ed25519")
+    p = os.path.join(r.root, "etc/passwd")
+    os.unlink(p)
+    if kind == "fifo":
+        os.mkfifo(p)
+    else:
+        os.mknod(p, 0o644 | stat.S_IFCHR, os.makedev(1, 5))
+    res = apply(agent, r, docfile(tmp_path, imds_doc("LocalUser", [pub])), timeout=20)
+    assert res.rc == 67, res
+    assert "not a regular file" in res.err, res
+    assert r.is_enabled("ssh.service") == "enabled"
