@@ -110,6 +110,30 @@ static int path_in_root(int root_fd, int fd, char **ret) {
         return 0;
 }
 
+/* Homes the agent never creates .ssh in: the root directory, shared top-level directories, and the system
+ * trees (root's home included: the admin is never uid 0). A passwd entry pointing there is a broken or
+ * hostile image, not a user's home. */
+static bool system_directory(const char *real) {
+        static const char *const exact[] = {
+                "/", "/home", "/var", "/var/lib", "/var/cache", "/var/log", "/var/spool", "/var/tmp", "/var/mail",
+                "/tmp", "/opt", "/srv", "/mnt", "/media", "/snap", "/nonexistent",
+        };
+        static const char *const trees[] = {
+                "/etc", "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/boot", "/dev", "/proc",
+                "/sys", "/run", "/root", "/var/run", "/var/lib/aks-ssh-access", "/var/lib/systemd",
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(exact); i++)
+                if (streq(real, exact[i]))
+                        return true;
+        for (size_t i = 0; i < ELEMENTSOF(trees); i++) {
+                size_t n = strlen(trees[i]);
+                if (strncmp(real, trees[i], n) == 0 && (real[n] == '\0' || real[n] == '/'))
+                        return true;
+        }
+        return false;
+}
+
 int home_open(int root_fd, AdminUser *u, int *ret_fd) {
         _cleanup_close_ int resolved = -1, dfd = -1;
         _cleanup_free_ char *real = NULL, *copy = NULL;
@@ -124,6 +148,9 @@ int home_open(int root_fd, AdminUser *u, int *ret_fd) {
         r = path_in_root(root_fd, resolved, &real);
         if (r < 0)
                 return log_error_errno(r, "Cannot resolve home directory %s: %m", u->home);
+
+        if (system_directory(real))
+                return log_error_errno(EPERM, "Refusing to use home %s of %s: it is a system directory, not a user's home.", real, u->name);
 
         /* Walk the real path again without following anything, checking every component. */
         dfd = root_fd == AT_FDCWD ? open("/", O_PATH | O_DIRECTORY | O_CLOEXEC) : openat(root_fd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);

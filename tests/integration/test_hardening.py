@@ -276,3 +276,23 @@ def test_passwd_not_a_regular_file(agent, scratch_root, keygen, tmp_path, kind):
     assert res.rc == 67, res
     assert "not a regular file" in res.err, res
     assert r.is_enabled("ssh.service") == "enabled"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# 5. homes that are system directories
+
+
+@pytest.mark.parametrize("home", ["/", "/etc", "/root", "/usr/lib", "/var/lib", "/home", "/etc/ssh"])
+@pytest.mark.parametrize("mode", ["LocalUser", "Disabled"])
+def test_system_directory_home_refused(agent, scratch_root, keygen, tmp_path, home, mode):
+    r = scratch_root()
+    os.makedirs(os.path.join(r.root, home.lstrip("/")), exist_ok=True)
+    with open(os.path.join(r.root, "etc/passwd"), "w") as f:
+        f.write(f"root:x:0:0:root:/root:/bin/bash\nazureuser:x:1000:1000::{home}:/bin/bash\n")
+    pub, _ = keygen("ed25519")
+    ak = os.path.join(home, ".ssh/authorized_keys")
+    res = apply(agent, r, docfile(tmp_path, imds_doc(mode, [pub], path=ak)))
+    assert res.rc == 77, res
+    assert "system directory" in res.err, res
+    assert not os.path.lexists(os.path.join(r.root, home.lstrip("/"), ".ssh")), "nothing created there"
+    assert r.is_enabled("ssh.service") == ("masked" if mode == "Disabled" else "enabled")
