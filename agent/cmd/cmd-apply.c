@@ -141,6 +141,16 @@ static void prepare_keys(Run *r) {
         }
 
         e = authorized_keys_merge(r->ak_old ?: "", r->ak_old_len, lines, n, &r->ak_new, &r->ak_new_len);
+        if (e == -EBADMSG) {
+                /* Unpaired markers: which lines are ours cannot be told, so the file is left as it is. */
+                size_t line = 0;
+                const char *what = NULL;
+                (void) authorized_keys_check(r->ak_old, r->ak_old_len, &line, &what);
+                log_event(LOG_ERR, MID_UNSAFE_PATH, NULL, "Not touching the keys of %s: the managed block in %s/.ssh/authorized_keys is damaged (%s, line %zu); fix or remove the markers by hand.",
+                          r->user.name, r->user.real_home, what ?: "?", line);
+                fail(r, EX_DATAERR, "authorized-keys-damaged");
+                return;
+        }
         if (e < 0) {
                 fail(r, EX_SOFTWARE, "out-of-memory");
                 return;
@@ -552,7 +562,7 @@ int cmd_apply(const Options *o) {
                         fprintf(stderr, "aks-ssh-access: %s (%s); applied fallback mode %s\n",
                                 code == EX_UNAVAILABLE ? "IMDS unavailable" : "invalid document",
                                 doc_error ?: r.fetch_detail ?: what, mode_to_string(r.mode));
-                else if (code == EX_DATAERR)
+                else if (code == EX_DATAERR && streq(what, "rejected-entries"))
                         fprintf(stderr, "aks-ssh-access: %zu publicKeys entr%s rejected; applied mode %s with the valid ones\n",
                                 r.policy.n_rejected, r.policy.n_rejected == 1 ? "y" : "ies", mode_to_string(r.mode));
                 else

@@ -125,7 +125,9 @@ int cmd_status(const Options *o) {
                                s.last_result ?: "?", s.last_exit);
                 printf("Admin user:       %s\n", have_state && s.user ? s.user : "-");
                 printf("authorized_keys:  %s\n", ak_path ?: s.authorized_keys ?: "-");
-                if (have_block) {
+                if (have_block && block.damage)
+                        printf("Managed keys:     damaged block (%s, line %zu): not touched\n", block.damage, block.damage_line);
+                else if (have_block) {
                         printf("Managed keys:     %zu%s\n", block.n, block.n_invalid ? " (and lines that are not valid keys)" : "");
                         for (size_t i = 0; i < block.n; i++)
                                 printf("  %-36s %s %s\n", block.keys[i].type, block.keys[i].fingerprint, block.keys[i].comment ?: "");

@@ -296,3 +296,78 @@ def test_system_directory_home_refused(agent, scratch_root, keygen, tmp_path, ho
     assert "system directory" in res.err, res
     assert not os.path.lexists(os.path.join(r.root, home.lstrip("/"), ".ssh")), "nothing created there"
     assert r.is_enabled("ssh.service") == ("masked" if mode == "Disabled" else "enabled")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# 6. authorized_keys edge cases
+
+
+def user_file(r, data):
+    os.makedirs(r.ssh_dir, exist_ok=True)
+    with open(r.ak, "wb") as f:
+        f.write(data if isinstance(data, bytes) else data.encode())
+    for p in (r.ssh_dir, r.ak):
+        os.chown(p, USER_UID, USER_UID)
+    os.chmod(r.ssh_dir, 0o700)
+    os.chmod(r.ak, 0o600)
+
+
+def read_bytes(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+@pytest.mark.parametrize("own", [b"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOwn own@laptop",
+                                 b"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOwn own@laptop\r",
+                                 b"# only a comment, no newline", b"x"])
+def test_no_final_newline_bytes_back_exactly(agent, scratch_root, keygen, tmp_path, own):
+    r = scratch_root()
+    user_file(r, own)
+    pub, _ = keygen("ed25519")
+    assert apply(agent, r, docfile(tmp_path, imds_doc("LocalUser", [pub]), "l.json")).rc == 0
+    text = read_bytes(r.ak)
+    assert text.startswith(own + b"\n" + BEGIN.encode() + b"\n") and pub.encode() in text
+    assert subprocess.run(["ssh-keygen", "-lf", r.ak], capture_output=True).returncode == 0
+    assert apply(agent, r, docfile(tmp_path, imds_doc("Disabled", []), "d.json")).rc == 0
+    assert read_bytes(r.ak) == own, "LocalUser → Disabled gives the file's bytes back exactly"
+
+
+def test_line_starting_with_begin_marker_is_kept(agent, scratch_root, keygen, tmp_path):
+    r = scratch_root()
+    own = f"{BEGIN} -- my note, not the agent's\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOwn own@laptop\n"
+    user_file(r, own)
+    pub, _ = keygen("ed25519")
+    assert apply(agent, r, docfile(tmp_path, imds_doc("LocalUser", [pub]), "l.json")).rc == 0
+    assert apply(agent, r, docfile(tmp_path, imds_doc("Disabled", []), "d.json")).rc == 0
+    assert open(r.ak).read() == own
+
+
+DAMAGED = {
+    "orphan-begin": (lambda stale: f"ssh-ed25519 AAAAown own\n{BEGIN}\n{stale}\n", 2, "BEGIN marker without END"),
+    "stray-end": (lambda stale: f"# BEGIN aks-ssh-access (hand-edited)\n{stale}\n{END}\nmine\n", 3,
+                  "END marker without BEGIN"),
+    "nested": (lambda stale: f"{BEGIN}\n{stale}\n{BEGIN}\n{stale}\n{END}\n", 1, "BEGIN marker without END"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DAMAGED))
+@pytest.mark.parametrize("mode", ["Disabled", "LocalUser"])
+def test_damaged_block_left_and_reported(agent, run_agent, binary, scratch_root, keygen, tmp_path, case, mode):
+    r = scratch_root()
+    stale, _ = keygen("ed25519")
+    pub, _ = keygen("ed25519")
+    make, line, what = DAMAGED[case]
+    # First a clean apply (so the state names the user), then the damage, then the apply under test.
+    assert apply(agent, r, docfile(tmp_path, imds_doc("LocalUser", [stale]), "first.json")).rc == 0
+    text = make(stale)
+    user_file(r, text)
+    res = apply(agent, r, docfile(tmp_path, imds_doc(mode, [pub]), "doc.json"))
+    assert res.rc == 65, res
+    assert "damaged" in res.err and f"line {line}" in res.err and what in res.err, res
+    assert open(r.ak).read() == text, "nothing in the damaged file changed"
+    assert r.is_enabled("ssh.service") == ("masked" if mode == "Disabled" else "enabled"), "unit part applied"
+    rc, out, err = run_agent(["verify", "--root", r.root], bin=binary)  # verify's drift says it on stdout
+    assert rc == 1 and "damaged" in out and f"line {line}" in out, (rc, out, err)
+    assert len(out.splitlines()[0]) <= 80, out
+    s = agent(["status", "--root", r.root])
+    assert "damaged block" in s.out and what in s.out, s
