@@ -15,6 +15,7 @@
 #include "fs-util.h"
 #include "log.h"
 #include "macro.h"
+#include "text-util.h"
 
 /* What one apply run decided and did; printed for --dry-run / --json and recorded. */
 typedef struct Run {
@@ -164,25 +165,26 @@ static void prepare_keys(Run *r) {
 /* The admin changed: the previous admin's managed block goes, every other byte of their file stays. */
 static int remove_previous_admin_keys(Run *r) {
         int e = authorized_keys_remove_managed(r->node.root_fd, r->prev.user);
+        _cleanup_free_ char *who = text_escape(r->prev.user); /* from state.json: printed escaped */
 
         if (e == -ENOENT) {
-                log_warning("Previous admin user %s no longer exists; no managed keys of theirs to remove.", r->prev.user);
+                log_warning("Previous admin user %s no longer exists; no managed keys of theirs to remove.", who ?: "?");
                 e = 0;
         }
         if (e < 0) {
                 log_event_errno(LOG_ERR, e, MID_UNSAFE_PATH, NULL, "Cannot remove the managed keys of the previous admin user %s: %s",
-                                r->prev.user, e == -EBADMSG ? "the managed block is damaged" : e == -EPERM ? "unsafe path" : strerror(-e));
+                                who ?: "?", e == -EBADMSG ? "the managed block is damaged" : e == -EPERM ? "unsafe path" : strerror(-e));
                 fail(r, e == -EBADMSG ? EX_DATAERR : exit_code_from_errno(e), e == -EBADMSG ? "authorized-keys-damaged" : "previous-admin-keys");
                 r->prev_admin = -1;
                 r->key_part = false; /* the state keeps naming the previous admin, so the next run tries again */
                 return e;
         }
         if (e == 2) {
-                log_warning("Previous admin user %s has uid 0; its authorized_keys is never touched.", r->prev.user);
+                log_warning("Previous admin user %s has uid 0; its authorized_keys is never touched.", who ?: "?");
                 e = 0;
         }
         if (e > 0)
-                log_event(LOG_INFO, MID_KEYS_WRITTEN, NULL, "Removed the managed keys of the previous admin user %s.", r->prev.user);
+                log_event(LOG_INFO, MID_KEYS_WRITTEN, NULL, "Removed the managed keys of the previous admin user %s.", who ?: "?");
         r->prev_admin = 1;
         return e;
 }
@@ -263,19 +265,22 @@ static void print_plan(Run *r) {
                 return;
         printf("Plan%s: mode %s (source %s)\n", r->o->dry_run ? " (dry run, nothing changed)" : "", mode_to_string(r->mode), r->source);
         if (r->key_part) {
+                _cleanup_free_ char *home = text_escape(r->user.real_home); /* from passwd: escaped */
                 if (r->keys_change)
-                        printf("  %s%s/.ssh/authorized_keys: %s\n", r->o->root ?: "", r->user.real_home,
+                        printf("  %s%s/.ssh/authorized_keys: %s\n", r->o->root ?: "", home ?: "?",
                                r->mode == MODE_LOCALUSER ? "write the managed block" : "remove the managed block");
                 else
-                        printf("  %s%s/.ssh/authorized_keys: unchanged\n", r->o->root ?: "", r->user.real_home);
+                        printf("  %s%s/.ssh/authorized_keys: unchanged\n", r->o->root ?: "", home ?: "?");
                 if (r->mode == MODE_LOCALUSER)
                         for (size_t i = 0; i < r->policy.n_keys; i++)
                                 printf("    %s %s %s\n", r->policy.keys[i].key.type, r->policy.keys[i].key.fingerprint,
                                        r->policy.keys[i].key.comment ?: "");
         } else
                 printf("  authorized_keys: not touched\n");
-        if (r->admin_changed)
-                printf("  previous admin %s: remove the managed block\n", r->prev.user);
+        if (r->admin_changed) {
+                _cleanup_free_ char *who = text_escape(r->prev.user);
+                printf("  previous admin %s: remove the managed block\n", who ?: "?");
+        }
         for (size_t i = 0; r->have_policy && i < r->policy.n_rejected; i++)
                 printf("  rejected publicKeys[%zu]: %s\n", r->policy.rejected[i].index, r->policy.rejected[i].reason);
         if (r->dropin_change)

@@ -11,8 +11,27 @@
 #include "cmd.h"
 #include "log.h"
 #include "macro.h"
+#include "text-util.h"
 
-static int verify_report(const Options *o, int code, const char *what) {
+/* Text from disk (state.json, passwd, a hand-edited block) is printed escaped: no terminal escapes, valid
+ * UTF-8 in JSON. */
+static void escape_in_place(char **p) {
+        char *e;
+
+        if (!*p)
+                return;
+        e = text_escape(*p);
+        if (!e)
+                return; /* out of memory: printed as "?" by the callers' fallbacks would lose more */
+        free(*p);
+        *p = e;
+}
+
+static int verify_report(const Options *o, int code, const char *raw) {
+        _cleanup_free_ char *what = text_escape(raw);
+
+        if (!what)
+                return code;
         if (o->json) {
                 cJSON *j = cJSON_CreateObject();
                 char *text;
@@ -89,6 +108,11 @@ int cmd_status(const Options *o) {
         r = node_query_units(&n, &units);
         if (r < 0)
                 log_warning_errno(r, "Cannot read unit states: %m");
+        char **printed[] = { &s.user, &s.authorized_keys, &s.last_time, &s.last_source, &s.last_result, &ak_path, &what };
+        for (size_t i = 0; i < ELEMENTSOF(printed); i++)
+                escape_in_place(printed[i]);
+        for (size_t i = 0; have_block && i < block.n; i++)
+                escape_in_place(&block.keys[i].comment);
 
         if (o->json) {
                 cJSON *j = cJSON_CreateObject(), *a, *us;

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "macro.h"
+#include "text-util.h"
 
 typedef enum KeyKind { KIND_ED25519, KIND_ECDSA, KIND_SK_ED25519, KIND_SK_ECDSA, KIND_RSA } KeyKind;
 
@@ -169,40 +170,6 @@ char *sshkey_fingerprint(const unsigned char *blob, size_t len) {
         return ret;
 }
 
-/* Strict UTF-8 (no overlong forms, no surrogates, nothing above U+10FFFF): the comment ends up in state.json
- * and in `status --json`, which must stay valid JSON for their readers. */
-static bool valid_utf8(const unsigned char *s, size_t len) {
-        for (size_t i = 0; i < len;) {
-                unsigned char c = s[i];
-                size_t n;
-                uint32_t cp;
-
-                if (c < 0x80) {
-                        i++;
-                        continue;
-                }
-                if (c >= 0xc2 && c <= 0xdf)
-                        n = 1, cp = c & 0x1f;
-                else if (c >= 0xe0 && c <= 0xef)
-                        n = 2, cp = c & 0x0f;
-                else if (c >= 0xf0 && c <= 0xf4)
-                        n = 3, cp = c & 0x07;
-                else
-                        return false;
-                if (len - i - 1 < n)
-                        return false;
-                for (size_t k = 1; k <= n; k++) {
-                        if ((s[i + k] & 0xc0) != 0x80)
-                                return false;
-                        cp = cp << 6 | (s[i + k] & 0x3f);
-                }
-                if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-                        return false;
-                i += n + 1;
-        }
-        return true;
-}
-
 static bool is_field_sep(char c) {
         return c == ' ' || c == '\t';
 }
@@ -236,8 +203,14 @@ int sshkey_parse(const char *line, size_t len, SshKey *ret, const char **ret_rea
                         return -EINVAL;
                 }
         }
-        if (!valid_utf8((const unsigned char *) line, len)) {
+        /* The comment ends up in state.json, `status --json` and on terminals: strict UTF-8, and no C1 control
+         * character (U+0080–U+009F: 8-bit terminal escapes such as CSI) either. */
+        if (!utf8_is_valid(line, len)) {
                 *ret_reason = "key is not valid UTF-8";
+                return -EINVAL;
+        }
+        if (!text_is_clean(line, len, true)) {
+                *ret_reason = "control character in key";
                 return -EINVAL;
         }
 

@@ -371,3 +371,68 @@ def test_damaged_block_left_and_reported(agent, run_agent, binary, scratch_root,
     assert len(out.splitlines()[0]) <= 80, out
     s = agent(["status", "--root", r.root])
     assert "damaged block" in s.out and what in s.out, s
+
+
+# --------------------------------------------------------------------------------------------------------------
+# 3. clean text
+
+
+def control_bytes(b):
+    """C0 (except LF and tab), DEL and C1 (UTF-8 encoded or raw) bytes found in output bytes."""
+    text = b.decode("utf-8", errors="surrogateescape")
+    return [c for c in text if (ord(c) < 0x20 and c not in "\n\t") or 0x7f <= ord(c) <= 0x9f or 0xdc80 <= ord(c) <= 0xdcff]
+
+
+@pytest.mark.parametrize("bad", ["\u0085", "\u009b2J", "\u007f", "\u0080"])
+def test_c1_or_del_in_key_comment_rejects_entry(agent, scratch_root, keygen, tmp_path, bad):
+    r = scratch_root()
+    good, fp = keygen("ed25519")
+    evil = keygen("ed25519")[0] + " evil" + bad
+    doc = docfile(tmp_path, imds_doc("LocalUser", [good, evil]))
+    dry = agent(["apply", "--dry-run", "--root", r.root, "--imds-file", doc])
+    show = agent(["show-imds", "--root", r.root, "--imds-file", doc])
+    res = apply(agent, r, doc)
+    assert res.rc == 65 and "publicKeys[1]" in res.err and "control character" in res.err, res
+    assert bad not in open(r.ak, encoding="utf-8").read() and good in open(r.ak).read()
+    for out in (dry.out, show.out, res.out):
+        assert bad not in out
+    st = agent(["status", "--root", r.root])
+    assert not control_bytes(st.out.encode()), st
+
+
+@pytest.mark.parametrize("name", [b"azure\xffuser", b"azure\xc2\x9buser", b"azure\\u009buser", b"azure\\u007fuser",
+                                  b"azure\\u001buser"])
+def test_bad_admin_username_rejects_document(agent, scratch_root, tmp_path, name):
+    r = scratch_root()
+    doc = json.dumps(imds_doc("LocalUser", [], user="PLACEHOLDER")).encode().replace(b"PLACEHOLDER", name)
+    p = tmp_path / "doc.json"
+    p.write_bytes(doc)
+    res = apply(agent, r, str(p))
+    assert res.rc == 65 and "adminUsername" in res.err, res
+    assert r.is_enabled("ssh.service") == "masked", "invalid document → fallback Disabled"
+    raw = read_bytes(os.path.join(r.root, "var/lib/aks-ssh-access/state.json"))
+    raw.decode("utf-8")  # valid UTF-8
+    assert b"azure" not in raw
+
+
+def test_status_escapes_text_from_disk(agent, run_agent, binary, scratch_root, keygen, tmp_path):
+    r = scratch_root()
+    pub, _ = keygen("ed25519")
+    assert apply(agent, r, docfile(tmp_path, imds_doc("LocalUser", [pub]))).rc == 0
+    sp = os.path.join(r.root, "var/lib/aks-ssh-access/state.json")
+    st = json.load(open(sp))
+    st["last_result"] = "ok\u001b]0;pwned\u0007\u009b2J"
+    st["last_source"] = "imds\u0085"
+    st["keys"][0]["comment"] = "c\u009b"
+    with open(sp, "w") as f:
+        json.dump(st, f)
+    # a hand-edited managed block: a key line with a C1 comment
+    text = open(r.ak).read().replace(pub, pub + " \u009b31mred")
+    with open(r.ak, "w") as f:
+        f.write(text)
+    for args in (["status"], ["status", "--json"], ["verify"]):
+        rc, out, err = run_agent(args + ["--root", r.root], bin=binary)
+        raw = out.encode("utf-8", errors="surrogateescape")
+        assert not control_bytes(raw), (args, out)
+        if "--json" in args:
+            json.loads(raw.decode("utf-8"))

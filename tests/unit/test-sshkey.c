@@ -670,6 +670,28 @@ static void test_rejections(void) {
                 }
         }
 
+        /* C1 control characters (UTF-8 encoded U+0080–U+009F; U+009B is an 8-bit CSI) and DEL in the comment:
+         * terminal escapes in status / --dry-run / show-imds (issue 11) */
+        {
+                static const char *const c1[] = { "\xc2\x80", "\xc2\x85", "\xc2\x9b", "\xc2\x9f", "\x7f" };
+                for (size_t i = 0; i < ELEMENTSOF(c1); i++) {
+                        _cleanup_free_ char *m = NULL;
+                        const char *reason = NULL;
+                        SshKey k = {};
+                        if (asprintf(&m, "%s a%sb", line_ed25519, c1[i]) < 0)
+                                abort();
+                        CHECK_INTEQ(sshkey_parse(m, strlen(m), &k, &reason), -EINVAL, "C1/DEL in the comment rejected");
+                        CHECK_STREQ(reason, "control character in key", "named as a control character");
+                }
+                /* U+00A0 (no-break space, c2 a0) and U+00E9 are printable: accepted */
+                _cleanup_free_ char *m = NULL;
+                SshKey k = {};
+                if (asprintf(&m, "%s caf\xc3\xa9\xc2\xa0x", line_ed25519) < 0)
+                        abort();
+                CHECK_INTEQ(sshkey_parse(m, strlen(m), &k, NULL), 0, "printable non-ASCII comment accepted");
+                sshkey_done(&k);
+        }
+
         /* length: 8192 bytes (after trailing CR/LF) is the limit */
         {
                 size_t base = strlen(line_ed25519);
