@@ -17,6 +17,9 @@
 #include "macro.h"
 #include "text-util.h"
 
+/* How many rejected publicKeys entries are logged one by one; the rest are counted. */
+#define REJECTED_LOG_MAX 10
+
 /* What one apply run decided and did; printed for --dry-run / --json and recorded. */
 typedef struct Run {
         const Options *o;
@@ -281,8 +284,10 @@ static void print_plan(Run *r) {
                 _cleanup_free_ char *who = text_escape(r->prev.user);
                 printf("  previous admin %s: remove the managed block\n", who ?: "?");
         }
-        for (size_t i = 0; r->have_policy && i < r->policy.n_rejected; i++)
+        for (size_t i = 0; r->have_policy && i < r->policy.n_rejected && i < REJECTED_LOG_MAX; i++)
                 printf("  rejected publicKeys[%zu]: %s\n", r->policy.rejected[i].index, r->policy.rejected[i].reason);
+        if (r->have_policy && r->policy.n_rejected > REJECTED_LOG_MAX)
+                printf("  rejected: %zu more entries\n", r->policy.n_rejected - REJECTED_LOG_MAX);
         if (r->dropin_change)
                 printf("  %s/%s: %s\n", SSHD_DROPIN_DIR, SSHD_DROPIN_NAME, r->mode == MODE_ENTRAID ? "install" : "remove");
         for (size_t i = 0; i < r->plan.n; i++)
@@ -542,14 +547,18 @@ int cmd_apply(const Options *o) {
                 r.mode = r.policy.mode;
                 r.admin_changed = r.prev.user && !streq(r.prev.user, r.policy.admin_user);
                 prepare_keys(&r);
-                /* Rejected entries are skipped and named (index and reason, never key material). */
-                for (size_t i = 0; i < r.policy.n_rejected; i++) {
+                /* Rejected entries are skipped and named (index and reason, never key material): the first
+                 * few one by one, then a count (a document with a million bad entries must not flood the log). */
+                for (size_t i = 0; i < r.policy.n_rejected && i < REJECTED_LOG_MAX; i++) {
                         char idx[48];
                         snprintf(idx, sizeof idx, "KEY_INDEX=%zu", r.policy.rejected[i].index);
                         const char *fields[] = { idx, NULL };
                         log_event(LOG_WARNING, MID_KEY_REJECTED, fields, "Rejected publicKeys[%zu]: %s.",
                                   r.policy.rejected[i].index, r.policy.rejected[i].reason);
                 }
+                if (r.policy.n_rejected > REJECTED_LOG_MAX)
+                        log_event(LOG_WARNING, MID_KEY_REJECTED, NULL, "Rejected %zu more publicKeys entries (not logged one by one).",
+                                  r.policy.n_rejected - REJECTED_LOG_MAX);
                 if (r.policy.n_rejected > 0)
                         fail(&r, EX_DATAERR, "rejected-entries");
                 apply_mode(&r);

@@ -96,6 +96,13 @@ static int set_key(Config *c, const char *key, const char *value) {
                 unsigned long d = strtoul(value, &end, 10);
                 if (errno || *end || end == value || d < 1 || d > 3600)
                         return -EINVAL;
+                /* The unit lives at most TimeoutStartSec=150 s: a longer IMDS deadline would have systemd kill
+                 * the agent before the fallback (fail closed) runs. Clamped, with a warning. */
+                if (d > DEADLINE_MAX_S) {
+                        log_warning("deadline_s = %lu is more than %u s (the unit's TimeoutStartSec=%u s less %u s kept for the fallback); using %u s.",
+                                    d, DEADLINE_MAX_S, UNIT_TIMEOUT_START_S, UNIT_TIMEOUT_START_S - DEADLINE_MAX_S, DEADLINE_MAX_S);
+                        d = DEADLINE_MAX_S;
+                }
                 c->deadline_s = (unsigned) d;
         } else if (streq(key, "fallback_mode")) {
                 Mode m = mode_from_string(value);

@@ -436,3 +436,56 @@ def test_status_escapes_text_from_disk(agent, run_agent, binary, scratch_root, k
         assert not control_bytes(raw), (args, out)
         if "--json" in args:
             json.loads(raw.decode("utf-8"))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# 8. resources and time
+
+
+def test_million_rejected_entries_log_a_count(agent, scratch_root, keygen, tmp_path):
+    r = scratch_root()
+    good, _ = keygen("ed25519")
+    n = 120_000  # what fits in the 4 MiB body cap
+    doc = imds_doc("LocalUser", [good])
+    doc["compute"]["publicKeys"] += [{"keyData": "x", "path": "/"}] * n
+    res = apply(agent, r, docfile(tmp_path, doc), timeout=120)
+    assert res.rc == 65, res
+    lines = res.err.splitlines()
+    assert sum("Rejected publicKeys[" in l for l in lines) == 10, res
+    assert f"Rejected {n - 10} more publicKeys entries" in res.err, res
+    assert len(lines) < 20, f"{len(lines)} stderr lines"
+    assert good in open(r.ak).read()
+
+
+def test_deadline_clamped_below_the_units_start_timeout(agent, scratch_root, tmp_path, config_file):
+    unit = open(os.path.join(REPO, "units/aks-ssh-access.service")).read()
+    timeout = int(re.search(r"^TimeoutStartSec=(\d+)\s*$", unit, re.M).group(1))
+    r = scratch_root()
+    res = apply(agent, r, docfile(tmp_path, imds_doc("Disabled", [])), "--config", config_file("deadline_s = 3600\n"))
+    assert res.rc == 0, res
+    m = re.search(r"deadline_s = 3600 is more than (\d+) s .*using (\d+) s", res.err)
+    assert m, res
+    clamp = int(m.group(2))
+    assert clamp + 30 <= timeout, f"deadline {clamp} s leaves less than 30 s of TimeoutStartSec={timeout} for the fallback"
+    assert f"TimeoutStartSec={timeout} " in res.err, "the agent's idea of the unit's timeout matches the unit file"
+
+
+def test_deadline_is_honoured_as_clamped(agent, scratch_root, tmp_path, config_file, emulator):
+    # A real run against an IMDS that always fails: with deadline_s = 2 the fallback comes within ~2 s.
+    r = scratch_root()
+    e = emulator(script=[{"status": 500, "body": "", "repeat": 1000}])
+    res = agent(["apply", "--root", r.root, "--imds-url", e.url, "--config", config_file("deadline_s = 2\n")], timeout=60)
+    assert res.rc == 69 and res.elapsed < 10, res
+    assert r.is_enabled("ssh.service") == "masked"
+
+
+def test_huge_response_header_is_a_bad_response_and_retried(agent, scratch_root, tmp_path, emulator, keygen):
+    r = scratch_root()
+    pub, _ = keygen("ed25519")
+    doc = imds_doc("LocalUser", [pub])
+    e = emulator(doc=doc, script=[{"status": 200, "body": doc, "headers": {"X-Big": "a" * (2 << 20)}}])
+    res = agent(["apply", "--root", r.root, "--imds-url", e.url], timeout=60)
+    assert "out of memory" not in res.err, res
+    assert res.rc == 0, res
+    assert len(e.requests()) == 2, "the bad answer was retried once, then the document came"
+    assert pub in open(r.ak).read()
