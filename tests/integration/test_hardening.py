@@ -489,3 +489,80 @@ def test_huge_response_header_is_a_bad_response_and_retried(agent, scratch_root,
     assert res.rc == 0, res
     assert len(e.requests()) == 2, "the bad answer was retried once, then the document came"
     assert pub in open(r.ak).read()
+
+
+# --------------------------------------------------------------------------------------------------------------
+# 7. ECDSA points on their curve, ssh-keygen as the oracle
+
+
+def ssh_string(b):
+    return struct.pack(">I", len(b)) + b
+
+
+def parse_strings(blob):
+    out, i = [], 0
+    while i < len(blob):
+        n = struct.unpack(">I", blob[i:i + 4])[0]
+        out.append(blob[i + 4:i + 4 + n])
+        i += 4 + n
+    return out
+
+
+def ecdsa_variants(keygen, bits):
+    """(name, key line, should be valid) for a real key of that size and points derived from it."""
+    pub, _ = keygen("ecdsa", bits)
+    kind, b64 = pub.split()[:2]
+    _, curve, point = parse_strings(base64.b64decode(b64))
+    plen = (len(point) - 1) // 2
+    x, y = point[1:1 + plen], point[1 + plen:]
+
+    def line(t, pt, extra=b""):
+        blob = ssh_string(t.encode()) + ssh_string(curve) + ssh_string(pt) + extra
+        return f"{t} {base64.b64encode(blob).decode()} test"
+
+    y_off = y[:-1] + bytes([y[-1] ^ 1])
+    p = {"nistp256": 2**256 - 2**224 + 2**192 + 2**96 - 1, "nistp384": 2**384 - 2**128 - 2**96 + 2**32 - 1,
+         "nistp521": 2**521 - 1}[curve.decode()]
+    y_neg = (p - int.from_bytes(y, "big")).to_bytes(plen, "big")  # (x, -y) is on the curve too
+    out = [
+        ("valid", pub, True),
+        ("y off by one bit", line(kind, b"\x04" + x + y_off), False),
+        ("x zero", line(kind, b"\x04" + bytes(plen) + y), False),
+        ("all zero", line(kind, b"\x04" + bytes(2 * plen)), False),
+        ("y = p + y", line(kind, b"\x04" + x + (p + int.from_bytes(y, "big")).to_bytes(plen + 1, "big")[1:]), None),
+        ("negated y", line(kind, b"\x04" + x + y_neg), True),
+    ]
+    if curve == b"nistp256":
+        sk = "sk-ecdsa-sha2-nistp256@openssh.com"
+        out += [("sk valid", line(sk, point, ssh_string(b"ssh:")), True),
+                ("sk y off", line(sk, b"\x04" + x + y_off, ssh_string(b"ssh:")), False)]
+    return out
+
+
+def keygen_accepts(tmp_path, line):
+    p = tmp_path / "oracle.pub"
+    p.write_text(line + "\n")
+    return subprocess.run(["ssh-keygen", "-l", "-f", str(p)], capture_output=True).returncode == 0
+
+
+@pytest.mark.parametrize("bits", [256, 384, 521])
+def test_ecdsa_point_on_curve_agrees_with_ssh_keygen(agent, scratch_root, keygen, tmp_path, bits):
+    r = scratch_root()
+    cases = [c for c in ecdsa_variants(keygen, bits)]
+    for name, line, expect in cases:
+        oracle = keygen_accepts(tmp_path, line)
+        if expect is not None:
+            assert oracle == expect, f"the oracle itself: {name}"
+        res = agent(["show-imds", "--root", r.root, "--imds-file", docfile(tmp_path, imds_doc("LocalUser", [line]))])
+        accepted = res.rc == 0
+        assert accepted == oracle, f"{name}: agent {'accepts' if accepted else 'rejects'}, ssh-keygen {'accepts' if oracle else 'refuses'}: {res}"
+        if not accepted:
+            assert "rejected [0]" in res.out, res
+
+
+def test_off_curve_key_never_written(agent, scratch_root, keygen, tmp_path):
+    r = scratch_root()
+    (_, bad, _) = ecdsa_variants(keygen, 256)[1]
+    res = apply(agent, r, docfile(tmp_path, imds_doc("LocalUser", [bad])))
+    assert res.rc == 65 and "not a valid point" in res.err, res
+    assert not os.path.exists(r.ak) or bad.split()[1] not in open(r.ak).read()

@@ -501,6 +501,40 @@ static void test_rejections(void) {
                 check_reject_str(l, "ECDSA point without 0x04");
                 free(l);
                 free(b.p);
+                /* a point that is not on the curve (one bit of y flipped): ssh-keygen and sshd refuse it, so
+                 * must we (issue 11: it was written and listed by status) */
+                static const struct {
+                        const char *type;
+                        bool sk;
+                } off[] = { { "ecdsa-sha2-nistp256", false }, { "sk-ecdsa-sha2-nistp256@openssh.com", true } };
+                for (size_t i = 0; i < ELEMENTSOF(off); i++) {
+                        const char *reason = NULL;
+                        SshKey k = {};
+                        b = (Bytes) {};
+                        put_cstr(&b, off[i].type);
+                        put_cstr(&b, "nistp256");
+                        put_string(&b, point.p, point.len);
+                        b.p[b.len - 1] ^= 1;
+                        if (off[i].sk)
+                                put_cstr(&b, "ssh:");
+                        l = make_line(off[i].type, &b, NULL);
+                        CHECK_INTEQ(sshkey_parse(l, strlen(l), &k, &reason), -EINVAL, "off-curve point rejected");
+                        CHECK_STREQ(reason, "ECDSA public point is not a valid point of its curve", off[i].type);
+                        free(l);
+                        free(b.p);
+                        /* all-zero coordinates: not on the curve either */
+                        b = (Bytes) {};
+                        put_cstr(&b, off[i].type);
+                        put_cstr(&b, "nistp256");
+                        put_string(&b, point.p, point.len);
+                        memset(b.p + b.len - 64, 0, 64);
+                        if (off[i].sk)
+                                put_cstr(&b, "ssh:");
+                        l = make_line(off[i].type, &b, NULL);
+                        check_reject_str(l, "all-zero point");
+                        free(l);
+                        free(b.p);
+                }
         }
 
         /* ed25519 public keys are exactly 32 bytes */
