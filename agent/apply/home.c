@@ -199,7 +199,6 @@ static int check_owned(const struct stat *st, const AdminUser *u, const char *wh
         return 0;
 }
 
-
 /* mkdirat() cannot hand back what it made, and the user owns the home: between mkdirat and openat they can
  * rename any directory of theirs (or a root-owned one that sits in their home) to ".ssh". So the agent creates
  * .ssh with mode 0000, a mode umask cannot change and that nothing but this code ever gives a directory, and

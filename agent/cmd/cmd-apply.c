@@ -37,6 +37,7 @@ typedef struct Run {
         bool have_user;
         bool admin_changed;   /* the document names another admin than the state file: its block goes */
         int prev_admin;       /* 1 the previous admin's block is gone, -1 removing it failed */
+        bool refused_root;    /* the admin has uid 0: never recorded as the user whose keys are managed */
         /* key part */
         bool key_part;        /* the key part is to be done (not blocked, not a fallback) */
         char *ak_old;
@@ -96,6 +97,7 @@ static void prepare_keys(Run *r) {
                 log_event(LOG_ERR, MID_USER_MISSING, NULL, "Refusing admin user %s: it has uid 0 in the passwd database%s%s.",
                           r->policy.admin_user, r->o->root ? " of " : "", r->o->root ?: "");
                 fail(r, EX_NOUSER, "admin-user-root");
+                r->refused_root = true;
                 return;
         }
         r->have_user = true;
@@ -341,9 +343,10 @@ static int record(Run *r) {
                         const SshKey *k = &r->policy.keys[i].key;
                         s.keys[s.n_keys++] = (StateKey) { strdup(k->type), strdup(k->fingerprint), k->comment ? strdup(k->comment) : NULL };
                 }
-        } else if (r->prev_admin > 0) {
-                /* The previous admin's keys are gone; the new admin's could not be written. */
-                s.user = strdup(r->policy.admin_user);
+        } else if (r->prev_admin >= 0 && (r->prev_admin > 0 || r->refused_root)) {
+                /* The previous admin's keys are gone (or there was none); the new admin's could not be
+                 * written. A uid-0 admin is not recorded: verify and status must not go looking in root's home. */
+                s.user = r->refused_root ? NULL : strdup(r->policy.admin_user);
                 s.keys = calloc(1, sizeof *s.keys);
         } else {
                 s.user = r->prev.user ? strdup(r->prev.user) : (r->have_policy ? strdup(r->policy.admin_user) : NULL);
@@ -545,7 +548,9 @@ int cmd_apply(const Options *o) {
                 apply_mode(&r);
         } else {
                 r.mode = r.policy.mode;
-                r.admin_changed = r.prev.user && !streq(r.prev.user, r.policy.admin_user);
+                /* The state names a user whose file the agent managed (authorized_keys is recorded only when
+                 * the key part was done): if the document names another admin now, that block goes. */
+                r.admin_changed = r.prev.user && r.prev.authorized_keys && !streq(r.prev.user, r.policy.admin_user);
                 prepare_keys(&r);
                 /* Rejected entries are skipped and named (index and reason, never key material): the first
                  * few one by one, then a count (a document with a million bad entries must not flood the log). */

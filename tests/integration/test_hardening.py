@@ -168,7 +168,21 @@ def test_uid0_admin_refused_unit_part_applied(agent, scratch_root, keygen, tmp_p
     assert not os.path.lexists(os.path.join(r.root, "root/.ssh")), "nothing written into root's home"
     assert r.is_enabled("ssh.service") == ("masked" if mode == "Disabled" else "enabled")
     st = json.load(open(os.path.join(r.root, "var/lib/aks-ssh-access/state.json")))
-    assert st["mode"] == mode and st["keys"] == []
+    assert st["mode"] == mode and st["keys"] == [] and "user" not in st, st
+
+
+def test_uid0_admin_after_a_real_admin(agent, run_agent, binary, scratch_root, keygen, tmp_path):
+    # azureuser was the admin; now the document names root: azureuser's keys go, root's home is not touched,
+    # and verify does not go looking into root's home afterwards.
+    r = scratch_root()
+    pub, _ = keygen("ed25519")
+    assert apply(agent, r, docfile(tmp_path, imds_doc("LocalUser", [pub]), "a.json")).rc == 0
+    res = apply(agent, r, docfile(tmp_path, imds_doc("LocalUser", [pub], user="root", path="/root/.ssh/authorized_keys"), "b.json"))
+    assert res.rc == 67, res
+    assert open(r.ak).read() == ""
+    assert not os.path.lexists(os.path.join(r.root, "root/.ssh"))
+    rc, out, err = run_agent(["verify", "--root", r.root], bin=binary)
+    assert rc == 0 and out.startswith("in sync"), (rc, out, err)
 
 
 def test_admin_change_removes_previous_admins_block(agent, scratch_root, keygen, tmp_path):
