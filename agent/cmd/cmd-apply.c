@@ -222,7 +222,9 @@ static int write_keys(Run *r) {
         else
                 e = ssh_dir_tighten(r->ssh_fd, &r->user, true);
         if (e < 0) {
-                fail(r, e == -EPERM ? EX_NOPERM : e == -EACCES || e == -EROFS ? EX_CANTCREAT : exit_code_from_errno(e),
+                /* ENOENT: .ssh vanished between creating and opening it (a race in the home): the user
+                 * exists, the directory could not be made, 73 — not "no such user" (67). */
+                fail(r, e == -EPERM ? EX_NOPERM : e == -EACCES || e == -EROFS || e == -ENOENT ? EX_CANTCREAT : exit_code_from_errno(e),
                      e == -EPERM ? "unsafe-path" : "cannot-create");
                 return e;
         }

@@ -110,13 +110,18 @@ def test_ssh_dir_race_never_chowns_a_root_owned_directory(agent, scratch_root, k
                     continue
                 if st.st_ino == ino:
                     assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, 0, 0o700), (runs, res)
-            # The agent's own .ssh (if it won) goes, so that the next run creates it again.
+            # The agent's own .ssh (if it won) goes, so that the next run creates it again. Taken out of the
+            # flipper's reach first (one rename), so that what is removed is what was checked: the bait
+            # itself can be at .ssh at any instant, and goes back to its name if it was the one moved.
+            aside = os.path.join(r.home, f"aside-{runs}")
             try:
-                st = os.lstat(r.ssh_dir)
-                if st.st_ino != ino:
-                    subprocess.run(["rm", "-rf", r.ssh_dir], check=True)
+                os.rename(r.ssh_dir, aside)
             except FileNotFoundError:
-                pass
+                continue
+            if os.lstat(aside).st_ino == ino:
+                os.rename(aside, bait)
+            else:
+                subprocess.run(["rm", "-rf", aside], check=True)
     finally:
         proc.kill()
         proc.wait()
