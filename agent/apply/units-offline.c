@@ -1397,7 +1397,7 @@ static int offline_mask(UnitBackend *backend, const char *unit) {
         r = config_path_of(unit, NULL, NULL, &link);
         if (r < 0)
                 return log_oom();
-        return create_symlink(b, unit, "/dev/null", link, false);
+        return create_symlink(b, unit, "/dev/null", link, true); /* like mask --force: replaces a link */
 }
 
 static int offline_unmask(UnitBackend *backend, const char *unit) {

@@ -44,6 +44,8 @@ typedef struct Run {
         UnitInfoList units;
         UnitPlan plan;
         ImageRecord image;    /* the record to keep */
+        size_t n_broken;      /* managed units whose state could not be read */
+        const char *broken, *broken_error; /* the first of them, and why */
         bool dropin_change;
 } Run;
 
@@ -310,14 +312,16 @@ static int record(Run *r) {
         return e;
 }
 
-/* Keep the image's record once taken; take it before anything is first masked. */
-static int take_image_record(Run *r) {
+/* Keep the image's record once taken; take it before anything is first masked, from the units that
+ * could be read (never from a failed query). */
+static int take_image_record(Run *r, bool units_read) {
         if (r->prev.image.recorded) {
                 r->image = r->prev.image;
                 r->prev.image = (ImageRecord) {};
                 return 0;
         }
-        unit_plan_image_record(r->units.units, r->units.n, &r->image);
+        if (units_read)
+                unit_plan_image_record(r->units.units, r->units.n, &r->image);
         return 0;
 }
 
@@ -329,7 +333,17 @@ static void apply_mode(Run *r) {
                 log_error_errno(e, "Cannot read the state of the ssh units: %m");
                 fail(r, EX_SOFTWARE, "unit-control-failed");
         }
-        take_image_record(r);
+        /* A broken unit does not stop the others: the plan still treats it (Disabled masks it), the exit
+         * says it was found. */
+        for (size_t i = 0; i < r->units.n; i++)
+                if (r->units.errors[i]) {
+                        if (r->n_broken++ == 0) {
+                                r->broken = r->units.units[i].name;
+                                r->broken_error = r->units.errors[i];
+                        }
+                        fail(r, EX_SOFTWARE, "unit-broken");
+                }
+        take_image_record(r, e >= 0);
         if (e >= 0) {
                 e = unit_plan_build(r->mode, r->units.units, r->units.n, &r->image, &r->plan);
                 if (e < 0)
@@ -511,6 +525,9 @@ int cmd_apply(const Options *o) {
                 else if (code == EX_DATAERR)
                         fprintf(stderr, "aks-ssh-access: %zu publicKeys entr%s rejected; applied mode %s with the valid ones\n",
                                 r.policy.n_rejected, r.policy.n_rejected == 1 ? "y" : "ies", mode_to_string(r.mode));
+                else if (r.broken && code == EX_SOFTWARE && streq(what, "unit-broken"))
+                        fprintf(stderr, "aks-ssh-access: apply: unit %s%s is broken (%s); mode %s applied to every other unit\n",
+                                r.broken, r.n_broken > 1 ? " (and others)" : "", r.broken_error, mode_to_string(r.mode));
                 else
                         fprintf(stderr, "aks-ssh-access: apply: %s (mode %s; see the log above)\n", what, mode_to_string(r.mode));
         }

@@ -16,6 +16,8 @@ typedef struct UnitInfo {
         const char *active_state; /* "active", "inactive", ..., "unknown" offline */
         const char *canonical;    /* the unit file it resolves to (alias target), or name */
 } UnitInfo;
+/* file_state "bad": the unit is broken, its state could not be read. Disabled still stops and masks it; the
+ * other modes leave it alone and never pick it to serve port 22 or for the image record. */
 
 typedef enum UnitActionKind {
         UNIT_STOP,
