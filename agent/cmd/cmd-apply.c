@@ -187,6 +187,7 @@ static int run_unit_plan(Run *r) {
                 const UnitAction *a = &r->plan.actions[i];
                 int e = 0;
 
+                b->error[0] = '\0';
                 switch (a->kind) {
                 case UNIT_STOP: e = b->vtable->stop_no_block(b, a->unit); break;
                 case UNIT_DISABLE: e = b->vtable->disable(b, a->unit); break;
@@ -201,7 +202,8 @@ static int run_unit_plan(Run *r) {
                         char unit_field[300];
                         snprintf(unit_field, sizeof unit_field, "UNIT_NAME=%s", a->unit ?: "");
                         const char *fields[] = { unit_field, NULL };
-                        log_event_errno(LOG_ERR, e, MID_UNIT_FAILED, fields, "Failed to %s %s: %m", unit_action_to_string(a->kind), a->unit ?: "systemd");
+                        log_event_errno(LOG_ERR, e, MID_UNIT_FAILED, fields, "Failed to %s %s: %s", unit_action_to_string(a->kind),
+                                        a->unit ?: "systemd", b->error[0] ? b->error : strerror(-e));
                         if (!worst)
                                 worst = e;
                         /* Keep going: for Disabled every further step closes more; for the other modes a
@@ -337,6 +339,11 @@ static void apply_mode(Run *r) {
          * says it was found. */
         for (size_t i = 0; i < r->units.n; i++)
                 if (r->units.errors[i]) {
+                        char unit_field[300];
+                        snprintf(unit_field, sizeof unit_field, "UNIT_NAME=%s", r->units.units[i].name);
+                        const char *fields[] = { unit_field, NULL };
+                        log_event(LOG_ERR, MID_UNIT_FAILED, fields, "Cannot read the state of %s: %s", r->units.units[i].name,
+                                  r->units.errors[i]);
                         if (r->n_broken++ == 0) {
                                 r->broken = r->units.units[i].name;
                                 r->broken_error = r->units.errors[i];

@@ -173,6 +173,7 @@ static int query_unit(UnitBackend *b, const char *name, UnitInfo *ret, char **re
         _cleanup_free_ char *fs = NULL, *as = NULL, *canon = NULL;
         int r;
 
+        b->error[0] = '\0';
         r = b->vtable->get_file_state(b, name, &fs);
         if (r >= 0 && !streq(fs, "not-found")) {
                 r = b->vtable->resolve_name(b, name, &canon);
@@ -193,7 +194,7 @@ static int query_unit(UnitBackend *b, const char *name, UnitInfo *ret, char **re
                 .active_state = as ? TAKE_PTR(as) : strdup(r < 0 ? "unknown" : "inactive"),
                 .canonical = canon ? TAKE_PTR(canon) : strdup(name),
         };
-        *ret_error = r < 0 ? strdup(strerror(-r)) : NULL;
+        *ret_error = r < 0 ? strdup(b->error[0] ? b->error : strerror(-r)) : NULL;
         if (!ret->name || !ret->file_state || !ret->active_state || !ret->canonical || (r < 0 && !*ret_error))
                 return -ENOMEM;
         return 0;
