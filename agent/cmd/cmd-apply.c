@@ -179,6 +179,23 @@ static int write_keys(Run *r) {
         return 1;
 }
 
+/* Never service and socket both enabled for port 22 (SPEC §1): enabling one can enable the other too
+ * (`Also=ssh.socket` in ssh.service's [Install]); when it came out enabled, disable it again. */
+static int disable_the_other(Run *r) {
+        UnitBackend *b = r->node.backend;
+        _cleanup_free_ char *state = NULL;
+        int e;
+
+        if (!r->plan.off_unit)
+                return 0;
+        e = b->vtable->get_file_state(b, r->plan.off_unit, &state);
+        if (e < 0 || !is_enabled_state(state))
+                return 0; /* unreadable: the query already reported it; not enabled: nothing to do */
+        log_info("Enabling %s also enabled %s; disabling it (never both for port 22).", r->plan.ssh_unit, r->plan.off_unit);
+        e = b->vtable->disable(b, r->plan.off_unit);
+        return e < 0 ? e : 0;
+}
+
 static int run_unit_plan(Run *r) {
         UnitBackend *b = r->node.backend;
         int worst = 0;
@@ -193,7 +210,11 @@ static int run_unit_plan(Run *r) {
                 case UNIT_DISABLE: e = b->vtable->disable(b, a->unit); break;
                 case UNIT_MASK: e = b->vtable->mask(b, a->unit); break;
                 case UNIT_UNMASK: e = b->vtable->unmask(b, a->unit); break;
-                case UNIT_ENABLE: e = b->vtable->enable(b, a->unit); break;
+                case UNIT_ENABLE:
+                        e = b->vtable->enable(b, a->unit);
+                        if (e >= 0)
+                                e = disable_the_other(r);
+                        break;
                 case UNIT_RELOAD: e = b->vtable->reload(b); break;
                 case UNIT_START: e = b->vtable->start_no_block(b, a->unit); break;
                 default: break;

@@ -146,6 +146,7 @@ static void plan_open(Builder *b, const UnitInfo *units, size_t n, const ImageRe
         on = want_socket ? sock : svc;
         off = want_socket ? svc : sock;
         b->plan.ssh_unit = on ? on->name : NULL;
+        b->plan.off_unit = on && off && exists(off) ? off->canonical : NULL;
         b->plan.socket_activation = want_socket;
         if (!on)
                 return; /* no sshd unit on this node at all */

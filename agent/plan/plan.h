@@ -39,6 +39,8 @@ typedef struct UnitPlan {
         UnitAction *actions;
         size_t n;
         const char *ssh_unit; /* LocalUser/EntraId: the unit that serves port 22 (service or socket) */
+        const char *off_unit; /* ... and the other one, which must not end enabled too (an Also= in the
+                               * enabled unit's [Install] enables it): the executor checks it after ENABLE */
         bool socket_activation;
 } UnitPlan;
 

@@ -143,3 +143,17 @@ def test_broken_unit_shows_in_verify_and_status(agent, run_agent, binary, scratc
     st = json.loads(out)
     assert st["units"]["sshd.socket"]["file_state"] == "bad"
     assert st["units"]["ssh.service"]["file_state"] == "masked"
+
+
+def test_also_socket_in_the_service_never_leaves_both_enabled(agent, scratch_root, tmp_path):
+    """Issue 11 item 5: `Also=ssh.socket` in ssh.service's [Install] makes `enable ssh.service` enable the
+    socket too; LocalUser (service mode) must end with the service enabled and the socket not."""
+    from conftest import DEBIAN_SSH_SERVICE, DEBIAN_SSH_SOCKET
+    units = {"ssh.service": DEBIAN_SSH_SERVICE + "Also=ssh.socket\n", "ssh.socket": DEBIAN_SSH_SOCKET}
+    r = scratch_root(units=units, enable=())
+    assert agent(["apply", "--root", r.root, "--imds-file", doc_path(tmp_path, "Disabled")]).rc == 0
+    res = agent(["apply", "--root", r.root, "--imds-file", doc_path(tmp_path, "LocalUser")])
+    assert res.rc == 0, res
+    assert (r.is_enabled("ssh.service"), r.is_enabled("ssh.socket")) == ("enabled", "disabled"), res
+    again = agent(["apply", "--root", r.root, "--imds-file", doc_path(tmp_path, "LocalUser")])
+    assert again.rc == 0 and (r.is_enabled("ssh.service"), r.is_enabled("ssh.socket")) == ("enabled", "disabled")
