@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "apply/authorized-keys.h"
+#include "apply/generator.h"
 #include "apply/sshd-config.h"
 #include "cmd.h"
 #include "fs-util.h"
@@ -44,6 +45,7 @@ typedef struct Run {
         UnitInfoList units;
         UnitPlan plan;
         ImageRecord image;    /* the record to keep */
+        GeneratorInfo gen;    /* systemd's ssh generator; gen.ours: the agent's own mask, kept in the state */
         size_t n_broken;      /* managed units whose state could not be read */
         const char *broken, *broken_error; /* the first of them, and why */
         bool dropin_change;
@@ -216,7 +218,25 @@ static int run_unit_plan(Run *r) {
                                 e = disable_the_other(r);
                         break;
                 case UNIT_RELOAD: e = b->vtable->reload(b); break;
-                case UNIT_START: e = b->vtable->start_no_block(b, a->unit); break;
+                case UNIT_START:
+                        if (unit_is_generator_socket(a->unit)) {
+                                /* only what the generator made after the daemon-reload */
+                                _cleanup_free_ char *st = NULL;
+                                if (b->vtable->get_file_state(b, a->unit, &st) < 0 || streq(st, "not-found"))
+                                        break;
+                        }
+                        e = b->vtable->start_no_block(b, a->unit);
+                        break;
+                case UNIT_MASK_GENERATOR:
+                        e = generator_mask(r->node.root_fd);
+                        if (e > 0)
+                                r->gen.ours = true;
+                        break;
+                case UNIT_UNMASK_GENERATOR:
+                        e = generator_unmask(r->node.root_fd);
+                        if (e >= 0)
+                                r->gen.ours = false;
+                        break;
                 default: break;
                 }
                 if (e < 0) {
@@ -321,6 +341,7 @@ static int record(Run *r) {
                         s.units[k++] = strdup(r->units.units[i].name);
         s.image = r->image;
         r->image = (ImageRecord) {};
+        s.generator_masked = r->gen.ours;
         s.vm_id = r->have_policy && r->policy.vm_id ? strdup(r->policy.vm_id) : (r->prev.vm_id ? strdup(r->prev.vm_id) : NULL);
         s.last_time = now ? strdup(now) : NULL;
         s.last_source = strdup(r->source);
@@ -372,8 +393,12 @@ static void apply_mode(Run *r) {
                         fail(r, EX_SOFTWARE, "unit-broken");
                 }
         take_image_record(r, e >= 0);
+        r->gen.ours = r->prev.generator_masked;
+        if (generator_query(r->node.root_fd, &r->gen) < 0)
+                r->gen = (GeneratorInfo) { .ours = r->gen.ours };
+        r->gen.ours = r->gen.ours && r->gen.masked; /* a mask someone removed is no longer ours */
         if (e >= 0) {
-                e = unit_plan_build(r->mode, r->units.units, r->units.n, &r->image, &r->plan);
+                e = unit_plan_build_gen(r->mode, r->units.units, r->units.n, &r->image, &r->gen, &r->plan);
                 if (e < 0)
                         fail(r, EX_SOFTWARE, "out-of-memory");
         }
@@ -389,12 +414,16 @@ static void apply_mode(Run *r) {
 
         /* Write the image record before the first mask, so that a crash right after cannot lose how the
          * image had sshd. A shallow copy of the previous state: nothing in it is freed here. */
-        bool masks = false;
-        for (size_t i = 0; i < r->plan.n; i++)
+        bool masks = false, gen_mask = false;
+        for (size_t i = 0; i < r->plan.n; i++) {
                 masks = masks || r->plan.actions[i].kind == UNIT_MASK;
-        if (!r->prev.image.recorded && masks) {
+                gen_mask = gen_mask || r->plan.actions[i].kind == UNIT_MASK_GENERATOR;
+        }
+        /* ... and that the generator mask about to be made is the agent's (so LocalUser removes it). */
+        if ((!r->prev.image.recorded && masks) || gen_mask) {
                 State s = r->prev;
                 s.image = r->image;
+                s.generator_masked = r->gen.ours || gen_mask;
                 if (s.mode == MODE_INVALID)
                         s.mode = r->mode;
                 e = state_save(r->node.root_fd, &s);
