@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "apply/authorized-keys.h"
+#include "apply/generator.h"
 #include "apply/sshd-config.h"
 #include "cmd.h"
 #include "fs-util.h"
@@ -60,6 +61,9 @@ typedef struct Run {
         bool sshd_change;
         bool legacy_dropin;   /* the old agent's drop-in is there: remove it */
         char *entraid_failed; /* why EntraId could not be made effective (the units then fail closed) */
+        GeneratorInfo gen;    /* systemd's ssh generator; gen.ours: the agent's own mask, kept in the state */
+        size_t n_broken;      /* managed units whose state could not be read */
+        const char *broken, *broken_error; /* the first of them, and why */
 } Run;
 
 static void run_done(Run *r) {
@@ -244,6 +248,23 @@ static int write_keys(Run *r) {
         return 1;
 }
 
+/* Never service and socket both enabled for port 22 (SPEC §1): enabling one can enable the other too
+ * (`Also=ssh.socket` in ssh.service's [Install]); when it came out enabled, disable it again. */
+static int disable_the_other(Run *r) {
+        UnitBackend *b = r->node.backend;
+        _cleanup_free_ char *state = NULL;
+        int e;
+
+        if (!r->plan.off_unit)
+                return 0;
+        e = b->vtable->get_file_state(b, r->plan.off_unit, &state);
+        if (e < 0 || !is_enabled_state(state))
+                return 0; /* unreadable: the query already reported it; not enabled: nothing to do */
+        log_info("Enabling %s also enabled %s; disabling it (never both for port 22).", r->plan.ssh_unit, r->plan.off_unit);
+        e = b->vtable->disable(b, r->plan.off_unit);
+        return e < 0 ? e : 0;
+}
+
 static int run_unit_plan(Run *r) {
         UnitBackend *b = r->node.backend;
         int worst = 0;
@@ -252,21 +273,45 @@ static int run_unit_plan(Run *r) {
                 const UnitAction *a = &r->plan.actions[i];
                 int e = 0;
 
+                b->error[0] = '\0';
                 switch (a->kind) {
                 case UNIT_STOP: e = b->vtable->stop_no_block(b, a->unit); break;
                 case UNIT_DISABLE: e = b->vtable->disable(b, a->unit); break;
                 case UNIT_MASK: e = b->vtable->mask(b, a->unit); break;
                 case UNIT_UNMASK: e = b->vtable->unmask(b, a->unit); break;
-                case UNIT_ENABLE: e = b->vtable->enable(b, a->unit); break;
+                case UNIT_ENABLE:
+                        e = b->vtable->enable(b, a->unit);
+                        if (e >= 0)
+                                e = disable_the_other(r);
+                        break;
                 case UNIT_RELOAD: e = b->vtable->reload(b); break;
-                case UNIT_START: e = b->vtable->start_no_block(b, a->unit); break;
+                case UNIT_START:
+                        if (unit_is_generator_socket(a->unit)) {
+                                /* only what the generator made after the daemon-reload */
+                                _cleanup_free_ char *st = NULL;
+                                if (b->vtable->get_file_state(b, a->unit, &st) < 0 || streq(st, "not-found"))
+                                        break;
+                        }
+                        e = b->vtable->start_no_block(b, a->unit);
+                        break;
+                case UNIT_MASK_GENERATOR:
+                        e = generator_mask(r->node.root_fd);
+                        if (e > 0)
+                                r->gen.ours = true;
+                        break;
+                case UNIT_UNMASK_GENERATOR:
+                        e = generator_unmask(r->node.root_fd);
+                        if (e >= 0)
+                                r->gen.ours = false;
+                        break;
                 default: break;
                 }
                 if (e < 0) {
                         char unit_field[300];
                         snprintf(unit_field, sizeof unit_field, "UNIT_NAME=%s", a->unit ?: "");
                         const char *fields[] = { unit_field, NULL };
-                        log_event_errno(LOG_ERR, e, MID_UNIT_FAILED, fields, "Failed to %s %s: %m", unit_action_to_string(a->kind), a->unit ?: "systemd");
+                        log_event_errno(LOG_ERR, e, MID_UNIT_FAILED, fields, "Failed to %s %s: %s", unit_action_to_string(a->kind),
+                                        a->unit ?: "systemd", b->error[0] ? b->error : strerror(-e));
                         if (!worst)
                                 worst = e;
                         /* Keep going: for Disabled every further step closes more; for the other modes a
@@ -391,6 +436,7 @@ static int record(Run *r) {
                         s.units[k++] = strdup(r->units.units[i].name);
         s.image = r->image;
         r->image = (ImageRecord) {};
+        s.generator_masked = r->gen.ours;
         s.vm_id = r->have_policy && r->policy.vm_id ? strdup(r->policy.vm_id) : (r->prev.vm_id ? strdup(r->prev.vm_id) : NULL);
         s.last_time = now ? strdup(now) : NULL;
         s.last_source = strdup(r->source);
@@ -405,28 +451,34 @@ static int record(Run *r) {
         return e;
 }
 
-/* Keep the image's record once taken; take it before anything is first masked. */
-static int take_image_record(Run *r) {
+/* Keep the image's record once taken; take it before anything is first masked, from the units that
+ * could be read (never from a failed query). */
+static int take_image_record(Run *r, bool units_read) {
         if (r->prev.image.recorded) {
                 r->image = r->prev.image;
                 r->prev.image = (ImageRecord) {};
                 return 0;
         }
-        unit_plan_image_record(r->units.units, r->units.n, &r->image);
+        if (units_read)
+                unit_plan_image_record(r->units.units, r->units.n, &r->image);
         return 0;
 }
 
 /* Write the image record before the first mask, so that a crash right after cannot lose how the image had
  * sshd. A shallow copy of the previous state: nothing in it is freed here. */
 static void save_image_record_before_masking(Run *r) {
-        bool masks = false;
+        bool masks = false, gen_mask = false;
         int e;
 
-        for (size_t i = 0; i < r->plan.n; i++)
+        for (size_t i = 0; i < r->plan.n; i++) {
                 masks = masks || r->plan.actions[i].kind == UNIT_MASK;
-        if (!r->prev.image.recorded && masks) {
+                gen_mask = gen_mask || r->plan.actions[i].kind == UNIT_MASK_GENERATOR;
+        }
+        /* ... and that the generator mask about to be made is the agent's (so LocalUser removes it). */
+        if ((!r->prev.image.recorded && masks) || gen_mask) {
                 State s = r->prev;
                 s.image = r->image;
+                s.generator_masked = r->gen.ours || gen_mask;
                 if (s.mode == MODE_INVALID)
                         s.mode = r->mode;
                 e = state_save(r->node.root_fd, &s);
@@ -555,7 +607,7 @@ static void fail_closed(Run *r) {
                   r->entraid_failed);
         fail(r, EX_CONFIG, "entraid-not-effective");
         unit_plan_done(&r->plan);
-        e = unit_plan_build(MODE_DISABLED, r->units.units, r->units.n, &r->image, &r->plan);
+        e = unit_plan_build_gen(MODE_DISABLED, r->units.units, r->units.n, &r->image, &r->gen, &r->plan);
         if (e < 0) {
                 fail(r, EX_SOFTWARE, "out-of-memory");
                 return;
@@ -571,9 +623,28 @@ static void apply_mode(Run *r) {
                 log_error_errno(e, "Cannot read the state of the ssh units: %m");
                 fail(r, EX_SOFTWARE, "unit-control-failed");
         }
-        take_image_record(r);
+        /* A broken unit does not stop the others: the plan still treats it (Disabled masks it), the exit
+         * says it was found. */
+        for (size_t i = 0; i < r->units.n; i++)
+                if (r->units.errors[i]) {
+                        char unit_field[300];
+                        snprintf(unit_field, sizeof unit_field, "UNIT_NAME=%s", r->units.units[i].name);
+                        const char *fields[] = { unit_field, NULL };
+                        log_event(LOG_ERR, MID_UNIT_FAILED, fields, "Cannot read the state of %s: %s", r->units.units[i].name,
+                                  r->units.errors[i]);
+                        if (r->n_broken++ == 0) {
+                                r->broken = r->units.units[i].name;
+                                r->broken_error = r->units.errors[i];
+                        }
+                        fail(r, EX_SOFTWARE, "unit-broken");
+                }
+        take_image_record(r, e >= 0);
+        r->gen.ours = r->prev.generator_masked;
+        if (generator_query(r->node.root_fd, &r->gen) < 0)
+                r->gen = (GeneratorInfo) { .ours = r->gen.ours };
+        r->gen.ours = r->gen.ours && r->gen.masked; /* a mask someone removed is no longer ours */
         if (e >= 0) {
-                e = unit_plan_build(r->mode, r->units.units, r->units.n, &r->image, &r->plan);
+                e = unit_plan_build_gen(r->mode, r->units.units, r->units.n, &r->image, &r->gen, &r->plan);
                 if (e < 0)
                         fail(r, EX_SOFTWARE, "out-of-memory");
         }
@@ -583,7 +654,7 @@ static void apply_mode(Run *r) {
                 /* An unusable sshd_config is known to fail EntraId closed already: show that plan. */
                 if (r->mode == MODE_ENTRAID && r->sshd_read_error) {
                         unit_plan_done(&r->plan);
-                        if (unit_plan_build(MODE_DISABLED, r->units.units, r->units.n, &r->image, &r->plan) < 0)
+                        if (unit_plan_build_gen(MODE_DISABLED, r->units.units, r->units.n, &r->image, &r->gen, &r->plan) < 0)
                                 fail(r, EX_SOFTWARE, "out-of-memory");
                 }
                 print_plan(r);
@@ -765,6 +836,9 @@ int cmd_apply(const Options *o) {
                 else if (code == EX_DATAERR && streq(what, "rejected-entries"))
                         fprintf(stderr, "aks-ssh-access: %zu publicKeys entr%s rejected; applied mode %s with the valid ones\n",
                                 r.policy.n_rejected, r.policy.n_rejected == 1 ? "y" : "ies", mode_to_string(r.mode));
+                else if (r.broken && code == EX_SOFTWARE && streq(what, "unit-broken"))
+                        fprintf(stderr, "aks-ssh-access: apply: unit %s%s is broken (%s); mode %s applied to every other unit\n",
+                                r.broken, r.n_broken > 1 ? " (and others)" : "", r.broken_error, mode_to_string(r.mode));
                 else
                         fprintf(stderr, "aks-ssh-access: apply: %s (mode %s; see the log above)\n", what, mode_to_string(r.mode));
         }
