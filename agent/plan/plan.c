@@ -169,6 +169,11 @@ static void plan_open(Builder *b, const UnitInfo *units, size_t n, const ImageRe
         if (rec && rec->recorded) {
                 svc = find(units, n, rec->service);
                 sock = find(units, n, rec->socket);
+                /* A record (state.json, root's) naming a unit of the wrong kind is not trusted (fuzz-plan). */
+                if (svc && !ends_with(svc->name, ".service"))
+                        svc = NULL;
+                if (sock && !ends_with(sock->name, ".socket"))
+                        sock = NULL;
         }
         if (!svc || !exists(svc) || broken(svc))
                 svc = pick(units, n, ".service");
@@ -196,17 +201,28 @@ static void plan_open(Builder *b, const UnitInfo *units, size_t n, const ImageRe
         for (size_t i = 0; i < n; i++)
                 if (masked(&units[i]) && !unit_is_generator_socket(units[i].name))
                         add(b, UNIT_UNMASK, units[i].name);
-        if (off && exists(off)) {
-                if (running(off))
-                        add(b, UNIT_STOP, off->name);
-                if (is_enabled_state(off->file_state))
-                        add(b, UNIT_DISABLE, off->canonical);
-        }
+        /* Every unit of the other kind goes, not only the one picked: a node can have two real sockets (or
+         * services), e.g. ssh.socket and sshd.socket, and any of them left running or enabled would hold port
+         * 22 beside the one started (found by fuzz-plan). The generator's sockets are not on port 22. */
+        const char *off_suffix = ends_with(on->name, ".socket") ? ".service" : ".socket";
+        bool off_running = false;
+        for (int pass = 0; pass < 2; pass++) /* stops first, then disables */
+                for (size_t i = 0; i < n; i++) {
+                        const UnitInfo *u = &units[i];
+                        if (!ends_with(u->name, off_suffix) || !exists(u) || unit_is_generator_socket(u->name))
+                                continue;
+                        if (pass == 0 && running(u)) {
+                                add(b, UNIT_STOP, u->name);
+                                off_running = true;
+                        }
+                        if (pass == 1 && is_enabled_state(u->file_state))
+                                add(b, UNIT_DISABLE, u->canonical);
+                }
         /* static/generated/transient units cannot be enabled: they run when something pulls them in. */
         bool changed = masked(on) || !(is_enabled_state(on->file_state) || streq(on->file_state, "static") || generated(on));
         if (changed)
                 add(b, UNIT_ENABLE, on->canonical); /* enabling through an alias name fails (ELOOP) */
-        if (changed || (off && running(off)))
+        if (changed || off_running)
                 add(b, UNIT_START, on->name);
 }
 

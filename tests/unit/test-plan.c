@@ -188,6 +188,43 @@ static void test_localuser(void) {
                 check_plan(MODE_LOCALUSER, u, ELEMENTSOF(u), &rec_service, "stop ssh.socket; start ssh.service",
                            "running but disabled socket");
         }
+        /* Two real sockets, both masked, one of them still active (fuzz-plan's counterexample): LocalUser in
+         * service mode must stop and leave disabled every socket, not only the one it picked. */
+        {
+                static const UnitInfo u[] = {
+                        { "ssh.service", "enabled", "active", "ssh.service" },
+                        { "sshd.service", "enabled", "inactive", "sshd.service" },
+                        { "ssh.socket", "masked", "inactive", "ssh.socket" },
+                        { "sshd.socket", "masked", "active", "sshd.socket" },
+                };
+                check_plan(MODE_LOCALUSER, u, ELEMENTSOF(u), &rec_service,
+                           "unmask ssh.socket; unmask sshd.socket; stop sshd.socket; daemon-reload; start ssh.service",
+                           "every socket stopped in service mode, not only the picked one");
+        }
+        /* Two real enabled sockets in socket mode ... and socket mode with two enabled services: both go. */
+        {
+                static const UnitInfo u[] = {
+                        { "ssh.service", "enabled", "inactive", "ssh.service" },
+                        { "sshd.service", "enabled", "active", "sshd.service" },
+                        { "ssh.socket", "disabled", "inactive", "ssh.socket" },
+                };
+                check_plan(MODE_LOCALUSER, u, ELEMENTSOF(u), &rec_socket,
+                           "stop sshd.service; disable ssh.service; disable sshd.service; enable ssh.socket; daemon-reload; start ssh.socket",
+                           "socket mode: every real service stopped and disabled");
+        }
+        /* A record naming units of the wrong kind (a hand-edited state.json) is not trusted: before the fix the
+         * "socket" ssh.service was started as the port-22 unit and the running ssh.socket left up beside it. */
+        {
+                static const UnitInfo u[] = {
+                        { "ssh.service", "masked", "inactive", "ssh.service" },
+                        { "ssh.socket", "disabled", "active", "ssh.socket" },
+                };
+                static const ImageRecord swapped = { .recorded = true, .service = (char *) "ssh.socket",
+                                                     .socket = (char *) "ssh.service", .service_enabled = true };
+                check_plan(MODE_LOCALUSER, u, ELEMENTSOF(u), &swapped,
+                           "unmask ssh.service; stop ssh.socket; enable ssh.service; daemon-reload; start ssh.service",
+                           "a record of the wrong kinds is ignored");
+        }
         /* the alias listed before its target: the real unit is the one enabled and started */
         {
                 static const UnitInfo u[] = {
