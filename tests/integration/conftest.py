@@ -404,6 +404,20 @@ def scratch_root(tmp_path):
     return make
 
 
+# An IMDS document (a dict, or text as it is) written to a file of its own, for --imds-file.
+@pytest.fixture
+def doc_file(tmp_path):
+    counter = [0]
+
+    def write(doc):
+        counter[0] += 1
+        p = tmp_path / f"doc{counter[0]}.json"
+        p.write_text(doc if isinstance(doc, str) else json.dumps(doc))
+        return str(p)
+
+    return write
+
+
 @pytest.fixture
 def config_file(tmp_path):
     counter = [0]

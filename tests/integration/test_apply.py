@@ -32,19 +32,6 @@ def agent(run_agent, binary):
 
     return run
 
-@pytest.fixture
-def doc_file(tmp_path):
-    counter = [0]
-
-    def write(doc):
-        counter[0] += 1
-        p = tmp_path / f"doc{counter[0]}.json"
-        p.write_text(doc if isinstance(doc, str) else json.dumps(doc))
-        return str(p)
-
-    return write
-
-
 def fingerprints(path):
     r = subprocess.run(["ssh-keygen", "-l", "-E", "sha256", "-f", path], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

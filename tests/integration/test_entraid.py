@@ -139,7 +139,7 @@ def assert_entraid_effective(img):
 
 
 @pytest.fixture
-def doc_file(tmp_path):
+def mode_doc(tmp_path):
     counter = [0]
 
     def write(mode, keys=()):
@@ -152,9 +152,9 @@ def doc_file(tmp_path):
 
 
 @pytest.fixture
-def apply(agent, doc_file):
+def apply(agent, mode_doc):
     def run(img, mode, *extra):
-        return agent(["apply", "--root", img.root, "--imds-file", doc_file(mode), *extra])
+        return agent(["apply", "--root", img.root, "--imds-file", mode_doc(mode), *extra])
 
     return run
 
@@ -305,10 +305,10 @@ def test_leftover_block_or_dropin_outside_entraid_is_drift(image, apply, verify)
     assert verify(img)[0] == 0
 
 
-def test_dry_run_names_the_change_and_changes_nothing(image, agent, doc_file):
+def test_dry_run_names_the_change_and_changes_nothing(image, agent, mode_doc):
     img = image()
     before = img.snapshot()
-    r = agent(["apply", "--dry-run", "--root", img.root, "--imds-file", doc_file("EntraId")])
+    r = agent(["apply", "--dry-run", "--root", img.root, "--imds-file", mode_doc("EntraId")])
     assert r.rc == 0, r
     assert f"  {img.root}/etc/ssh/sshd_config: write the EntraId block at the top" in r.out.splitlines()
     assert img.snapshot() == before
@@ -374,12 +374,12 @@ def assert_failed_closed(img, r, why, before):
 
 
 @pytest.mark.parametrize("how", ["ro-bind-dir", "ro-bind-file", "immutable"])
-def test_write_refused_fails_closed(image, binary, doc_file, apply, verify, how):
+def test_write_refused_fails_closed(image, binary, mode_doc, apply, verify, how):
     img = image()
     assert apply(img, "LocalUser").rc == 0
     assert img.is_enabled("ssh.service") == "enabled"
     before = img.snapshot()
-    args = ["apply", "--root", img.root, "--imds-file", doc_file("EntraId")]
+    args = ["apply", "--root", img.root, "--imds-file", mode_doc("EntraId")]
     if how == "immutable":
         if subprocess.run(["chattr", "+i", img.config], capture_output=True).returncode != 0:
             pytest.skip("this file system has no immutable attribute")
@@ -399,7 +399,7 @@ def test_write_refused_fails_closed(image, binary, doc_file, apply, verify, how)
 
 
 @pytest.mark.parametrize("kind", ["symlink", "dangling-symlink", "fifo", "directory", "missing"])
-def test_unusable_sshd_config_fails_closed(image, binary, doc_file, apply, kind):
+def test_unusable_sshd_config_fails_closed(image, binary, mode_doc, apply, kind):
     img = image()
     assert apply(img, "LocalUser").rc == 0
     stock = read(img.config)
@@ -422,7 +422,7 @@ def test_unusable_sshd_config_fails_closed(image, binary, doc_file, apply, kind)
     else:
         why = "is missing"
     before = img.snapshot()
-    r = run_in_mountns(binary, "true", ["apply", "--root", img.root, "--imds-file", doc_file("EntraId")])
+    r = run_in_mountns(binary, "true", ["apply", "--root", img.root, "--imds-file", mode_doc("EntraId")])
     assert_failed_closed(img, r, f"{img.root}/etc/ssh/sshd_config {why}", before)
     if kind == "symlink":
         assert read(os.path.join(img.root, "usr/share/openssh/sshd_config")) == stock, "the link's target untouched"
@@ -447,20 +447,20 @@ def test_fallback_to_entraid_fails_closed_too(image, binary, apply, config_file)
     assert_failed_closed(img, r, "Read-only file system", before)
 
 
-def test_dry_run_shows_the_fail_closed_plan(image, agent, doc_file, apply):
+def test_dry_run_shows_the_fail_closed_plan(image, agent, mode_doc, apply):
     img = image()
     assert apply(img, "LocalUser").rc == 0
     os.unlink(img.config)
     os.symlink("/nonexistent", img.config)
     before = img.snapshot()
-    r = agent(["apply", "--dry-run", "--root", img.root, "--imds-file", doc_file("EntraId")])
+    r = agent(["apply", "--dry-run", "--root", img.root, "--imds-file", mode_doc("EntraId")])
     lines = r.out.splitlines()
     assert f"  {img.root}/etc/ssh/sshd_config: unusable (a symlink): sshd fails closed" in lines, r.out
     assert "  mask ssh.service" in lines and "  unmask ssh.service" not in lines, r.out
     assert img.snapshot() == before and img.is_enabled("ssh.service") == "enabled"
 
 
-def test_oversized_sshd_config(image, apply, verify, binary, doc_file):
+def test_oversized_sshd_config(image, apply, verify, binary, mode_doc):
     """Over 1 MiB the agent does not read it: EntraId fails closed; elsewhere a block could hide in it, so the
     apply says so (74) and verify cannot tell (2), while the unit part is still done."""
     img = image(config=b"#" * (1024 * 1024) + b"\n", aad=False)
@@ -469,5 +469,5 @@ def test_oversized_sshd_config(image, apply, verify, binary, doc_file):
     assert r.rc == 74 and "Cannot read" in r.err and "sshd_config" in r.err, r
     assert img.is_enabled("ssh.service") == "enabled"
     assert verify(img) == (2, "unknown: sshd_config cannot be read for mode LocalUser")
-    r = run_in_mountns(binary, "true", ["apply", "--root", img.root, "--imds-file", doc_file("EntraId")])
+    r = run_in_mountns(binary, "true", ["apply", "--root", img.root, "--imds-file", mode_doc("EntraId")])
     assert_failed_closed(img, r, "sshd_config is larger than 1 MiB", before)

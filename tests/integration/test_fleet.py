@@ -20,19 +20,6 @@ from conftest import imds_doc, sanitizer_report
 SSHD = "/usr/sbin/sshd"
 
 
-@pytest.fixture
-def doc_file(tmp_path):
-    counter = [0]
-
-    def write(doc):
-        counter[0] += 1
-        p = tmp_path / f"doc{counter[0]}.json"
-        p.write_text(doc if isinstance(doc, str) else json.dumps(doc))
-        return str(p)
-
-    return write
-
-
 def need_root_tools():
     if os.geteuid() != 0:
         pytest.skip("needs root (network namespace, bind mount)")
