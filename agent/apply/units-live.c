@@ -7,7 +7,10 @@
  * is ordered after us, so waiting for it from inside our own start job would deadlock the boot. */
 
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <systemd/sd-bus.h>
 #include <unistd.h>
 
@@ -52,6 +55,24 @@ static bool error_is_no_unit(const sd_bus_error *error, int r) {
         return r == -ENOENT;
 }
 
+/* PID 1 answers "no such unit" for a name whose only file is a dangling link (or a link to something that
+ * is not a unit file): that name is broken, not absent — it must be reported and masked (force replaces the
+ * link), never skipped. Looked up in systemd's unit directories, without following anything. */
+static int unit_name_has_entry(const char *unit) {
+        static const char *const dirs[] = { "/etc/systemd/system", "/run/systemd/system", "/usr/local/lib/systemd/system",
+                                            "/lib/systemd/system", "/usr/lib/systemd/system" };
+        struct stat st;
+
+        if (strchr(unit, '/'))
+                return 0;
+        for (size_t i = 0; i < ELEMENTSOF(dirs); i++) {
+                _cleanup_close_ int dfd = open(dirs[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                if (dfd >= 0 && fstatat(dfd, unit, &st, AT_SYMLINK_NOFOLLOW) == 0)
+                        return 1;
+        }
+        return 0;
+}
+
 static int live_get_file_state(UnitBackend *b, const char *unit, char **ret_state) {
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
@@ -62,6 +83,11 @@ static int live_get_file_state(UnitBackend *b, const char *unit, char **ret_stat
         r = sd_bus_call_method(live(b)->bus, SYSTEMD_DEST, SYSTEMD_PATH, SYSTEMD_MANAGER, "GetUnitFileState",
                                &error, &reply, "s", unit);
         if (r < 0) {
+                if (error_is_no_unit(&error, r) && unit_name_has_entry(unit)) {
+                        snprintf(b->error, sizeof b->error, "a link or file at the name that PID 1 cannot load (%s)",
+                                 error.message ?: error.name ?: "no such unit");
+                        return -ENOLINK;
+                }
                 if (error_is_no_unit(&error, r)) {
                         s = strdup("not-found");
                         if (!s)
