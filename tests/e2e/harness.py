@@ -48,7 +48,7 @@ class Lane:
     """One Debian release the nodes are built from. debootstrap installs what has no virtual dependency;
     apt-get inside the tree (chroot) installs the rest (debootstrap's resolver cannot: cloud-init)."""
 
-    def __init__(self, name, debootstrap_packages, apt_packages, systemd, openssh, generator):
+    def __init__(self, name, debootstrap_packages, apt_packages, systemd, openssh, generator, cloud_init_units):
         self.name = name
         self.suite = name
         self.debootstrap_packages = debootstrap_packages
@@ -56,6 +56,7 @@ class Lane:
         self.systemd = systemd          # major version, as `systemctl --version` says
         self.openssh = openssh          # "9.2" ...
         self.generator = generator      # systemd-ssh-generator (systemd >= 256) is in the image
+        self.cloud_init_units = cloud_init_units  # the units of that cloud-init (22.4: 4 stages; 25.x: main + stages)
         self.dir = BUILD / name
         self.rootfs = self.dir / "rootfs"
         # Version of the base image recipe: any change rebuilds the cached rootfs.
@@ -68,8 +69,12 @@ class Lane:
 
 _BASE = "systemd,systemd-sysv,dbus,openssh-server,iproute2,passwd,libcjson1,libsodium23"
 LANES = {
-    "bookworm": Lane("bookworm", _BASE + ",libcurl4", ["cloud-init"], systemd=252, openssh="9.2", generator=False),
-    "trixie": Lane("trixie", _BASE + ",libcurl4t64", ["cloud-init"], systemd=257, openssh="10.0", generator=True),
+    "bookworm": Lane("bookworm", _BASE + ",libcurl4", ["cloud-init"], systemd=252, openssh="9.2", generator=False,
+                     cloud_init_units=("cloud-init-local.service", "cloud-init.service", "cloud-config.service",
+                                       "cloud-final.service")),
+    "trixie": Lane("trixie", _BASE + ",libcurl4t64", ["cloud-init"], systemd=257, openssh="10.0", generator=True,
+                   cloud_init_units=("cloud-init-main.service", "cloud-init-local.service",
+                                     "cloud-init-network.service", "cloud-config.service", "cloud-final.service")),
 }
 DEFAULT_LANE = LANES["bookworm"]
 

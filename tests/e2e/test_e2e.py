@@ -156,6 +156,8 @@ def assert_cloud_init(env):
     """cloud-init made the admin user from the NoCloud seed, finished its user stage before the agent started, kept
     the datasource's key out of authorized_keys, and ended "done" without errors."""
     node = env.node
+    for u in node.lane.cloud_init_units:
+        assert node.prop(u, "LoadState") == "loaded", f"{u} is not in this lane's cloud-init"
     pw = node.sh(f"getent passwd {h.ADMIN}", check=False).stdout.strip().split(":")
     assert len(pw) == 7 and pw[2] == str(h.ADMIN_UID), f"admin user not created by cloud-init: {pw}"
     unit = cloud_init_user_unit(node)
@@ -356,6 +358,20 @@ def boot(env, expect="running"):
 
 # ---------------------------------------------------------------------------------------------------------
 # cases
+
+def test_lane_is_what_it_says(lane, rootfs):
+    """The base image is the release the lane names: systemd, OpenSSH, cloud-init versions, the ssh generator."""
+    v = h.run(["chroot", rootfs, "systemctl", "--version"]).stdout.split()[1]
+    assert int(v) == lane.systemd, v
+    p = h.run(["chroot", rootfs, "/usr/sbin/sshd", "-V"], check=False)
+    assert f"OpenSSH_{lane.openssh}" in p.stderr, p.stderr
+    ci = h.run(["chroot", rootfs, "dpkg-query", "-W", "-f=${Version}", "cloud-init"]).stdout
+    assert ci.startswith("22.4" if lane.name == "bookworm" else "25."), ci
+    gen = rootfs / "usr/lib/systemd/system-generators/systemd-ssh-generator"
+    assert gen.exists() == lane.generator
+    assert not (rootfs / "home" / h.ADMIN).exists() and h.ADMIN not in (rootfs / "etc/passwd").read_text(), \
+        "the base image must not have the admin user: cloud-init makes it"
+
 
 def test_local_user_two_keys(env):
     env.image(authorized_keys=OWN_LINE)
@@ -711,11 +727,17 @@ def test_image_variant_all_modes(env, variant):
 # ---------------------------------------------------------------------------------------------------------
 # fail closed per unit (SPEC §4 "Every unit is tried"), live backend on a booted node
 
-def test_broken_unit_fails_closed(env):
-    """A dangling link at one managed name (sshd.socket): Disabled masks every other ssh unit, nothing answers
-    as sshd during or after boot, and the agent exits non-zero naming the broken unit."""
+@pytest.mark.parametrize("kind", ["dangling-link", "alias-loop"])
+def test_broken_unit_fails_closed(env, kind):
+    """A broken unit file at one managed name (sshd.socket: a dangling link, or a link loop): Disabled masks every
+    other ssh unit, nothing answers as sshd during or after boot, and the agent exits non-zero naming it."""
     root = env.image(authorized_keys=OWN_LINE)
-    (root / "etc/systemd/system/sshd.socket").symlink_to("/nonexistent/sshd.socket")
+    unitdir = root / "etc/systemd/system"
+    if kind == "dangling-link":
+        (unitdir / "sshd.socket").symlink_to("/nonexistent/sshd.socket")
+    else:
+        (unitdir / "sshd.socket").symlink_to("sshd-loop.socket")
+        (unitdir / "sshd-loop.socket").symlink_to("sshd.socket")
     env.imds("Disabled", ["k1"])
     probe = env.net.start_port_probe()
     boot(env, expect=None)
