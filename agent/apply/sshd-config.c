@@ -20,102 +20,243 @@
 
 extern char **environ;
 
-int sshd_dropin_state(int root_fd) {
-        _cleanup_close_ int fd = open_in_root(root_fd, SSHD_DROPIN_DIR "/" SSHD_DROPIN_NAME, O_RDONLY | O_NOFOLLOW, 0);
+/* --- Pure text functions --- */
+
+static bool line_starts(const char *line, size_t len, const char *prefix) {
+        size_t n = strlen(prefix);
+        return len >= n && memcmp(line, prefix, n) == 0;
+}
+
+/* Length of the line at pos including its '\n' (or up to the end). */
+static size_t line_len(const char *text, size_t len, size_t pos) {
+        const char *nl = memchr(text + pos, '\n', len - pos);
+        return nl ? (size_t) (nl - (text + pos)) + 1 : len - pos;
+}
+
+static bool is_marker(const char *line, size_t len) {
+        return line_starts(line, len, SSHD_BLOCK_BEGIN_PREFIX) || line_starts(line, len, SSHD_BLOCK_END_PREFIX);
+}
+
+SshdBlockState sshd_block_state(const char *text, size_t len) {
+        size_t pos = 0, n = strlen(SSHD_BLOCK_TEXT);
+        bool ours = len >= n && memcmp(text, SSHD_BLOCK_TEXT, n) == 0;
+
+        if (ours)
+                pos = n;
+        for (size_t l; pos < len; pos += l) {
+                l = line_len(text, len, pos);
+                if (is_marker(text + pos, l))
+                        return SSHD_BLOCK_DAMAGED;
+        }
+        return ours ? SSHD_BLOCK_OURS : SSHD_BLOCK_ABSENT;
+}
+
+const char *sshd_block_state_to_string(SshdBlockState s) {
+        switch (s) {
+        case SSHD_BLOCK_ABSENT: return "absent";
+        case SSHD_BLOCK_OURS: return "present";
+        case SSHD_BLOCK_DAMAGED: return "changed";
+        }
+        return "?";
+}
+
+/* Offset just past the END line of the block whose BEGIN line is at pos, or 0 when there is none before
+ * the next BEGIN (the BEGIN is then an orphan). */
+static size_t block_end(const char *text, size_t len, size_t pos) {
+        for (size_t l = line_len(text, len, pos); (pos += l) < len;) {
+                l = line_len(text, len, pos);
+                if (line_starts(text + pos, l, SSHD_BLOCK_END_PREFIX))
+                        return pos + l;
+                if (line_starts(text + pos, l, SSHD_BLOCK_BEGIN_PREFIX))
+                        return 0;
+        }
+        return 0;
+}
+
+static void strip_into(char *out, size_t *ret_len, const char *text, size_t len) {
+        size_t pos = 0, k = 0;
+
+        while (pos < len) {
+                size_t l = line_len(text, len, pos), end;
+
+                if (line_starts(text + pos, l, SSHD_BLOCK_BEGIN_PREFIX) && (end = block_end(text, len, pos)) > 0) {
+                        pos = end;
+                        continue;
+                }
+                if (!is_marker(text + pos, l)) {
+                        memcpy(out + k, text + pos, l);
+                        k += l;
+                }
+                pos += l;
+        }
+        out[k] = '\0';
+        *ret_len = k;
+}
+
+int sshd_block_strip(const char *text, size_t len, char **ret, size_t *ret_len) {
+        char *out = malloc(len + 1);
+
+        if (!out)
+                return -ENOMEM;
+        strip_into(out, ret_len, text, len);
+        *ret = out;
+        return 0;
+}
+
+int sshd_block_insert(const char *text, size_t len, char **ret, size_t *ret_len) {
+        size_t n = strlen(SSHD_BLOCK_TEXT), k;
+        char *out = malloc(n + len + 1);
+
+        if (!out)
+                return -ENOMEM;
+        memcpy(out, SSHD_BLOCK_TEXT, n);
+        strip_into(out + n, &k, text, len);
+        *ret = out;
+        *ret_len = n + k;
+        return 0;
+}
+
+/* --- The file --- */
+
+void sshd_config_file_done(SshdConfigFile *f) {
+        if (f->dir_fd >= 0)
+                close(f->dir_fd);
+        free(f->text);
+        *f = (SshdConfigFile) { .dir_fd = -1 };
+}
+
+int sshd_config_read(int root_fd, SshdConfigFile *ret) {
+        _cleanup_close_ int dfd = -1, fd = -1;
         _cleanup_free_ char *text = NULL;
+        struct stat st;
         size_t len;
         int r;
 
-        if (fd == -ENOENT)
-                return 0;
+        dfd = open_in_root(root_fd, SSHD_CONFIG_DIR, O_RDONLY | O_DIRECTORY, 0);
+        if (dfd < 0)
+                return dfd;
+        /* O_NONBLOCK: a FIFO at the name must not hang the boot; it is refused below. */
+        fd = openat(dfd, SSHD_CONFIG_NAME, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
         if (fd < 0)
-                return fd;
-        r = read_full_fd(fd, 65536, &text, &len);
+                return -errno;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (!S_ISREG(st.st_mode))
+                return -EBADFD;
+        r = read_full_fd(fd, SSHD_CONFIG_MAX, &text, &len);
         if (r < 0)
                 return r;
-        return len == strlen(SSHD_DROPIN_TEXT) && memcmp(text, SSHD_DROPIN_TEXT, len) == 0 ? 1 : -EEXIST;
+        *ret = (SshdConfigFile) {
+                .dir_fd = TAKE_FD(dfd),
+                .text = TAKE_PTR(text),
+                .len = len,
+                .mode = st.st_mode & 07777,
+                .uid = st.st_uid,
+                .gid = st.st_gid,
+        };
+        return 0;
 }
 
-int sshd_dropin_install(int root_fd) {
-        _cleanup_close_ int dfd = -1;
-        int r = sshd_dropin_state(root_fd);
-
-        if (r == 1)
-                return 0;
-        dfd = mkdir_open_in_root(root_fd, SSHD_DROPIN_DIR, 0755);
-        if (dfd < 0)
-                return log_error_errno(dfd, "Cannot open %s: %m", SSHD_DROPIN_DIR);
-        r = write_file_atomic(dfd, SSHD_DROPIN_NAME, SSHD_DROPIN_TEXT, strlen(SSHD_DROPIN_TEXT), 0644, 0, 0);
-        if (r < 0)
-                return log_error_errno(r, "Cannot write %s/%s: %m", SSHD_DROPIN_DIR, SSHD_DROPIN_NAME);
-        return 1;
+int sshd_config_write(SshdConfigFile *f, const char *text, size_t len) {
+        return write_file_atomic(f->dir_fd, SSHD_CONFIG_NAME, text, len, f->mode, f->uid, f->gid);
 }
 
-int sshd_dropin_remove(int root_fd) {
-        _cleanup_close_ int dfd = open_in_root(root_fd, SSHD_DROPIN_DIR, O_RDONLY | O_DIRECTORY, 0);
+int sshd_legacy_dropin_state(int root_fd) {
+        _cleanup_close_ int dfd = open_in_root(root_fd, SSHD_LEGACY_DROPIN_DIR, O_RDONLY | O_DIRECTORY, 0);
+        struct stat st;
 
-        if (dfd == -ENOENT)
+        if (dfd == -ENOENT || dfd == -ENOTDIR)
                 return 0;
         if (dfd < 0)
                 return dfd;
-        if (unlinkat(dfd, SSHD_DROPIN_NAME, 0) < 0)
-                return errno == ENOENT ? 0 : log_error_errno(errno, "Cannot remove %s/%s: %m", SSHD_DROPIN_DIR, SSHD_DROPIN_NAME);
+        if (fstatat(dfd, SSHD_LEGACY_DROPIN_NAME, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                return errno == ENOENT ? 0 : -errno;
+        return 1;
+}
+
+int sshd_legacy_dropin_remove(int root_fd) {
+        _cleanup_close_ int dfd = open_in_root(root_fd, SSHD_LEGACY_DROPIN_DIR, O_RDONLY | O_DIRECTORY, 0);
+
+        if (dfd == -ENOENT || dfd == -ENOTDIR)
+                return 0;
+        if (dfd < 0)
+                return dfd;
+        (void) remove_stale_temp_files(dfd, SSHD_LEGACY_DROPIN_NAME);
+        if (unlinkat(dfd, SSHD_LEGACY_DROPIN_NAME, 0) < 0)
+                return errno == ENOENT ? 0 : -errno;
         (void) fsync(dfd);
         return 1;
 }
 
-int sshd_config_check(bool with_dropin) {
-        char tmp[] = "/tmp/aks-ssh-access-sshd-check.XXXXXX";
-        char out[1024] = "";
-        _cleanup_close_ int tfd = -1;
-        int pipefd[2], status;
-        pid_t pid;
-        posix_spawn_file_actions_t fa;
-        char *argv[] = { (char *) SSHD_BINARY, (char *) "-t", (char *) "-f", NULL, NULL };
-        size_t got = 0;
+int sshd_config_verify(int root_fd, bool entraid, const char **ret_what) {
+        SshdConfigFile f = { .dir_fd = -1 };
+        int r, rc = 0;
 
-        if (access(SSHD_BINARY, X_OK) < 0)
-                return -ENOENT;
-        /* Debian's sshd -t insists on its privilege separation directory, which ssh.service creates only
-         * when it starts, i.e. after us (the agent's unit has RuntimeDirectory=sshd for that; a run by hand
-         * does not). An empty /run/sshd is harmless where sshd uses another one. */
-        (void) mkdir("/run/sshd", 0755);
-
-        if (with_dropin) {
-                /* sshd takes the first value it sees: our setting, then the real configuration. */
-                static const char text[] = SSHD_DROPIN_TEXT "Include " SSHD_CONFIG "\n";
-                tfd = mkostemp(tmp, O_CLOEXEC);
-                if (tfd < 0)
-                        return log_error_errno(errno, "Cannot create a temporary sshd configuration: %m");
-                if (write(tfd, text, sizeof text - 1) != (ssize_t) (sizeof text - 1)) {
-                        (void) unlink(tmp);
-                        return log_error_errno(EIO, "Cannot write a temporary sshd configuration.");
-                }
-                argv[3] = tmp;
-        } else
-                argv[3] = (char *) SSHD_CONFIG;
-
-        if (pipe2(pipefd, O_CLOEXEC) < 0)
-                return -errno;
-        posix_spawn_file_actions_init(&fa);
-        posix_spawn_file_actions_adddup2(&fa, pipefd[1], STDOUT_FILENO);
-        posix_spawn_file_actions_adddup2(&fa, pipefd[1], STDERR_FILENO);
-        posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-        int r = posix_spawn(&pid, SSHD_BINARY, &fa, NULL, argv, environ);
-        posix_spawn_file_actions_destroy(&fa);
-        close(pipefd[1]);
+        r = sshd_legacy_dropin_state(root_fd);
         if (r != 0) {
-                close(pipefd[0]);
-                if (with_dropin)
-                        (void) unlink(tmp);
-                return log_error_errno(r, "Cannot run %s -t: %m", SSHD_BINARY);
+                *ret_what = r > 0 ? "the old EntraId drop-in is present" : "sshd_config.d cannot be read";
+                return r > 0 ? 1 : 2;
+        }
+        r = sshd_config_read(root_fd, &f);
+        if (r < 0) {
+                /* Without a readable regular file there is no block of ours: right outside EntraId. */
+                *ret_what = r == -ENOENT ? "sshd_config is missing" : r == -ELOOP ? "sshd_config is a symlink"
+                          : r == -EBADFD ? "sshd_config is not a regular file" : "sshd_config cannot be read";
+                bool known = r == -ENOENT || r == -ELOOP || r == -EBADFD;
+                return !known ? 2 : entraid ? 1 : 0;
+        }
+        SshdBlockState s = sshd_block_state(f.text, f.len);
+        if (entraid && s != SSHD_BLOCK_OURS) {
+                *ret_what = s == SSHD_BLOCK_ABSENT ? "sshd_config has no EntraId block" : "the EntraId block in sshd_config is changed";
+                rc = 1;
+        } else if (!entraid && s != SSHD_BLOCK_ABSENT) {
+                *ret_what = "sshd_config still has the EntraId block";
+                rc = 1;
+        }
+        sshd_config_file_done(&f);
+        return rc;
+}
+
+/* --- sshd itself --- */
+
+/* Runs argv with stdout and stderr captured (each up to cap bytes, NUL-terminated), bounded in time: sshd
+ * -t/-T are quick, a hang must not hold the boot. Returns the wait status, or a negative errno. */
+static int run_captured(char *const argv[], size_t cap, char **ret_out, char **ret_err) {
+        _cleanup_free_ char *out = calloc(1, cap + 1), *err = calloc(1, cap + 1);
+        int po[2] = { -1, -1 }, pe[2] = { -1, -1 }, status = 0, r;
+        size_t got[2] = { 0, 0 };
+        posix_spawn_file_actions_t fa;
+        struct timespec start;
+        pid_t pid;
+
+        if (!out || !err)
+                return -ENOMEM;
+        if (pipe2(po, O_CLOEXEC) < 0)
+                return -errno;
+        if (pipe2(pe, O_CLOEXEC) < 0) {
+                r = -errno;
+                close(po[0]);
+                close(po[1]);
+                return r;
+        }
+        posix_spawn_file_actions_init(&fa);
+        posix_spawn_file_actions_adddup2(&fa, po[1], STDOUT_FILENO);
+        posix_spawn_file_actions_adddup2(&fa, pe[1], STDERR_FILENO);
+        posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+        r = posix_spawn(&pid, argv[0], &fa, NULL, argv, environ);
+        posix_spawn_file_actions_destroy(&fa);
+        close(po[1]);
+        close(pe[1]);
+        if (r != 0) {
+                close(po[0]);
+                close(pe[0]);
+                return -r;
         }
 
-        /* Collect its message, bounded in time: sshd -t is quick; a hang must not hold the boot. */
-        struct timespec start;
         clock_gettime(CLOCK_MONOTONIC, &start);
-        for (;;) {
-                struct pollfd p = { .fd = pipefd[0], .events = POLLIN };
+        struct pollfd p[2] = { { .fd = po[0], .events = POLLIN }, { .fd = pe[0], .events = POLLIN } };
+        char *buf[2] = { out, err };
+        while (p[0].fd >= 0 || p[1].fd >= 0) {
                 struct timespec now;
                 clock_gettime(CLOCK_MONOTONIC, &now);
                 long left = 10000 - ((now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000);
@@ -123,26 +264,129 @@ int sshd_config_check(bool with_dropin) {
                         kill(pid, SIGKILL);
                         break;
                 }
-                if (poll(&p, 1, (int) left) <= 0)
+                if (poll(p, 2, (int) left) <= 0)
                         continue;
-                ssize_t n = read(pipefd[0], out + got, sizeof out - 1 - got);
-                if (n <= 0)
-                        break;
-                got += (size_t) n;
-                if (got >= sizeof out - 1)
-                        break;
-        }
-        close(pipefd[0]);
-        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-                ;
-        if (with_dropin)
-                (void) unlink(tmp);
-        out[got] = '\0';
-        out[strcspn(out, "\n")] = '\0';
+                for (int i = 0; i < 2; i++) {
+                        char sink[4096];
+                        ssize_t n;
 
-        if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+                        if (p[i].fd < 0 || !(p[i].revents & (POLLIN | POLLHUP | POLLERR)))
+                                continue;
+                        /* Past the cap, keep draining so that the child never blocks on a full pipe. */
+                        if (got[i] < cap)
+                                n = read(p[i].fd, buf[i] + got[i], cap - got[i]);
+                        else
+                                n = read(p[i].fd, sink, sizeof sink);
+                        if (n < 0 && errno == EINTR)
+                                continue;
+                        if (n <= 0) {
+                                close(p[i].fd);
+                                p[i].fd = -1;
+                        } else if (got[i] < cap)
+                                got[i] += (size_t) n;
+                }
+        }
+        for (int i = 0; i < 2; i++)
+                if (p[i].fd >= 0)
+                        close(p[i].fd);
+        while (waitpid(pid, &status, 0) < 0)
+                if (errno != EINTR)
+                        return -errno;
+        out[got[0]] = '\0';
+        err[got[1]] = '\0';
+        if (ret_out)
+                *ret_out = TAKE_PTR(out);
+        if (ret_err)
+                *ret_err = TAKE_PTR(err);
+        return status;
+}
+
+static bool exited_ok(int status) {
+        return status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+/* The first line of sshd's message, for one log line. */
+static const char *first_line(char *s) {
+        s += strspn(s, "\n");
+        s[strcspn(s, "\n")] = '\0';
+        return *s ? s : "(no message)";
+}
+
+static void ensure_privsep_dir(void) {
+        /* Debian's sshd -t/-T insist on its privilege separation directory, which ssh.service creates only
+         * when it starts, i.e. after us (the agent's unit has RuntimeDirectory=sshd for that; a run by hand
+         * does not). An empty /run/sshd is harmless where sshd uses another one. */
+        (void) mkdir("/run/sshd", 0755);
+}
+
+int sshd_config_check(void) {
+        char *argv[] = { (char *) SSHD_BINARY, (char *) "-t", (char *) "-f", (char *) SSHD_CONFIG, NULL };
+        _cleanup_free_ char *out = NULL, *err = NULL;
+        int status;
+
+        if (access(SSHD_BINARY, X_OK) < 0)
+                return -ENOENT;
+        ensure_privsep_dir();
+        status = run_captured(argv, 4096, &out, &err);
+        if (status < 0)
+                return log_error_errno(status, "Cannot run %s -t: %m", SSHD_BINARY);
+        if (exited_ok(status))
                 return 0;
-        log_event(LOG_ERR, MID_SSHD_CONFIG_BAD, NULL, "sshd configuration check failed%s: %s",
-                  with_dropin ? " with the EntraId drop-in" : "", *out ? out : "(no message)");
+        log_event(LOG_ERR, MID_SSHD_CONFIG_BAD, NULL, "sshd configuration check failed: %s", first_line(*err ? err : out));
         return -EBADMSG;
+}
+
+/* The value sshd -T prints for a keyword (lower case), or NULL. Points into text (modified). */
+static const char *dump_value(char *text, const char *keyword) {
+        size_t n = strlen(keyword);
+
+        for (char *line = text; line && *line;) {
+                char *nl = strchr(line, '\n');
+                if (nl)
+                        *nl = '\0';
+                if (strncmp(line, keyword, n) == 0 && line[n] == ' ')
+                        return line + n + 1;
+                line = nl ? nl + 1 : NULL;
+        }
+        return NULL;
+}
+
+static int reason(char **ret_reason, int r, const char *fmt, const char *arg) {
+        if (ret_reason && asprintf(ret_reason, fmt, arg) < 0)
+                *ret_reason = NULL;
+        return r;
+}
+
+int sshd_check_entraid(const char *user, char **ret_reason) {
+        _cleanup_free_ char *spec = NULL, *out = NULL, *err = NULL;
+        int status;
+
+        if (access(SSHD_BINARY, X_OK) < 0)
+                return reason(ret_reason, -ENOENT, "%s is missing: cannot check the setting", SSHD_BINARY);
+        ensure_privsep_dir();
+
+        char *test[] = { (char *) SSHD_BINARY, (char *) "-t", (char *) "-f", (char *) SSHD_CONFIG, NULL };
+        status = run_captured(test, 4096, &out, &err);
+        if (status < 0)
+                return reason(ret_reason, status, "cannot run %s", SSHD_BINARY);
+        if (!exited_ok(status))
+                return reason(ret_reason, -EBADMSG, "sshd -t refuses the configuration: %s", first_line(*err ? err : out));
+        free(out);
+        free(err);
+        out = err = NULL;
+
+        /* Every connection attribute a Match line can test is given (user, host, addr, laddr, lport), so that
+         * sshd evaluates the image's Match blocks instead of refusing the test specification. */
+        if (asprintf(&spec, "user=%s,host=localhost,addr=127.0.0.1,laddr=127.0.0.1,lport=22", user) < 0)
+                return -ENOMEM;
+        char *dump[] = { (char *) SSHD_BINARY, (char *) "-T", (char *) "-f", (char *) SSHD_CONFIG, (char *) "-C", spec, NULL };
+        status = run_captured(dump, 256 * 1024, &out, &err);
+        if (status < 0)
+                return reason(ret_reason, status, "cannot run %s", SSHD_BINARY);
+        if (!exited_ok(status))
+                return reason(ret_reason, -EBADMSG, "sshd -T fails: %s", first_line(*err ? err : out));
+        const char *v = dump_value(out, "pubkeyauthentication");
+        if (!v || !streq(v, "no"))
+                return reason(ret_reason, -EBADMSG, "sshd -T says pubkeyauthentication %s", v ?: "(nothing)");
+        return 0;
 }

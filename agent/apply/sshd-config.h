@@ -1,33 +1,101 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
-/* sshd configuration: the EntraId drop-in and the `sshd -t` check before sshd is started. */
+/* sshd configuration for the EntraId mode, and the `sshd -t` / `sshd -T` checks before sshd is started.
+ *
+ * sshd takes the first value it reads for a keyword (outside Match blocks), so EntraId's setting goes at
+ * the very top of the main sshd_config, as a delimited block:
+ *
+ *   # BEGIN aks-ssh-access EntraId ...
+ *   PubkeyAuthentication no
+ *   # END aks-ssh-access EntraId
+ *
+ * It then wins over whatever follows: an Include of sshd_config.d (and its drop-ins, whatever their names)
+ * or an explicit `PubkeyAuthentication yes` further down. Match blocks (the aadsshlogin block) still apply
+ * on top of it. Inserting puts the block's bytes before the image's bytes; removing it gives the image's
+ * bytes back exactly. Older versions of the agent wrote a drop-in (SSHD_LEGACY_DROPIN_*), which sshd reads
+ * after anything earlier in sshd_config; it is removed wherever found. */
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
 
-#define SSHD_DROPIN_DIR "/etc/ssh/sshd_config.d"
-#define SSHD_DROPIN_NAME "50-aks-ssh-access.conf"
-#define SSHD_DROPIN_TEXT                                                                        \
-        "# Written by aks-ssh-access for the EntraId SSH access mode; removed in other modes.\n" \
-        "# Public-key authentication is off outside Match blocks.\n"                             \
-        "PubkeyAuthentication no\n"
-#define SSHD_CONFIG "/etc/ssh/sshd_config"
+#define SSHD_CONFIG_DIR "/etc/ssh"
+#define SSHD_CONFIG_NAME "sshd_config"
+#define SSHD_CONFIG SSHD_CONFIG_DIR "/" SSHD_CONFIG_NAME
 #define SSHD_BINARY "/usr/sbin/sshd"
 
-/* 1 if the drop-in is present with exactly our text, 0 if absent, -EEXIST if present with other text. */
-int sshd_dropin_state(int root_fd);
+#define SSHD_BLOCK_BEGIN "# BEGIN aks-ssh-access EntraId (public-key authentication off outside Match blocks; removed in other modes)"
+#define SSHD_BLOCK_END "# END aks-ssh-access EntraId"
+#define SSHD_BLOCK_TEXT SSHD_BLOCK_BEGIN "\nPubkeyAuthentication no\n" SSHD_BLOCK_END "\n"
+/* Marker lines are recognised by these prefixes, so a hand-edited marker is still ours. */
+#define SSHD_BLOCK_BEGIN_PREFIX "# BEGIN aks-ssh-access"
+#define SSHD_BLOCK_END_PREFIX "# END aks-ssh-access"
 
-/* Whether the drop-in state (from sshd_dropin_state()) is right: exactly ours when wanted (EntraId), else
- * absent: a changed file at our name is ours to replace or remove. */
-static inline bool sshd_dropin_in_sync(bool wanted, int state) {
-        return wanted ? state == 1 : state == 0;
-}
+/* The largest sshd_config the agent reads (Debian's is 3 KiB). */
+#define SSHD_CONFIG_MAX (1024 * 1024)
 
-/* Install / remove (1 = changed, 0 = already so). */
-int sshd_dropin_install(int root_fd);
-int sshd_dropin_remove(int root_fd);
+#define SSHD_LEGACY_DROPIN_DIR "/etc/ssh/sshd_config.d"
+#define SSHD_LEGACY_DROPIN_NAME "50-aks-ssh-access.conf"
 
-/* Runs `sshd -t` on the live node. with_dropin: checks the configuration as it will be with the EntraId
- * drop-in in place, before installing it. 0 ok, -EBADMSG the check failed (logged with sshd's message),
- * -ENOENT no sshd binary. */
-int sshd_config_check(bool with_dropin);
+/* --- Pure text functions (no I/O) --- */
+
+typedef enum SshdBlockState {
+        SSHD_BLOCK_ABSENT,  /* no marker line at all */
+        SSHD_BLOCK_OURS,    /* exactly SSHD_BLOCK_TEXT at offset 0, and no other marker line */
+        SSHD_BLOCK_DAMAGED, /* marker lines, but not exactly that: hand-edited, moved, doubled, orphaned */
+} SshdBlockState;
+
+SshdBlockState sshd_block_state(const char *text, size_t len);
+const char *sshd_block_state_to_string(SshdBlockState s);
+
+/* The text without the block: every complete BEGIN..END block (marker lines inclusive) and every orphaned
+ * marker line is dropped; all other bytes are kept exactly. Applied to the output of sshd_block_insert(),
+ * gives its input's bytes back (when that input had no marker lines). The result is NUL-terminated. */
+int sshd_block_strip(const char *text, size_t len, char **ret, size_t *ret_len);
+
+/* SSHD_BLOCK_TEXT followed by sshd_block_strip(text). NUL-terminated. */
+int sshd_block_insert(const char *text, size_t len, char **ret, size_t *ret_len);
+
+/* --- The file --- */
+
+typedef struct SshdConfigFile {
+        int dir_fd;  /* /etc/ssh inside the root */
+        char *text;  /* the bytes as read (NUL-terminated) */
+        size_t len;
+        mode_t mode; /* its permission bits and owner, kept on write */
+        uid_t uid;
+        gid_t gid;
+} SshdConfigFile;
+
+void sshd_config_file_done(SshdConfigFile *f);
+
+/* Reads <root>/etc/ssh/sshd_config: the directory resolved inside the root, the file itself never
+ * followed. -ENOENT missing, -ELOOP a symlink, -EBADFD not a regular file, -EFBIG over SSHD_CONFIG_MAX. */
+int sshd_config_read(int root_fd, SshdConfigFile *ret);
+
+/* Replaces the file's contents atomically (temp file in the same directory, fsync, rename, fsync of the
+ * directory), keeping the mode and owner it had when read. The old file stays intact on failure. */
+int sshd_config_write(SshdConfigFile *f, const char *text, size_t len);
+
+/* The legacy drop-in: 1 present (any contents), 0 absent (also when sshd_config.d is not a directory:
+ * nothing of ours can be in it), negative errno when that cannot be told. */
+int sshd_legacy_dropin_state(int root_fd);
+/* 1 removed, 0 was absent. */
+int sshd_legacy_dropin_remove(int root_fd);
+
+/* verify: whether sshd's configuration matches the mode (entraid: our block exactly at the top; else no
+ * block), and no legacy drop-in. 0 in sync, 1 drift, 2 unknown; *ret_what is a static phrase for the
+ * message ("sshd_config has no EntraId block" ...). */
+int sshd_config_verify(int root_fd, bool entraid, const char **ret_what);
+
+/* --- sshd itself, on the live node --- */
+
+/* `sshd -t`. 0 ok, -EBADMSG the check failed (logged with sshd's message), -ENOENT no sshd binary. */
+int sshd_config_check(void);
+
+/* EntraId's effectiveness check: `sshd -t`, then `sshd -T -C user=<user>,host=localhost,addr=127.0.0.1,
+ * laddr=127.0.0.1,lport=22` must print `pubkeyauthentication no`. 0 effective; -EBADMSG not (or sshd
+ * refused the configuration), -ENOENT no sshd binary, other negative errno when sshd could not be run.
+ * Does not log; *ret_reason (may be NULL) gets a one-line reason to be freed by the caller. */
+int sshd_check_entraid(const char *user, char **ret_reason);

@@ -4,6 +4,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,7 +45,14 @@ typedef struct Run {
         UnitInfoList units;
         UnitPlan plan;
         ImageRecord image;    /* the record to keep */
-        bool dropin_change;
+        /* sshd configuration (EntraId's block at the top of sshd_config) */
+        SshdConfigFile sshd;
+        int sshd_read_error;  /* 0, or why sshd_config could not be read */
+        char *sshd_new;       /* what sshd_config is to hold, when sshd_change */
+        size_t sshd_new_len;
+        bool sshd_change;
+        bool legacy_dropin;   /* the old agent's drop-in is there: remove it */
+        char *entraid_failed; /* why EntraId could not be made effective (the units then fail closed) */
 } Run;
 
 static void run_done(Run *r) {
@@ -61,6 +69,9 @@ static void run_done(Run *r) {
         unit_plan_done(&r->plan);
         unit_info_list_done(&r->units);
         image_record_done(&r->image);
+        sshd_config_file_done(&r->sshd);
+        free(r->sshd_new);
+        free(r->entraid_failed);
         node_done(&r->node);
 }
 
@@ -211,6 +222,16 @@ static int run_unit_plan(Run *r) {
         return worst;
 }
 
+static const char *sshd_read_error_string(int e) {
+        switch (-e) {
+        case ENOENT: return "missing";
+        case ELOOP: return "a symlink";
+        case EBADFD: return "not a regular file";
+        case EFBIG: return "larger than 1 MiB";
+        default: return strerror(-e);
+        }
+}
+
 static void print_plan(Run *r) {
         if (r->o->json)
                 return;
@@ -229,8 +250,13 @@ static void print_plan(Run *r) {
                 printf("  authorized_keys: not touched\n");
         for (size_t i = 0; r->have_policy && i < r->policy.n_rejected; i++)
                 printf("  rejected publicKeys[%zu]: %s\n", r->policy.rejected[i].index, r->policy.rejected[i].reason);
-        if (r->dropin_change)
-                printf("  %s/%s: %s\n", SSHD_DROPIN_DIR, SSHD_DROPIN_NAME, r->mode == MODE_ENTRAID ? "install" : "remove");
+        if (r->sshd_change)
+                printf("  %s%s: %s\n", r->o->root ?: "", SSHD_CONFIG,
+                       r->mode == MODE_ENTRAID ? "write the EntraId block at the top" : "remove the EntraId block");
+        else if (r->mode == MODE_ENTRAID && r->sshd_read_error)
+                printf("  %s%s: unusable (%s): sshd fails closed\n", r->o->root ?: "", SSHD_CONFIG, sshd_read_error_string(r->sshd_read_error));
+        if (r->legacy_dropin)
+                printf("  %s%s/%s: remove\n", r->o->root ?: "", SSHD_LEGACY_DROPIN_DIR, SSHD_LEGACY_DROPIN_NAME);
         for (size_t i = 0; i < r->plan.n; i++)
                 printf("  %s %s\n", unit_action_to_string(r->plan.actions[i].kind), r->plan.actions[i].unit ?: "");
         if (r->plan.n == 0)
@@ -321,6 +347,153 @@ static int take_image_record(Run *r) {
         return 0;
 }
 
+/* Write the image record before the first mask, so that a crash right after cannot lose how the image had
+ * sshd. A shallow copy of the previous state: nothing in it is freed here. */
+static void save_image_record_before_masking(Run *r) {
+        bool masks = false;
+        int e;
+
+        for (size_t i = 0; i < r->plan.n; i++)
+                masks = masks || r->plan.actions[i].kind == UNIT_MASK;
+        if (!r->prev.image.recorded && masks) {
+                State s = r->prev;
+                s.image = r->image;
+                if (s.mode == MODE_INVALID)
+                        s.mode = r->mode;
+                e = state_save(r->node.root_fd, &s);
+                if (e < 0)
+                        log_warning_errno(e, "Cannot record the image's sshd setup before masking: %m");
+        }
+}
+
+/* What sshd's configuration needs: EntraId's block at the top of sshd_config, else no block; never the old
+ * drop-in. Also done in a fallback: the mode's sshd part is re-asserted like its unit part. */
+static void prepare_sshd(Run *r) {
+        int e = sshd_config_read(r->node.root_fd, &r->sshd);
+
+        if (e < 0) {
+                r->sshd_read_error = e;
+                /* Outside EntraId, a missing file, a symlink or a non-regular file holds nothing of ours (we
+                 * only ever write a regular file); anything else may hide a block we cannot remove. */
+                if (r->mode != MODE_ENTRAID && e != -ENOENT && e != -ELOOP && e != -EBADFD) {
+                        log_error_errno(e, "Cannot read %s%s to remove the EntraId block: %m", r->o->root ?: "", SSHD_CONFIG);
+                        fail(r, exit_code_from_errno(e) == EX_SOFTWARE ? EX_IOERR : exit_code_from_errno(e), "sshd-config-unreadable");
+                }
+        } else {
+                SshdBlockState st = sshd_block_state(r->sshd.text, r->sshd.len);
+                if (r->mode == MODE_ENTRAID ? st != SSHD_BLOCK_OURS : st != SSHD_BLOCK_ABSENT) {
+                        e = r->mode == MODE_ENTRAID ? sshd_block_insert(r->sshd.text, r->sshd.len, &r->sshd_new, &r->sshd_new_len)
+                                                    : sshd_block_strip(r->sshd.text, r->sshd.len, &r->sshd_new, &r->sshd_new_len);
+                        if (e < 0)
+                                fail(r, EX_SOFTWARE, "out-of-memory");
+                        else
+                                r->sshd_change = true;
+                }
+        }
+        e = sshd_legacy_dropin_state(r->node.root_fd);
+        if (e < 0)
+                log_warning_errno(e, "Cannot look for the old EntraId drop-in %s/%s: %m", SSHD_LEGACY_DROPIN_DIR, SSHD_LEGACY_DROPIN_NAME);
+        r->legacy_dropin = e > 0;
+}
+
+/* Outside EntraId: the block goes (and the old drop-in); sshd's config is the image's again. */
+static bool remove_sshd_block(Run *r) {
+        bool changed = false;
+        int e;
+
+        if (r->sshd_change) {
+                e = sshd_config_write(&r->sshd, r->sshd_new, r->sshd_new_len);
+                if (e < 0) {
+                        log_error_errno(e, "Cannot remove the EntraId block from %s%s: %m", r->o->root ?: "", SSHD_CONFIG);
+                        fail(r, e == -EPERM || e == -EBUSY ? EX_CANTCREAT : exit_code_from_errno(e), "cannot-create");
+                } else
+                        changed = true;
+        }
+        if (r->legacy_dropin) {
+                e = sshd_legacy_dropin_remove(r->node.root_fd);
+                if (e < 0) {
+                        log_error_errno(e, "Cannot remove the old EntraId drop-in %s/%s: %m", SSHD_LEGACY_DROPIN_DIR, SSHD_LEGACY_DROPIN_NAME);
+                        fail(r, exit_code_from_errno(e) == EX_SOFTWARE ? EX_CANTCREAT : exit_code_from_errno(e), "cannot-create");
+                } else
+                        changed |= e > 0;
+        }
+        return changed;
+}
+
+static int entraid_failed(Run *r, const char *fmt, ...) _printf_(2, 3);
+static int entraid_failed(Run *r, const char *fmt, ...) {
+        va_list ap;
+
+        va_start(ap, fmt);
+        if (!r->entraid_failed && vasprintf(&r->entraid_failed, fmt, ap) < 0)
+                r->entraid_failed = NULL;
+        va_end(ap);
+        return -EBADMSG;
+}
+
+/* EntraId: the block at the top of sshd_config, then (live) sshd -T must agree before sshd may start. On
+ * any failure the original sshd_config is put back and the caller fails the units closed. */
+static bool write_sshd_block(Run *r) {
+        const char *root = r->o->root ?: "";
+        bool wrote = false;
+        int e;
+
+        if (r->sshd_read_error) {
+                entraid_failed(r, "%s%s is %s", root, SSHD_CONFIG, sshd_read_error_string(r->sshd_read_error));
+                return false;
+        }
+        if (r->sshd_change) {
+                e = sshd_config_write(&r->sshd, r->sshd_new, r->sshd_new_len);
+                if (e < 0) {
+                        entraid_failed(r, "cannot write %s%s: %s", root, SSHD_CONFIG, strerror(-e));
+                        return false;
+                }
+                wrote = true;
+        }
+        if (r->legacy_dropin) {
+                e = sshd_legacy_dropin_remove(r->node.root_fd);
+                if (e < 0) {
+                        /* Harmless here (it says the same), but not in sync: report it. */
+                        log_error_errno(e, "Cannot remove the old EntraId drop-in %s/%s: %m", SSHD_LEGACY_DROPIN_DIR, SSHD_LEGACY_DROPIN_NAME);
+                        fail(r, EX_CANTCREAT, "cannot-create");
+                }
+        }
+        if (!r->o->root) {
+                _cleanup_free_ char *why = NULL;
+                const char *user = r->have_policy ? r->policy.admin_user : r->prev.user ?: "nobody";
+
+                e = sshd_check_entraid(user, &why);
+                if (e < 0) {
+                        entraid_failed(r, "%s", why ?: strerror(-e));
+                        if (wrote) {
+                                e = sshd_config_write(&r->sshd, r->sshd.text, r->sshd.len);
+                                if (e < 0)
+                                        log_error_errno(e, "Cannot put the original %s back: %m", SSHD_CONFIG);
+                                else
+                                        wrote = false;
+                        }
+                        return wrote;
+                }
+        }
+        return wrote;
+}
+
+/* EntraId could not be made effective: the units get Disabled's treatment (stopped, masked). */
+static void fail_closed(Run *r) {
+        int e;
+
+        log_event(LOG_ERR, MID_SSHD_CONFIG_BAD, NULL, "EntraId cannot be made effective: %s; sshd is left masked (fail closed).",
+                  r->entraid_failed);
+        fail(r, EX_CONFIG, "entraid-not-effective");
+        unit_plan_done(&r->plan);
+        e = unit_plan_build(MODE_DISABLED, r->units.units, r->units.n, &r->image, &r->plan);
+        if (e < 0) {
+                fail(r, EX_SOFTWARE, "out-of-memory");
+                return;
+        }
+        save_image_record_before_masking(r);
+}
+
 static void apply_mode(Run *r) {
         int e;
 
@@ -335,30 +508,20 @@ static void apply_mode(Run *r) {
                 if (e < 0)
                         fail(r, EX_SOFTWARE, "out-of-memory");
         }
-        if (!r->fallback) {
-                e = sshd_dropin_state(r->node.root_fd);
-                r->dropin_change = !sshd_dropin_in_sync(r->mode == MODE_ENTRAID, e);
-        }
+        prepare_sshd(r);
 
         if (r->o->dry_run) {
+                /* An unusable sshd_config is known to fail EntraId closed already: show that plan. */
+                if (r->mode == MODE_ENTRAID && r->sshd_read_error) {
+                        unit_plan_done(&r->plan);
+                        if (unit_plan_build(MODE_DISABLED, r->units.units, r->units.n, &r->image, &r->plan) < 0)
+                                fail(r, EX_SOFTWARE, "out-of-memory");
+                }
                 print_plan(r);
                 return;
         }
 
-        /* Write the image record before the first mask, so that a crash right after cannot lose how the
-         * image had sshd. A shallow copy of the previous state: nothing in it is freed here. */
-        bool masks = false;
-        for (size_t i = 0; i < r->plan.n; i++)
-                masks = masks || r->plan.actions[i].kind == UNIT_MASK;
-        if (!r->prev.image.recorded && masks) {
-                State s = r->prev;
-                s.image = r->image;
-                if (s.mode == MODE_INVALID)
-                        s.mode = r->mode;
-                e = state_save(r->node.root_fd, &s);
-                if (e < 0)
-                        log_warning_errno(e, "Cannot record the image's sshd setup before masking: %m");
-        }
+        save_image_record_before_masking(r);
 
         bool changed = false;
         if (r->mode == MODE_DISABLED) {
@@ -366,25 +529,22 @@ static void apply_mode(Run *r) {
                 changed |= r->plan.n > 0;
                 run_unit_plan(r);
                 changed |= write_keys(r) > 0;
-                if (!r->fallback && r->dropin_change)
-                        changed |= sshd_dropin_remove(r->node.root_fd) > 0;
+                changed |= remove_sshd_block(r);
+        } else if (r->mode == MODE_ENTRAID) {
+                /* Keys removed, then public-key authentication off, proven before sshd may start; when that
+                 * cannot be had, sshd is masked as in Disabled. */
+                changed |= write_keys(r) > 0;
+                changed |= write_sshd_block(r);
+                if (r->entraid_failed)
+                        fail_closed(r);
+                changed |= r->plan.n > 0;
+                run_unit_plan(r);
         } else {
                 /* Keys (and sshd config) before sshd is unmasked and started. */
                 changed |= write_keys(r) > 0;
+                changed |= remove_sshd_block(r);
                 bool config_ok = true;
-                if (!r->fallback && r->dropin_change) {
-                        if (r->mode == MODE_ENTRAID) {
-                                if (!r->o->root && sshd_config_check(true) == -EBADMSG) {
-                                        fail(r, EX_CONFIG, "sshd-config-invalid");
-                                        config_ok = false;
-                                } else if (sshd_dropin_install(r->node.root_fd) < 0)
-                                        fail(r, EX_CANTCREAT, "cannot-create");
-                                else
-                                        changed = true;
-                        } else if (sshd_dropin_remove(r->node.root_fd) > 0)
-                                changed = true;
-                }
-                if (config_ok && !r->o->root && r->plan.n > 0 && sshd_config_check(false) == -EBADMSG) {
+                if (!r->o->root && r->plan.n > 0 && sshd_config_check() == -EBADMSG) {
                         fail(r, EX_CONFIG, "sshd-config-invalid");
                         config_ok = false;
                 }
@@ -414,7 +574,7 @@ static void apply_mode(Run *r) {
 
 int cmd_apply(const Options *o) {
         Run r = { .o = o, .home_fd = -1, .ssh_fd = -1, .mode = MODE_INVALID, .prev = { .mode = MODE_INVALID },
-                  .policy = { .mode = MODE_INVALID } };
+                  .policy = { .mode = MODE_INVALID }, .sshd = { .dir_fd = -1 } };
         _cleanup_close_ int lock_fd = -1;
         _cleanup_free_ char *body = NULL;
         size_t len = 0;
@@ -504,7 +664,10 @@ int cmd_apply(const Options *o) {
         code = r.exit;
         if (code != 0) {
                 const char *what = r.result ?: "failed";
-                if (r.fallback)
+                if (r.entraid_failed && code == EX_CONFIG)
+                        fprintf(stderr, "aks-ssh-access: EntraId%s cannot be made effective: %s; sshd left masked (fail closed)\n",
+                                r.fallback ? " (fallback)" : "", r.entraid_failed);
+                else if (r.fallback)
                         fprintf(stderr, "aks-ssh-access: %s (%s); applied fallback mode %s\n",
                                 code == EX_UNAVAILABLE ? "IMDS unavailable" : "invalid document",
                                 doc_error ?: r.fetch_detail ?: what, mode_to_string(r.mode));

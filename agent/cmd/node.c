@@ -339,12 +339,12 @@ int node_verify(Node *n, const State *s, char **ret_what) {
         if (rc)
                 return rc;
 
-        r = sshd_dropin_state(n->root_fd);
-        if (!sshd_dropin_in_sync(s->mode == MODE_ENTRAID, r)) {
-                if (asprintf(ret_what, "drift: sshd drop-in %s/%s is %s for mode %s", SSHD_DROPIN_DIR, SSHD_DROPIN_NAME,
-                             r == 1 ? "present" : r == 0 ? "missing" : "changed", mode_to_string(s->mode)) < 0)
+        const char *sshd_what = NULL;
+        rc = sshd_config_verify(n->root_fd, s->mode == MODE_ENTRAID, &sshd_what);
+        if (rc) {
+                if (asprintf(ret_what, "%s: %s for mode %s", rc == 1 ? "drift" : "unknown", sshd_what, mode_to_string(s->mode)) < 0)
                         *ret_what = NULL;
-                return 1;
+                return rc;
         }
 
         if (s->user) {

@@ -17,6 +17,8 @@ import harness as h
 import variants as V
 
 MANAGED_BLOCK_BEGIN = "# BEGIN aks-ssh-access managed keys"
+ENTRA_BLOCK_BEGIN = "# BEGIN aks-ssh-access EntraId"
+OLD_DROPIN = "/etc/ssh/sshd_config.d/50-aks-ssh-access.conf"
 OWN_LINE = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHVzZXIncyBvd24ga2V5IG5vdCBtYW5hZ2VkIGJ5IGFrcyEh my-own-key\n"
 
 
@@ -509,11 +511,16 @@ def test_entra_id_and_back(env):
     env.imds("EntraId", ["k1", "k2"])
     boot(env)
     check_entra_id(env, own_line=own)
+    # The design (TEAM.md, branch entraid): a delimited block at the very top of sshd_config, no drop-in.
+    cfg = env.node.sh("cat /etc/ssh/sshd_config").stdout
+    assert cfg.startswith(ENTRA_BLOCK_BEGIN), f"EntraId block not at the top:\n{cfg[:300]}"
+    assert env.node.sh(f"test -e {OLD_DROPIN}", check=False).returncode == 1, "old EntraId drop-in present"
 
     env.node.poweroff()
     env.imds("LocalUser", ["k1", "k2"])
     boot(env)
     assert sshd_config_files(env.node.root) == image_ssh, "leaving EntraId did not give back the image's sshd config"
+    assert ENTRA_BLOCK_BEGIN not in env.node.sh("cat /etc/ssh/sshd_config").stdout, "EntraId block left behind"
     check_local_user(env, own_line=own)
     assert_login(env, "own")
 

@@ -450,31 +450,6 @@ def test_verify_sees_a_hand_edited_block(agent, scratch_root, keygen, doc_file):
     assert rc == 1 and "keys" in out
 
 
-def test_entraid_installs_the_sshd_dropin_and_localuser_removes_it(agent, scratch_root, keygen, doc_file):
-    r = scratch_root()
-    os.makedirs(os.path.join(r.root, "etc/ssh"))
-    k1, f1 = keygen("ed25519")
-    assert agent("apply", "--root", r.root, "--imds-file", doc_file(imds_doc("LocalUser", [k1])))[0] == 0
-    rc, _, err = agent("apply", "--root", r.root, "--imds-file", doc_file(imds_doc("EntraId", [k1])))
-    assert rc == 0, err
-    dropin = os.path.join(r.root, "etc/ssh/sshd_config.d/50-aks-ssh-access.conf")
-    assert "PubkeyAuthentication no\n" in open(dropin).read()
-    assert r.is_enabled("ssh.service") == "enabled"
-    assert BEGIN not in open(r.ak).read()
-    assert agent("verify", "--root", r.root)[0] == 0
-    assert agent("apply", "--root", r.root, "--imds-file", doc_file(imds_doc("LocalUser", [k1])))[0] == 0
-    assert not os.path.exists(dropin)
-    assert fingerprints(r.ak) == [f1]
-    # A hand-changed file at the drop-in's name is still ours: drift for verify, removed by apply.
-    with open(dropin, "w") as f:
-        f.write("PubkeyAuthentication no\n")
-    rc, out, _ = agent("verify", "--root", r.root)
-    assert rc == 1 and "drop-in" in out
-    assert agent("apply", "--root", r.root, "--imds-file", doc_file(imds_doc("LocalUser", [k1])))[0] == 0
-    assert not os.path.exists(dropin)
-    assert agent("verify", "--root", r.root)[0] == 0
-
-
 def test_stale_temp_files_of_a_killed_run_are_removed(agent, scratch_root, keygen, doc_file):
     r = scratch_root()
     k1, _ = keygen("ed25519")
