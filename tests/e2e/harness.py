@@ -511,15 +511,16 @@ class Node:
         return self.merged
 
     # -- boot / power off
-    def boot(self, timeout=120, extra_args=()):
-        """Boots the image and waits until systemd finished starting up. Returns is-system-running's word."""
+    def boot(self, timeout=120, extra_args=(), init_args=()):
+        """Boots the image and waits until systemd finished starting up. Returns is-system-running's word.
+        extra_args go to systemd-nspawn, init_args to the container's systemd (its "kernel command line")."""
         assert self.proc is None
         self.mount()
         self.boots += 1
         self.console = self.workdir / f"console-{self.boots}.log"
         cmd = ["systemd-nspawn", "--boot", "--register=no", "--keep-unit", f"--machine=e2e-{self.tag}",
                f"--network-namespace-path=/run/netns/{self.net.node_ns}", "--console=read-only",
-               "--link-journal=no", *extra_args, "-D", self.merged]
+               "--link-journal=no", *extra_args, "-D", self.merged, *init_args]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=open(self.console, "w"),
                                      stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout

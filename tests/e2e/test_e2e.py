@@ -350,8 +350,8 @@ def check_entra_id(env, own_line, service="ssh.service", socket=None):
     assert_cloud_init(env)
 
 
-def boot(env, expect="running"):
-    state = env.node.boot()
+def boot(env, expect="running", **kw):
+    state = env.node.boot(**kw)
     if expect is not None:
         failed = env.node.sh("systemctl --failed --no-legend --plain --no-pager", check=False).stdout
         assert state == expect, f"system {state}, failed units: {failed}"
@@ -792,3 +792,35 @@ def test_verify_service_drift(env, drift):
         assert svc == "1", f"verify (report): exit {svc}\n{log}"
         assert node.prop("ssh.service", "ActiveState") == "active", "drift = report must not repair"
         assert node.file_state("ssh.service") != "masked"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the generator's other sockets: those asked for with the ssh.listen credential and systemd.ssh_listen=
+
+def test_generator_extra_listeners(env):
+    """systemd >= 256 also makes sshd-extra*.socket for the ssh.listen credential and systemd.ssh_listen= on the
+    kernel command line (a container's: systemd's own arguments). LocalUser: they answer as the image had them
+    (on systemd 252 nothing does: no generator); Disabled: nothing answers on them either."""
+    args = dict(extra_args=["--set-credential=ssh.listen:0.0.0.0:2222"], init_args=["systemd.ssh_listen=2223"])
+    own = env.keys.pub["own"] + "\n"
+    env.image(authorized_keys=own)
+    env.imds("LocalUser", ["k1"])
+    boot(env, **args)
+    node = env.node
+    check_local_user(env, keys=("k1",), refused=("k2", "k3"), own_line=own)
+    assert_login(env, "own")
+    addrs = {(x["kind"], x["addr"]) for x in ssh_listeners(node)}
+    for port in (2222, 2223):
+        answers = any(a.endswith(f", {port})") for k, a in addrs if k.startswith("tcp"))
+        assert answers == node.lane.generator, f"port {port}: sshd answers {answers} (generator: {node.lane.generator})"
+        assert env.net.port_open(port) == node.lane.generator, port
+
+    env.node.poweroff()
+    env.imds("Disabled", ["k1"])
+    probe = env.net.start_port_probe()
+    boot(env, **args)
+    check_disabled(env, probe, own_line=own)
+    for port in (2222, 2223):
+        assert not env.net.port_open(port), f"port {port} open in Disabled"
+    extra = node.sh("systemctl list-units --all --no-legend --plain 'sshd-*.socket'", check=False).stdout
+    assert not any(" active " in ln for ln in extra.splitlines()), extra
