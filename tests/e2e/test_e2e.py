@@ -99,7 +99,8 @@ for s, (kind, addr, got) in socks.items():
 
 def listeners(node):
     """[{kind, addr, said}] of every listening TCP socket and AF_UNIX stream socket under /run of the node."""
-    p = node.sh("python3 - 2.0", input=LISTENER_PROBE)
+    # 3 s: a socket-activated sshd (Accept=no) first runs `sshd -t`, which on a loaded machine takes a while.
+    p = node.sh("python3 - 3.0", input=LISTENER_PROBE)
     return [json.loads(ln) for ln in p.stdout.splitlines() if ln.strip()]
 
 
@@ -115,6 +116,8 @@ def ssh_socket_units(node):
 
 GENERATOR_SOCKET = "sshd-unix-local.socket"
 GENERATOR_PATH = "/run/ssh-unix-local/socket"
+GENERATOR_MASK = "/etc/systemd/system-generators/systemd-ssh-generator"
+GENERATOR_FIXED_SOCKETS = ("sshd-unix-local.socket", "sshd-vsock.socket", "sshd-unix-export.socket", "sshd-extra.socket")
 
 
 def assert_nothing_answers_as_sshd(env):
@@ -129,6 +132,25 @@ def assert_nothing_answers_as_sshd(env):
         assert node.prop(GENERATOR_SOCKET, "ActiveState") != "active", node.sh(
             f"systemctl status --no-pager {GENERATOR_SOCKET}", check=False).stdout
         assert node.sh(f"test -S {GENERATOR_PATH}", check=False).returncode != 0, f"{GENERATOR_PATH} exists"
+        # ... and never listened in this boot, not even before the agent masked it.
+        assert node.prop(GENERATOR_SOCKET, "InactiveExitTimestampMonotonic") in ("", "0"), \
+            f"{GENERATOR_SOCKET} was started in this Disabled boot"
+
+
+def assert_generator_masked(node, masked):
+    """The design (TEAM.md, branch units): in Disabled the generator's fixed socket names are masked and the
+    generator itself is masked (/etc/systemd/system-generators/systemd-ssh-generator -> /dev/null); in the other
+    modes neither (what the image had, generator included)."""
+    if not node.lane.generator:
+        return
+    link = node.sh(f"readlink {GENERATOR_MASK}", check=False).stdout.strip()
+    if masked:
+        assert link == "/dev/null", f"{GENERATOR_MASK}: {link!r}"
+        for u in GENERATOR_FIXED_SOCKETS:
+            assert node.file_state(u) == "masked", f"{u}: {node.file_state(u)}"
+    else:
+        assert link == "", f"generator still masked: {GENERATOR_MASK} -> {link}"
+        assert node.file_state(GENERATOR_SOCKET) != "masked"
 
 
 def assert_sshd_answers(node, tcp=True):
@@ -141,6 +163,7 @@ def assert_sshd_answers(node, tcp=True):
     if node.lane.generator:
         assert ("unix", GENERATOR_PATH) in kinds, f"the generator's {GENERATOR_PATH} does not answer: {found}"
         assert node.prop(GENERATOR_SOCKET, "ActiveState") == "active"
+        assert_started_after_agent(node, GENERATOR_SOCKET)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -274,6 +297,7 @@ def check_local_user(env, keys=("k1", "k2"), refused=("k3",), service="ssh.servi
     for k in (*refused, h.DATASOURCE_KEY):
         assert_login(env, k, ok=False)
     assert_sshd_answers(node)
+    assert_generator_masked(node, False)
     assert_cloud_init(env)
     st = status_json(node)
     assert st["mode"].lower() == "localuser", st
@@ -301,6 +325,7 @@ def check_disabled(env, probe=None, own_line=OWN_LINE):
     assert_never_started_this_boot(node, units)
     assert_no_ordering_cycle(node)
     assert_nothing_answers_as_sshd(env)
+    assert_generator_masked(node, True)
     assert_cloud_init(env)
     assert authorized_keys(node) == own_line, "managed keys not removed / the user's own line changed"
     st = status_json(node)
@@ -344,6 +369,7 @@ def check_entra_id(env, own_line, service="ssh.service", socket=None):
     for k in ("k1", "k2", "own"):
         assert_login(env, k, ok=False)
     assert_sshd_answers(node)
+    assert_generator_masked(node, False)
     assert authorized_keys(node) == own_line
     st = status_json(node)
     assert st["mode"].lower() == "entraid" and st["keys"] == [], st
@@ -690,6 +716,7 @@ def check_variant_local_user(env, variant, own_line):
         assert_login(env, k, ok=False)
     assert sshd_T(node)["pubkeyauthentication"] == "yes"
     assert_sshd_answers(node)
+    assert_generator_masked(node, False)
     text = authorized_keys(node)
     assert text.startswith(own_line) and MANAGED_BLOCK_BEGIN in text and env.keys.pub["k1"].split()[1] in text
     assert_cloud_init(env)
@@ -760,6 +787,7 @@ def test_broken_unit_fails_closed(env, kind):
     assert node.file_state("sshd.service") in ("masked", "not-found"), node.file_state("sshd.service")
     assert_never_started_this_boot(node, ["ssh.service", "ssh.socket"])
     assert_nothing_answers_as_sshd(env)
+    assert_generator_masked(node, True)
     assert authorized_keys(node) == OWN_LINE
     assert_cloud_init(env)
 
