@@ -365,6 +365,10 @@ def check_entra_id(env, own_line, service="ssh.service", socket=None):
     assert node.prop(unit, "ActiveState") == "active", node.sh(f"systemctl status --no-pager {unit}", check=False).stdout
     assert_started_after_agent(node, unit)
     assert sshd_T(node)["pubkeyauthentication"] == "no", "EntraId: sshd -T says pubkeyauthentication is not off"
+    # The design (TEAM.md, branch entraid): a delimited block at the very top of sshd_config, no drop-in.
+    cfg = node.sh("cat /etc/ssh/sshd_config").stdout
+    assert cfg.startswith(ENTRA_BLOCK_BEGIN), f"EntraId block not at the top:\n{cfg[:300]}"
+    assert node.sh(f"test -e {OLD_DROPIN}", check=False).returncode == 1, "old EntraId drop-in present"
     assert env.net.port_open(22)
     for k in ("k1", "k2", "own"):
         assert_login(env, k, ok=False)
@@ -537,10 +541,6 @@ def test_entra_id_and_back(env):
     env.imds("EntraId", ["k1", "k2"])
     boot(env)
     check_entra_id(env, own_line=own)
-    # The design (TEAM.md, branch entraid): a delimited block at the very top of sshd_config, no drop-in.
-    cfg = env.node.sh("cat /etc/ssh/sshd_config").stdout
-    assert cfg.startswith(ENTRA_BLOCK_BEGIN), f"EntraId block not at the top:\n{cfg[:300]}"
-    assert env.node.sh(f"test -e {OLD_DROPIN}", check=False).returncode == 1, "old EntraId drop-in present"
 
     env.node.poweroff()
     env.imds("LocalUser", ["k1", "k2"])
