@@ -761,17 +761,26 @@ def test_image_variant_all_modes(env, variant):
 # ---------------------------------------------------------------------------------------------------------
 # fail closed per unit (SPEC §4 "Every unit is tried"), live backend on a booted node
 
-@pytest.mark.parametrize("kind", ["dangling-link", "alias-loop"])
+@pytest.mark.parametrize("kind", ["dangling-link", "alias-loop", "mask-refused"])
 def test_broken_unit_fails_closed(env, kind):
-    """A broken unit file at one managed name (sshd.socket: a dangling link, or a link loop): Disabled masks every
-    other ssh unit, nothing answers as sshd during or after boot, and the agent exits non-zero naming it."""
+    """One managed unit that cannot be handled like the others: a dangling link or a link loop at sshd.socket
+    (broken unit file), or an enabled ssh.socket whose unit file is a local copy in /etc/systemd/system, so
+    that PID 1 refuses to mask it (D-Bus error: the file exists). Disabled masks every other ssh unit, nothing
+    answers as sshd during or after boot, and the agent exits non-zero naming that unit."""
     root = env.image(authorized_keys=OWN_LINE)
     unitdir = root / "etc/systemd/system"
+    broken = "sshd.socket"
     if kind == "dangling-link":
         (unitdir / "sshd.socket").symlink_to("/nonexistent/sshd.socket")
-    else:
+    elif kind == "alias-loop":
         (unitdir / "sshd.socket").symlink_to("sshd-loop.socket")
         (unitdir / "sshd-loop.socket").symlink_to("sshd.socket")
+    else:
+        broken = "ssh.socket"
+        h.image_socket_activation(root)
+        (unitdir / "ssh.socket").write_text((root / "usr/lib/systemd/system/ssh.socket").read_text())
+        p = h.run(["systemctl", f"--root={root}", "mask", "ssh.socket"], check=False)
+        assert p.returncode != 0 and "exists" in p.stderr, p  # what PID 1 will answer the agent, too
     env.imds("Disabled", ["k1"])
     probe = env.net.start_port_probe()
     boot(env, expect=None)
@@ -781,11 +790,13 @@ def test_broken_unit_fails_closed(env, kind):
     status = node.prop("aks-ssh-access.service", "ExecMainStatus")
     log = node.sh("journalctl -b --no-pager -o cat -u aks-ssh-access.service", check=False).stdout
     assert status not in ("0", ""), f"a broken unit file was not reported (exit {status}):\n{log}"
-    assert "sshd.socket" in log, f"the error does not name the broken unit:\n{log}"
-    for u in ("ssh.service", "ssh.socket"):
+    assert broken in log, f"the error does not name {broken}:\n{log}"
+    others = [u for u in ("ssh.service", "ssh.socket") if u != broken]
+    for u in others:
         assert node.file_state(u) == "masked", f"{u}: {node.file_state(u)} (one broken unit failed the rest open)"
     assert node.file_state("sshd.service") in ("masked", "not-found"), node.file_state("sshd.service")
-    assert_never_started_this_boot(node, ["ssh.service", "ssh.socket"])
+    assert_never_started_this_boot(node, others)
+    assert node.prop(broken, "ActiveState") in ("inactive", ""), f"{broken} is {node.prop(broken, 'ActiveState')}"
     assert_nothing_answers_as_sshd(env)
     assert_generator_masked(node, True)
     assert authorized_keys(node) == OWN_LINE
