@@ -14,7 +14,8 @@ PKGS         := libsystemd libcurl libcjson libsodium
 BUILD_DEBS   := gcc make pkg-config libsystemd-dev libcurl4-openssl-dev libcjson-dev libsodium-dev
 TEST_DEBS    := clang libclang-rt-14-dev libfuzzer-14-dev python3 python3-pytest openssh-client \
                 openssh-server valgrind debootstrap systemd systemd-container iproute2 shellcheck \
-                curl jq rpm dpkg-dev fakeroot procps psmisc man-db libc6-dbg
+                curl jq rpm dpkg-dev fakeroot procps psmisc man-db libc6-dbg \
+                prometheus-node-exporter prometheus
 DEMO_DEBS    := python3 openssh-client systemd
 
 PKG_CFLAGS   := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)

@@ -14,7 +14,7 @@ static void help(void) {
         printf("Usage:\n"
                "  aks-ssh-access apply     [--dry-run] [--json] [--root DIR] [--imds-url URL | --imds-file FILE|-] [--config FILE]\n"
                "  aks-ssh-access status    [--json] [--root DIR]\n"
-               "  aks-ssh-access verify    [--json] [--root DIR]\n"
+               "  aks-ssh-access verify    [--json] [--repair] [--root DIR]\n"
                "  aks-ssh-access show-imds [--json] [--root DIR] [--imds-url URL | --imds-file FILE|-] [--config FILE]\n"
                "  aks-ssh-access --help | --version\n"
                "\n"
@@ -28,6 +28,7 @@ static void help(void) {
                "  show-imds  fetch and validate only\n"
                "\n"
                "  --dry-run       print the plan, change nothing (no lock taken)\n"
+               "  --repair        verify: on drift, re-assert the last applied state (no IMDS fetch)\n"
                "  --json          machine-readable output\n"
                "  --root DIR      work on an image tree offline (no running systemd)\n"
                "  --imds-url URL  fetch from URL instead of the configured IMDS endpoint\n"
@@ -47,7 +48,7 @@ static int usage_error(const char *fmt, const char *arg) {
 }
 
 int main(int argc, char *argv[]) {
-        enum { ARG_DRY_RUN = 0x100, ARG_JSON, ARG_ROOT, ARG_IMDS_URL, ARG_IMDS_FILE, ARG_CONFIG, ARG_VERSION };
+        enum { ARG_DRY_RUN = 0x100, ARG_JSON, ARG_ROOT, ARG_IMDS_URL, ARG_IMDS_FILE, ARG_CONFIG, ARG_VERSION, ARG_REPAIR };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
@@ -57,6 +58,7 @@ int main(int argc, char *argv[]) {
                 { "imds-url", required_argument, NULL, ARG_IMDS_URL },
                 { "imds-file", required_argument, NULL, ARG_IMDS_FILE },
                 { "config", required_argument, NULL, ARG_CONFIG },
+                { "repair", no_argument, NULL, ARG_REPAIR },
                 {}
         };
         Options o = {};
@@ -102,6 +104,9 @@ int main(int argc, char *argv[]) {
                 case ARG_CONFIG:
                         o.config_file = optarg;
                         break;
+                case ARG_REPAIR:
+                        o.repair = true;
+                        break;
                 case '?':
                         /* optopt is a short option letter, or the value of a long option missing its argument */
                         if (optopt > 0 && optopt < 0x100)
@@ -117,6 +122,8 @@ int main(int argc, char *argv[]) {
         if (o.imds_url && o.imds_file)
                 return usage_error("--imds-url and --imds-file exclude each other%s", NULL);
 
+        if (o.repair && !streq(verb, "verify"))
+                return usage_error("--repair only goes with verify%s", NULL);
         if (streq(verb, "apply"))
                 return cmd_apply(&o);
         if (o.dry_run)

@@ -43,6 +43,8 @@ install: $(BUILD)/aks-ssh-access
 	set -e; for f in $(IH_DROPINS); do \
 		install -D -m 0644 $$f $(DESTDIR)$(SYSTEMD_UNIT_DIR)/$${f#units/}; done
 	install -D -m 0644 units/aks-ssh-access.catalog $(DESTDIR)$(CATALOG_DIR)/aks-ssh-access.catalog
+	install -D -m 0644 units/aks-ssh-access.tmpfiles $(DESTDIR)$(PREFIX)/lib/tmpfiles.d/aks-ssh-access.conf
+	install -D -m 0644 image-hooks/npd/aks-ssh-access-monitor.json $(DESTDIR)$(PREFIX)/share/aks-ssh-access/npd/aks-ssh-access-monitor.json
 	install -D -m 0644 $(IH_MAN) $(DESTDIR)$(MAN8_DIR)/aks-ssh-access.8
 	@# An existing configuration is the admin's: never overwritten.
 	test -e $(DESTDIR)$(SYSCONFDIR)/aks-ssh-access.conf || \

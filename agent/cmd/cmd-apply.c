@@ -306,7 +306,8 @@ static int record(Run *r) {
                 s.keys = calloc(n ?: 1, sizeof *s.keys);
                 for (size_t i = 0; s.keys && i < n; i++) {
                         const SshKey *k = &r->policy.keys[i].key;
-                        s.keys[s.n_keys++] = (StateKey) { strdup(k->type), strdup(k->fingerprint), k->comment ? strdup(k->comment) : NULL };
+                        s.keys[s.n_keys++] = (StateKey) { strdup(k->type), strdup(k->fingerprint), k->comment ? strdup(k->comment) : NULL,
+                                                          sshkey_format(k) };
                 }
         } else {
                 s.user = r->prev.user ? strdup(r->prev.user) : (r->have_policy ? strdup(r->policy.admin_user) : NULL);
@@ -327,7 +328,7 @@ static int record(Run *r) {
         s.last_source = strdup(r->source);
         s.last_result = strdup(r->result ?: "ok");
         s.last_exit = r->exit;
-        s.mode_applied_time = r->fallback && r->prev.mode_applied_time ? strdup(r->prev.mode_applied_time) : (now ? strdup(now) : NULL);
+        s.mode_applied_time = (r->fallback || r->o->from_state) && r->prev.mode_applied_time ? strdup(r->prev.mode_applied_time) : (now ? strdup(now) : NULL);
 
         e = state_save(r->node.root_fd, &s);
         state_done(&s);
@@ -607,13 +608,24 @@ int cmd_apply(const Options *o) {
         if (e < 0)
                 r.prev = (State) { .mode = MODE_INVALID };
 
-        code = node_fetch(o, &r.node, &body, &len, &r.source, &r.fetch_detail);
+        if (o->from_state)
+                code = policy_from_state(&r.prev, &r.policy, &r.source);
+        else
+                code = node_fetch(o, &r.node, &body, &len, &r.source, &r.fetch_detail);
+        if (o->from_state && code != 0) {
+                fprintf(stderr, "aks-ssh-access: cannot repair: %s\n", code == EX_SOFTWARE ? "out of memory"
+                        : "the state file lacks what to re-assert (no mode, or keys recorded without their lines by an older version; run apply)");
+                run_done(&r);
+                return code;
+        }
         if (code == EX_NOINPUT) {
                 fprintf(stderr, "aks-ssh-access: %s\n", r.fetch_detail ?: "cannot read --imds-file");
                 run_done(&r);
                 return EX_NOINPUT;
         }
-        if (code == 0) {
+        if (o->from_state)
+                r.have_policy = true;
+        else if (code == 0) {
                 e = policy_parse(body, len, r.node.config.mode_tag, &r.policy, &doc_error);
                 if (e == -ENOMEM) {
                         run_done(&r);
@@ -642,7 +654,8 @@ int cmd_apply(const Options *o) {
                 apply_mode(&r);
         } else {
                 r.mode = r.policy.mode;
-                prepare_keys(&r);
+                if (r.policy.admin_user) /* a repair of a state that never had a user: no key part */
+                        prepare_keys(&r);
                 /* Rejected entries are skipped and named (index and reason, never key material). */
                 for (size_t i = 0; i < r.policy.n_rejected; i++) {
                         char idx[48];
@@ -656,8 +669,10 @@ int cmd_apply(const Options *o) {
                 apply_mode(&r);
         }
 
-        if (!o->dry_run)
+        if (!o->dry_run) {
                 record(&r);
+                node_write_metrics(&r.node, -1, false);
+        }
         if (o->json)
                 print_json(&r);
 

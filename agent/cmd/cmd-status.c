@@ -11,8 +11,136 @@
 #include "cmd.h"
 #include "log.h"
 #include "macro.h"
+#include "state/metrics.h"
 
-static int verify_report(const Options *o, int code, const char *what) {
+/* node-problem-detector reads the first stdout line cut at max_output_length (80 by default): the line says
+ * what drifted within that. A longer one is cut at a UTF-8 character boundary, never mid-character (user
+ * and unit names are UTF-8); the journal gets the whole message, of which the line is then a prefix. */
+#define VERIFY_LINE_MAX 80
+
+static void line_fit(char *s, size_t max) {
+        size_t n = strcspn(s, "\n");
+
+        if (n > max) {
+                n = max;
+                while (n > 0 && ((unsigned char) s[n] & 0xC0) == 0x80)
+                        n--;
+        }
+        s[n] = '\0';
+}
+
+int node_listeners(Node *n, const ListenerList **ret) {
+        if (!n->listeners_probed) {
+                _cleanup_free_ char *dir = NULL;
+
+                n->listeners_probed = true;
+                /* /proc/self/net, not /proc/net: the verify unit's ProcSubset=pid hides the latter. */
+                if (asprintf(&dir, "%s/proc/self/net", n->root ?: "") < 0)
+                        return -ENOMEM;
+                n->listeners_r = listeners_read(dir, &n->listeners);
+                if (n->listeners_r >= 0) {
+                        int r = listeners_probe(&n->listeners, LISTENERS_PROBE_TIMEOUT_USEC);
+                        n->listeners_r = r < 0 ? r : 0;
+                }
+        }
+        *ret = &n->listeners;
+        return n->listeners_r;
+}
+
+int node_verify_listeners(Node *n, char **ret_what) {
+        const ListenerList *l;
+        const Listener *x;
+        int r;
+
+        r = node_listeners(n, &l);
+        if (r == -ENOENT)
+                return 0; /* an offline tree: nothing runs there */
+        if (r < 0) {
+                log_warning_errno(r, "Cannot probe the node's listening sockets: %m");
+                return 0;
+        }
+        x = listeners_first_ssh(l);
+        if (!x)
+                return 0;
+        size_t more = listeners_count_ssh(l) - 1;
+        char tail[32] = "";
+        if (more > 0)
+                snprintf(tail, sizeof tail, " (+%zu more)", more);
+        /* The socket's name is cut so that the count still fits the line. */
+        int room = VERIFY_LINE_MAX - (int) strlen("drift: sshd answers on ") - (int) strlen(tail);
+        if (asprintf(ret_what, "drift: sshd answers on %.*s%s", room, x->name, tail) < 0)
+                *ret_what = NULL;
+        return 1;
+}
+
+void node_write_metrics(Node *n, int verify, bool with_listeners) {
+        State s = { .mode = MODE_INVALID };
+        MetricsInput m = { .mode = MODE_INVALID, .verify = verify, .sshd_answering = -1, .last_apply_time = -1 };
+        const ListenerList *l = NULL;
+        _cleanup_free_ char *text = NULL;
+        int r;
+
+        if (n->config.metrics_dir && streq(n->config.metrics_dir, "off"))
+                return;
+        if (state_load(n->root_fd, &s) >= 0) {
+                m.mode = s.mode;
+                m.managed_keys = s.n_keys;
+                m.have_last_apply = s.last_source || s.last_result || s.last_time;
+                m.last_apply_time = metrics_parse_time(s.last_time);
+                m.last_apply_exit = s.last_exit;
+                m.last_apply_source = s.last_source;
+                m.last_apply_result = s.last_result;
+                m.fallback = s.last_source && streq(s.last_source, "fallback");
+        }
+        if (with_listeners && node_listeners(n, &l) >= 0)
+                m.sshd_answering = (long) listeners_count_ssh(l);
+        text = metrics_format(&m);
+        state_done(&s);
+        if (!text) {
+                log_oom();
+                return;
+        }
+        r = metrics_write(n->root_fd, n->config.metrics_dir, text);
+        if (r < 0)
+                log_warning_errno(r, "Cannot write the metrics file %s/%s: %m", n->config.metrics_dir ?: METRICS_DIR_DEFAULT, METRICS_FILE);
+}
+
+/* On drift: apply the state file's own state again (apply's path, lock included, no IMDS), then verify
+ * afresh. 0 with "repaired: <what was found>" when the node is back in sync, else 1. */
+static int verify_repair(const Options *o, Node *n, State *s, char **what) {
+        Options ao = { .root = o->root, .from_state = true };
+        _cleanup_free_ char *found = TAKE_PTR(*what), *after = NULL;
+        const char *drift = found && strncmp(found, "drift: ", 7) == 0 ? found + 7 : found ?: "?";
+        char field[300];
+        int rc, code;
+
+        rc = cmd_apply(&ao);
+        /* The node changed: forget the listeners seen before and read the new state. */
+        listener_list_done(&n->listeners);
+        n->listeners_probed = false;
+        state_done(s);
+        if (state_load(n->root_fd, s) < 0) {
+                *s = (State) { .mode = MODE_INVALID };
+                code = 2;
+        } else
+                code = node_verify(n, s, &after);
+        snprintf(field, sizeof field, "DRIFT=%s", drift);
+        const char *fields[] = { field, NULL };
+        if (code == 0) {
+                log_event(LOG_NOTICE, MID_DRIFT_REPAIRED, fields, "Drift repaired (%s): the last applied state of mode %s re-asserted.",
+                          drift, mode_to_string(s->mode));
+                if (asprintf(what, "repaired: %s", drift) < 0)
+                        *what = NULL;
+                return 0;
+        }
+        log_event(LOG_ERR, MID_DRIFT, fields, "Drift repair failed (apply exit %d): %s", rc, after ?: drift);
+        if (asprintf(what, "drift: %s (repair failed)", after && strncmp(after, "drift: ", 7) == 0 ? after + 7 : drift) < 0)
+                *what = NULL;
+        return 1;
+}
+
+static int verify_report(const Options *o, int code, char *what) {
+        line_fit(what, VERIFY_LINE_MAX);
         if (o->json) {
                 cJSON *j = cJSON_CreateObject();
                 char *text;
@@ -37,23 +165,29 @@ int cmd_verify(const Options *o) {
 
         code = node_open(o, true, &n);
         if (code != 0)
-                return verify_report(o, 2, "unknown: cannot open the node's configuration or unit control");
+                return verify_report(o, 2, (char[]) { "unknown: cannot open the node's configuration or unit control" });
         r = state_load(n.root_fd, &s);
         if (r < 0) {
-                if (asprintf(&what, "unknown: %s state file %s/%s%s%s", r == -ENOENT ? "no" : "unreadable", STATE_DIR, STATE_FILE,
-                             r == -ENOENT ? " (the agent has not applied anything yet)" : ": ", r == -ENOENT ? "" : strerror(-r)) < 0)
+                if (asprintf(&what, "unknown: %s%s", r == -ENOENT ? "nothing applied yet (no " STATE_DIR "/" STATE_FILE ")" : "state file unreadable: ",
+                             r == -ENOENT ? "" : strerror(-r)) < 0)
                         what = NULL;
+                node_write_metrics(&n, 2, true);
                 node_done(&n);
                 if (log_get_target() == LOG_TARGET_JOURNAL)
                         log_warning("%s", what ?: "unknown");
-                return verify_report(o, 2, what ?: "unknown");
+                return verify_report(o, 2, what ?: (char[]) { "unknown" });
         }
         code = node_verify(&n, &s, &what);
+        if (code == 1 && (o->repair || n.config.drift_repair))
+                code = verify_repair(o, &n, &s, &what);
+        node_write_metrics(&n, code, true);
         /* Run by the timer, the journal gets the event with its MESSAGE_ID (the unit discards stdout);
          * on a terminal the stdout line says it all. */
         if (log_get_target() == LOG_TARGET_JOURNAL)
                 log_event(code == 0 ? LOG_INFO : LOG_WARNING, code == 1 ? MID_DRIFT : NULL, NULL, "%s", what ?: "unknown");
-        verify_report(o, code, what ?: (code == 0 ? "in sync" : code == 1 ? "drift" : "unknown"));
+        if (!what)
+                what = strdup(code == 0 ? "in sync" : code == 1 ? "drift" : "unknown");
+        verify_report(o, code, what ?: (char[]) { "unknown" });
         state_done(&s);
         node_done(&n);
         return code;
@@ -89,6 +223,8 @@ int cmd_status(const Options *o) {
         r = node_query_units(&n, &units);
         if (r < 0)
                 log_warning_errno(r, "Cannot read unit states: %m");
+        const ListenerList *ls = NULL;
+        int lr = node_listeners(&n, &ls);
 
         if (o->json) {
                 cJSON *j = cJSON_CreateObject(), *a, *us;
@@ -115,8 +251,30 @@ int cmd_status(const Options *o) {
                         cJSON_AddNumberToObject(l, "exit", s.last_exit);
                 } else
                         cJSON_AddNullToObject(j, "last_apply");
+                cJSON *lj = cJSON_AddObjectToObject(j, "listeners");
+                cJSON_AddBoolToObject(lj, "checked", lr >= 0);
+                cJSON_AddBoolToObject(lj, "vsock_checked", lr >= 0 && ls->vsock_checked);
+                cJSON_AddNumberToObject(lj, "listening", lr >= 0 ? (double) ls->n : 0);
+                /* Every socket probed, and what it said first (people ask "what listens here?"). */
+                cJSON *all = cJSON_AddArrayToObject(lj, "sockets");
+                for (size_t i = 0; lr >= 0 && i < ls->n; i++) {
+                        cJSON *x = cJSON_CreateObject();
+                        cJSON_AddStringToObject(x, "socket", ls->items[i].name);
+                        cJSON_AddBoolToObject(x, "sshd", ls->items[i].ssh);
+                        cJSON_AddBoolToObject(x, "checked", ls->items[i].probed);
+                        cJSON_AddStringToObject(x, "banner", ls->items[i].banner);
+                        cJSON_AddItemToArray(all, x);
+                }
+                cJSON *sa = cJSON_AddArrayToObject(lj, "sshd");
+                for (size_t i = 0; lr >= 0 && i < ls->n; i++)
+                        if (ls->items[i].ssh) {
+                                cJSON *x = cJSON_CreateObject();
+                                cJSON_AddStringToObject(x, "socket", ls->items[i].name);
+                                cJSON_AddStringToObject(x, "banner", ls->items[i].banner);
+                                cJSON_AddItemToArray(sa, x);
+                        }
                 cJSON_AddItemToObject(j, "in_sync", sync == 2 ? cJSON_CreateNull() : cJSON_CreateBool(sync == 0));
-                cJSON_AddStringToObject(j, "verify", what ?: "unknown: no state file");
+                cJSON_AddStringToObject(j, "verify", what ?: "unknown: nothing applied yet");
                 json_print_free(j);
         } else {
                 printf("Mode:             %s\n", have_state ? mode_to_string(s.mode) : "(nothing applied yet)");
@@ -133,8 +291,32 @@ int cmd_status(const Options *o) {
                         printf("Managed keys:     (not readable)\n");
                 printf("Units:\n");
                 for (size_t i = 0; i < units.n; i++)
-                        printf("  %-16s %-10s %s\n", units.units[i].name, units.units[i].file_state, units.units[i].active_state);
-                printf("In sync:          %s\n", what ?: "unknown: no state file");
+                        printf("  %-26s %-10s %s\n", units.units[i].name, units.units[i].file_state, units.units[i].active_state);
+                if (lr == -ENOENT)
+                        printf("Answering as sshd: not checkable (no %s/proc: an offline tree)\n", o->root ?: "");
+                else if (lr < 0)
+                        printf("Answering as sshd: not checkable (%s)\n", strerror(-lr));
+                else if (listeners_count_ssh(ls) == 0)
+                        printf("Answering as sshd: none (%zu listening socket%s probed)\n", ls->n, ls->n == 1 ? "" : "s");
+                else {
+                        printf("Answering as sshd:\n");
+                        for (size_t i = 0; i < ls->n; i++)
+                                if (ls->items[i].ssh)
+                                        printf("  %-40s %s\n", ls->items[i].name, ls->items[i].banner);
+                }
+                for (size_t i = 0; lr >= 0 && i < ls->n; i++)
+                        if (!ls->items[i].probed)
+                                printf("  (not checkable: %s)\n", ls->items[i].name);
+                if (lr >= 0 && !ls->vsock_checked)
+                        printf("  (vsock not checkable: the kernel has no vsock_diag)\n");
+                /* node_verify's line is "in sync: ...", "drift: ..." or "unknown: ...": said once, as yes/no. */
+                const char *v = what ?: "unknown: nothing applied yet";
+                if (sync == 0 && strncmp(v, "in sync: ", 9) == 0)
+                        printf("In sync:          yes (%s)\n", v + 9);
+                else if (sync == 1 && strncmp(v, "drift: ", 7) == 0)
+                        printf("In sync:          no, drift: %s\n", v + 7);
+                else
+                        printf("In sync:          %s\n", v);
         }
 
         admin_user_done(&u);

@@ -13,6 +13,7 @@
 #include "policy/config.h"
 #include "policy/policy.h"
 #include "state/state.h"
+#include "util/listeners.h"
 
 typedef struct Options {
         bool dry_run;
@@ -21,6 +22,8 @@ typedef struct Options {
         const char *imds_url;    /* overrides the configured URL */
         const char *imds_file;   /* "-" = stdin */
         const char *config_file; /* --config */
+        bool repair;             /* verify --repair */
+        bool from_state;         /* apply: re-assert the state file's mode, user and keys; no IMDS (repair) */
 } Options;
 
 int cmd_apply(const Options *o);
@@ -39,6 +42,10 @@ typedef struct Node {
         const char *root;
         Config config;
         UnitBackend *backend;
+        /* What listens and answers as sshd (node_listeners(), probed once per run). */
+        ListenerList listeners;
+        int listeners_r; /* 0, or -ENOENT: not checkable (no /proc under the root), or -errno */
+        bool listeners_probed;
 } Node;
 
 int node_open(const Options *o, bool need_backend, Node *ret);
@@ -70,7 +77,23 @@ void block_keys_done(BlockKeys *b);
 /* Compares the node with the state: 0 in sync, 1 drift, 2 unknown; *ret_what gets one line. */
 int node_verify(Node *n, const State *s, char **ret_what);
 
+/* The node's listeners, probed for an SSH banner (live: /proc/self/net; with --root: <root>/proc/self/net,
+ * i.e. only when the tree has /proc mounted). Returns 0, -ENOENT (not checkable) or -errno; cached. */
+int node_listeners(Node *n, const ListenerList **ret);
+/* Disabled's promise "nothing answers as sshd": 1 and *ret_what = "drift: sshd answers on X" when something
+ * does, else 0 (also when not checkable). */
+int node_verify_listeners(Node *n, char **ret_what);
+
+/* Writes the metrics file from the state file on disk (SPEC §7). verify: the verify outcome (0/1/2) and
+ * the probed listeners; -1 when not measured (apply: the boot path probes nothing). Failures are logged as
+ * warnings and never change an exit code. */
+void node_write_metrics(Node *n, int verify, bool with_listeners);
+
 char *now_rfc3339(void);
+
+/* The policy the state file records (mode, user, managed key lines), for a repair: 0, EX_NOINPUT when
+ * the state cannot say (nothing applied, key lines missing), EX_SOFTWARE on OOM. */
+int policy_from_state(const State *s, Policy *ret, const char **ret_source);
 
 /* JSON output shared by the subcommands: a key as {type, fingerprint, comment}, the rejected entries as
  * [{index, reason}], and printing (which frees the object). */

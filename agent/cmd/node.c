@@ -103,6 +103,7 @@ int node_open(const Options *o, bool need_backend, Node *ret) {
 }
 
 void node_done(Node *n) {
+        listener_list_done(&n->listeners);
         if (n->backend)
                 n->backend->vtable->free(n->backend);
         if (n->root_fd >= 0)
@@ -306,6 +307,10 @@ int node_verify(Node *n, const State *s, char **ret_what) {
         UnitPlan plan = {};
         int r, rc = 0;
 
+        /* In Disabled the promise is that nothing answers as sshd: the most serious drift, named first. */
+        if (s->mode == MODE_DISABLED && node_verify_listeners(n, ret_what) > 0)
+                return 1;
+
         r = node_query_units(n, &units);
         if (r < 0) {
                 if (asprintf(ret_what, "unknown: cannot read unit states: %s", strerror(-r)) < 0)
@@ -371,7 +376,7 @@ int node_verify(Node *n, const State *s, char **ret_what) {
                         return rc;
         }
 
-        if (asprintf(ret_what, "in sync: %s (%zu managed key%s, applied %s from %s)", mode_to_string(s->mode), s->n_keys,
+        if (asprintf(ret_what, "in sync: %s, %zu managed key%s, applied %s from %s", mode_to_string(s->mode), s->n_keys,
                      s->n_keys == 1 ? "" : "s", s->last_time ?: "?", s->last_source ?: "?") < 0)
                 *ret_what = NULL;
         return 0;

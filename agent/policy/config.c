@@ -63,6 +63,7 @@ void config_done(Config *c) {
         free(c->imds_url);
         free(c->mode_tag);
         strv_free(c->units);
+        free(c->metrics_dir);
         *c = (Config) {};
 }
 
@@ -117,6 +118,22 @@ static int set_key(Config *c, const char *key, const char *value) {
                         }
                 strv_free(c->units);
                 c->units = l;
+        } else if (streq(key, "drift")) {
+                if (streq(value, "report"))
+                        c->drift_repair = false;
+                else if (streq(value, "repair"))
+                        c->drift_repair = true;
+                else
+                        return -EINVAL;
+        } else if (streq(key, "metrics_dir")) {
+                /* an absolute directory (under --root when given), or "off" */
+                if (!streq(value, "off") && (value[0] != '/' || strlen(value) >= 4096))
+                        return -EINVAL;
+                char *v = strdup(value);
+                if (!v)
+                        return -ENOMEM;
+                free(c->metrics_dir);
+                c->metrics_dir = v;
         } else
                 return -ENOKEY;
         return 0;

@@ -20,6 +20,8 @@ typedef struct Config {
         unsigned deadline_s;
         Mode fallback_mode;
         char **units; /* strv */
+        bool drift_repair;  /* drift = repair: verify (and the timer's run) re-asserts the last applied state */
+        char *metrics_dir;  /* NULL: the node-exporter textfile directory when it exists; "off": none */
 } Config;
 
 int config_init(Config *c); /* defaults */

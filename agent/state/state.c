@@ -31,6 +31,7 @@ void state_done(State *s) {
                 free(s->keys[i].type);
                 free(s->keys[i].fingerprint);
                 free(s->keys[i].comment);
+                free(s->keys[i].line);
         }
         free(s->keys);
         strv_free(s->units);
@@ -115,6 +116,8 @@ int state_parse(const char *text, size_t len, State *ret) {
                                 r = dup_string(e, "fingerprint", &k->fingerprint);
                         if (r >= 0)
                                 r = dup_string(e, "comment", &k->comment);
+                        if (r >= 0)
+                                r = dup_string(e, "line", &k->line);
                         if (r >= 0 && (!k->type || !k->fingerprint))
                                 r = -EBADMSG;
                 }
@@ -207,6 +210,8 @@ char *state_format(const State *s) {
                 cJSON_AddStringToObject(k, "fingerprint", s->keys[i].fingerprint);
                 if (s->keys[i].comment)
                         cJSON_AddStringToObject(k, "comment", s->keys[i].comment);
+                if (s->keys[i].line)
+                        cJSON_AddStringToObject(k, "line", s->keys[i].line);
         }
         units = cJSON_AddArrayToObject(doc, "units");
         for (char **u = s->units; units && u && *u; u++)
@@ -291,6 +296,17 @@ int lock_acquire(int root_fd, int *ret_fd) {
                         return d;
                 close(d);
                 fd = open_in_root(root_fd, LOCK_PATH, O_RDWR | O_CREAT | O_NOFOLLOW, 0600);
+        }
+        if (fd == -EROFS) {
+                /* The units' /run is read-only and the lock file is made by tmpfiles.d/aks-ssh-access.conf at
+                 * boot. Without it (a tree that lacks the tmpfiles.d line), refusing to run would leave sshd
+                 * as the image had it: take the lock in the state directory, which both units can write. */
+                _cleanup_close_ int dfd = mkdir_open_in_root(root_fd, STATE_DIR, 0700);
+                if (dfd < 0)
+                        return dfd;
+                fd = openat(dfd, LOCK_FALLBACK_NAME, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+                if (fd < 0)
+                        return -errno;
         }
         if (fd < 0)
                 return fd;

@@ -11,9 +11,12 @@
 #define STATE_DIR "/var/lib/aks-ssh-access"
 #define STATE_FILE "state.json"
 #define LOCK_PATH "/run/aks-ssh-access.lock"
+#define LOCK_FALLBACK_NAME "run.lock" /* in STATE_DIR, when LOCK_PATH cannot be created (read-only /run) */
 
 typedef struct StateKey {
         char *type, *fingerprint, *comment;
+        char *line; /* the managed line as written ("type blob[ comment]"), for verify --repair; optional
+                     * (NULL in a state file of an older version). Public key material: the file is 0600 root. */
 } StateKey;
 
 /* How the image had sshd before the agent first masked anything. */

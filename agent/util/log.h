@@ -23,6 +23,7 @@
 #define MID_SSHD_CONFIG_BAD   "5f0a8a3c6e0b4c1f9a0e8d7b2c4a6e1a"
 #define MID_DRIFT             "5f0a8a3c6e0b4c1f9a0e8d7b2c4a6e1b"
 #define MID_IMDS_RETRY        "5f0a8a3c6e0b4c1f9a0e8d7b2c4a6e1c"
+#define MID_DRIFT_REPAIRED    "5f0a8a3c6e0b4c1f9a0e8d7b2c4a6e1d"
 
 typedef enum LogTarget {
         LOG_TARGET_STDERR,

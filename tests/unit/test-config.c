@@ -163,8 +163,30 @@ static void test_invalid(void) {
         }
 }
 
+/* drift and metrics_dir (SPEC §6/§7): defaults, every valid value, invalid ones refused. */
+static void test_drift_and_metrics_dir(void) {
+        Config c;
+
+        CHECK_INTEQ(config_init(&c), 0, "init");
+        CHECK(!c.drift_repair && !c.metrics_dir, "defaults: report, the node-exporter directory when it exists");
+        CHECK_INTEQ(parse(&c, "drift = repair\nmetrics_dir = /srv/metrics\n"), 0, "valid");
+        CHECK(c.drift_repair, "repair");
+        CHECK_STREQ(c.metrics_dir, "/srv/metrics", "absolute directory");
+        CHECK_INTEQ(parse(&c, "drift = report\nmetrics_dir = off\n"), 0, "valid");
+        CHECK(!c.drift_repair, "report");
+        CHECK_STREQ(c.metrics_dir, "off", "off");
+        /* Refused: a relative directory (it would depend on the cwd), an empty one, an unknown drift word. */
+        CHECK_INTEQ(parse(&c, "metrics_dir = srv/metrics\n"), -EINVAL, "relative");
+        CHECK_INTEQ(parse(&c, "metrics_dir =\n"), -EINVAL, "empty");
+        CHECK_INTEQ(parse(&c, "drift = Repair\n"), -EINVAL, "values are exact words");
+        CHECK_STREQ(c.metrics_dir, "off", "unchanged by refused lines");
+        CHECK(!c.drift_repair, "unchanged by refused lines");
+        config_done(&c);
+}
+
 int main(void) {
         log_set_max_level(LOG_CRIT); /* the invalid lines are logged by design; keep the output readable */
+        test_drift_and_metrics_dir();
         test_defaults();
         test_keys();
         test_invalid();

@@ -42,6 +42,10 @@ static void check_same(const State *a, const State *b, const char *why) {
                         CHECK_STREQ(b->keys[i].comment, a->keys[i].comment, "key comment");
                 else
                         CHECK(b->keys[i].comment == NULL, "no comment stays absent");
+                if (a->keys[i].line)
+                        CHECK_STREQ(b->keys[i].line, a->keys[i].line, "key line (for repair)");
+                else
+                        CHECK(b->keys[i].line == NULL, "no line (an older state file) stays absent");
         }
         {
                 size_t na = 0, nb = 0;
@@ -73,9 +77,10 @@ static void round_trip(const State *s, const char *why) {
 
 static void test_round_trip(void) {
         StateKey keys[] = {
-                { (char *) "ssh-ed25519", (char *) "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU", (char *) "alice@laptop" },
-                { (char *) "ssh-rsa", (char *) "SHA256:ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0", NULL },
-                { (char *) "sk-ssh-ed25519@openssh.com", (char *) "SHA256:x", (char *) "quote \" backslash \\ tab \t é" },
+                { (char *) "ssh-ed25519", (char *) "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU", (char *) "alice@laptop",
+                  (char *) "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl alice@laptop" },
+                { (char *) "ssh-rsa", (char *) "SHA256:ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0", NULL, NULL /* an older state file */ },
+                { (char *) "sk-ssh-ed25519@openssh.com", (char *) "SHA256:x", (char *) "quote \" backslash \\ tab \t é", NULL },
         };
         char *units[] = { (char *) "ssh.service", (char *) "sshd.service", (char *) "ssh.socket", NULL };
         State full = {
@@ -161,6 +166,7 @@ static void test_invalid(void) {
         check_bad("{\"mode\":\"Disabled\",\"keys\":[{\"type\":\"ssh-ed25519\"}]}", "a key without fingerprint");
         check_bad("{\"mode\":\"Disabled\",\"keys\":[{\"type\":1,\"fingerprint\":\"SHA256:x\"}]}", "key type a number");
         check_bad("{\"mode\":\"Disabled\",\"keys\":[{\"type\":\"t\",\"fingerprint\":\"f\",\"comment\":2}]}", "key comment a number");
+        check_bad("{\"mode\":\"Disabled\",\"keys\":[{\"type\":\"t\",\"fingerprint\":\"f\",\"line\":[]}]}", "key line not a string");
         check_bad("{\"mode\":\"Disabled\",\"keys\":[{\"type\":\"t\",\"fingerprint\":\"f\"},3]}", "second key not an object");
         check_bad("{\"mode\":\"Disabled\",\"units\":[\"ssh.service\",5]}", "a unit not a string");
         check_bad("{\"mode\":\"Disabled\",\"units\":\"ssh.service\"}", "units a string, not an array");
