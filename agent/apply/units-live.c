@@ -234,8 +234,10 @@ static int read_changes(sd_bus_message *reply, const char *what, const char *uni
         return n;
 }
 
-/* Calls one of the *UnitFiles methods for a single unit: signature as (+ runtime b) (+ force b). */
-static int live_unit_files(LiveBackend *lb, const char *method, const char *what, const char *unit, bool with_force) {
+/* Calls one of the *UnitFiles methods for a single unit: signature as (+ runtime b) (+ force b).
+ * force (only with with_force) lets systemd replace a symlink in the way, never a file or directory. */
+static int live_unit_files(LiveBackend *lb, const char *method, const char *what, const char *unit, bool with_force,
+                           bool force) {
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
         int r;
@@ -248,7 +250,7 @@ static int live_unit_files(LiveBackend *lb, const char *method, const char *what
         if (r >= 0)
                 r = sd_bus_message_append(m, "b", 0); /* runtime = false: persistent, like plain systemctl */
         if (r >= 0 && with_force)
-                r = sd_bus_message_append(m, "b", 0); /* force = false: never clobber a foreign file */
+                r = sd_bus_message_append(m, "b", (int) force);
         if (r < 0)
                 return log_error_errno(r, "Failed to build %s message for %s: %m", method, unit);
 
@@ -271,20 +273,23 @@ static int live_unit_files(LiveBackend *lb, const char *method, const char *what
         return r > 0;
 }
 
+/* force: a dangling or looping link at the unit's name in /etc/systemd/system is replaced by the mask
+ * (fail closed); a file or directory there is refused by systemd even so, and reported. */
 static int live_mask(UnitBackend *b, const char *unit) {
-        return live_unit_files(live(b), "MaskUnitFiles", "mask", unit, true);
+        return live_unit_files(live(b), "MaskUnitFiles", "mask", unit, true, true);
 }
 
 static int live_unmask(UnitBackend *b, const char *unit) {
-        return live_unit_files(live(b), "UnmaskUnitFiles", "unmask", unit, false);
+        return live_unit_files(live(b), "UnmaskUnitFiles", "unmask", unit, false, false);
 }
 
+/* No force: never replace an alias link of another unit. */
 static int live_enable(UnitBackend *b, const char *unit) {
-        return live_unit_files(live(b), "EnableUnitFiles", "enable", unit, true);
+        return live_unit_files(live(b), "EnableUnitFiles", "enable", unit, true, false);
 }
 
 static int live_disable(UnitBackend *b, const char *unit) {
-        return live_unit_files(live(b), "DisableUnitFiles", "disable", unit, false);
+        return live_unit_files(live(b), "DisableUnitFiles", "disable", unit, false, false);
 }
 
 static int live_reload(UnitBackend *b) {

@@ -3,8 +3,8 @@
 
 /* Unit control: one interface, two implementations.
  *   - live    (units-live.c):    libsystemd sd-bus to org.freedesktop.systemd1 on the running node.
- *   - offline (units-offline.c): an image tree given with --root DIR, no systemd running; leaves exactly
- *                                the symlinks `systemctl --root=DIR mask|unmask|enable|disable` would.
+ *   - offline (units-offline.c): an image tree given with --root DIR, no systemd running: runs
+ *                                `systemctl --root=DIR is-enabled|mask --force|unmask|enable|disable UNIT`.
  * The planner and the apply code only ever talk to this interface.
  *
  * All functions return 0 (or a positive value where documented) on success and a negative errno on failure;
@@ -35,7 +35,8 @@ typedef struct UnitBackendVTable {
         int (*stop_no_block)(UnitBackend *b, const char *unit);
         int (*start_no_block)(UnitBackend *b, const char *unit);
 
-        /* Unit file changes, persistent (not --runtime), like systemctl mask/unmask/enable/disable UNIT.
+        /* Unit file changes, persistent (not --runtime), like systemctl mask --force/unmask/enable/disable
+         * UNIT (mask replaces a symlink at the name, never a file or directory).
          * Return 1 if anything changed on disk, 0 if it already was that way. */
         int (*mask)(UnitBackend *b, const char *unit);
         int (*unmask)(UnitBackend *b, const char *unit);
@@ -50,6 +51,7 @@ typedef struct UnitBackendVTable {
 
 struct UnitBackend {
         const UnitBackendVTable *vtable;
+        char error[256]; /* the offline backend's reason for its last failure (e.g. systemctl's message), or "" */
 };
 
 int unit_backend_new_offline(const char *root, UnitBackend **ret);

@@ -53,6 +53,8 @@ typedef struct Run {
         bool sshd_change;
         bool legacy_dropin;   /* the old agent's drop-in is there: remove it */
         char *entraid_failed; /* why EntraId could not be made effective (the units then fail closed) */
+        size_t n_broken;      /* managed units whose state could not be read */
+        const char *broken, *broken_error; /* the first of them, and why */
 } Run;
 
 static void run_done(Run *r) {
@@ -188,6 +190,23 @@ static int write_keys(Run *r) {
         return 1;
 }
 
+/* Never service and socket both enabled for port 22 (SPEC §1): enabling one can enable the other too
+ * (`Also=ssh.socket` in ssh.service's [Install]); when it came out enabled, disable it again. */
+static int disable_the_other(Run *r) {
+        UnitBackend *b = r->node.backend;
+        _cleanup_free_ char *state = NULL;
+        int e;
+
+        if (!r->plan.off_unit)
+                return 0;
+        e = b->vtable->get_file_state(b, r->plan.off_unit, &state);
+        if (e < 0 || !is_enabled_state(state))
+                return 0; /* unreadable: the query already reported it; not enabled: nothing to do */
+        log_info("Enabling %s also enabled %s; disabling it (never both for port 22).", r->plan.ssh_unit, r->plan.off_unit);
+        e = b->vtable->disable(b, r->plan.off_unit);
+        return e < 0 ? e : 0;
+}
+
 static int run_unit_plan(Run *r) {
         UnitBackend *b = r->node.backend;
         int worst = 0;
@@ -196,12 +215,17 @@ static int run_unit_plan(Run *r) {
                 const UnitAction *a = &r->plan.actions[i];
                 int e = 0;
 
+                b->error[0] = '\0';
                 switch (a->kind) {
                 case UNIT_STOP: e = b->vtable->stop_no_block(b, a->unit); break;
                 case UNIT_DISABLE: e = b->vtable->disable(b, a->unit); break;
                 case UNIT_MASK: e = b->vtable->mask(b, a->unit); break;
                 case UNIT_UNMASK: e = b->vtable->unmask(b, a->unit); break;
-                case UNIT_ENABLE: e = b->vtable->enable(b, a->unit); break;
+                case UNIT_ENABLE:
+                        e = b->vtable->enable(b, a->unit);
+                        if (e >= 0)
+                                e = disable_the_other(r);
+                        break;
                 case UNIT_RELOAD: e = b->vtable->reload(b); break;
                 case UNIT_START: e = b->vtable->start_no_block(b, a->unit); break;
                 default: break;
@@ -210,7 +234,8 @@ static int run_unit_plan(Run *r) {
                         char unit_field[300];
                         snprintf(unit_field, sizeof unit_field, "UNIT_NAME=%s", a->unit ?: "");
                         const char *fields[] = { unit_field, NULL };
-                        log_event_errno(LOG_ERR, e, MID_UNIT_FAILED, fields, "Failed to %s %s: %m", unit_action_to_string(a->kind), a->unit ?: "systemd");
+                        log_event_errno(LOG_ERR, e, MID_UNIT_FAILED, fields, "Failed to %s %s: %s", unit_action_to_string(a->kind),
+                                        a->unit ?: "systemd", b->error[0] ? b->error : strerror(-e));
                         if (!worst)
                                 worst = e;
                         /* Keep going: for Disabled every further step closes more; for the other modes a
@@ -337,14 +362,16 @@ static int record(Run *r) {
         return e;
 }
 
-/* Keep the image's record once taken; take it before anything is first masked. */
-static int take_image_record(Run *r) {
+/* Keep the image's record once taken; take it before anything is first masked, from the units that
+ * could be read (never from a failed query). */
+static int take_image_record(Run *r, bool units_read) {
         if (r->prev.image.recorded) {
                 r->image = r->prev.image;
                 r->prev.image = (ImageRecord) {};
                 return 0;
         }
-        unit_plan_image_record(r->units.units, r->units.n, &r->image);
+        if (units_read)
+                unit_plan_image_record(r->units.units, r->units.n, &r->image);
         return 0;
 }
 
@@ -503,7 +530,22 @@ static void apply_mode(Run *r) {
                 log_error_errno(e, "Cannot read the state of the ssh units: %m");
                 fail(r, EX_SOFTWARE, "unit-control-failed");
         }
-        take_image_record(r);
+        /* A broken unit does not stop the others: the plan still treats it (Disabled masks it), the exit
+         * says it was found. */
+        for (size_t i = 0; i < r->units.n; i++)
+                if (r->units.errors[i]) {
+                        char unit_field[300];
+                        snprintf(unit_field, sizeof unit_field, "UNIT_NAME=%s", r->units.units[i].name);
+                        const char *fields[] = { unit_field, NULL };
+                        log_event(LOG_ERR, MID_UNIT_FAILED, fields, "Cannot read the state of %s: %s", r->units.units[i].name,
+                                  r->units.errors[i]);
+                        if (r->n_broken++ == 0) {
+                                r->broken = r->units.units[i].name;
+                                r->broken_error = r->units.errors[i];
+                        }
+                        fail(r, EX_SOFTWARE, "unit-broken");
+                }
+        take_image_record(r, e >= 0);
         if (e >= 0) {
                 e = unit_plan_build(r->mode, r->units.units, r->units.n, &r->image, &r->plan);
                 if (e < 0)
@@ -689,6 +731,9 @@ int cmd_apply(const Options *o) {
                 else if (code == EX_DATAERR)
                         fprintf(stderr, "aks-ssh-access: %zu publicKeys entr%s rejected; applied mode %s with the valid ones\n",
                                 r.policy.n_rejected, r.policy.n_rejected == 1 ? "y" : "ies", mode_to_string(r.mode));
+                else if (r.broken && code == EX_SOFTWARE && streq(what, "unit-broken"))
+                        fprintf(stderr, "aks-ssh-access: apply: unit %s%s is broken (%s); mode %s applied to every other unit\n",
+                                r.broken, r.n_broken > 1 ? " (and others)" : "", r.broken_error, mode_to_string(r.mode));
                 else
                         fprintf(stderr, "aks-ssh-access: apply: %s (mode %s; see the log above)\n", what, mode_to_string(r.mode));
         }

@@ -55,9 +55,11 @@ void node_done(Node *n);
  * reason in *ret_detail. ret_source gets "imds" or "file". */
 int node_fetch(const Options *o, const Node *n, char **ret_body, size_t *ret_len, const char **ret_source, char **ret_detail);
 
-/* Every managed unit's state (units that do not exist have file_state "not-found"). */
+/* Every managed unit's state (units that do not exist have file_state "not-found"; a unit whose state
+ * cannot be read has file_state "bad" and errors[i] says why, else errors[i] is NULL). */
 typedef struct UnitInfoList {
         UnitInfo *units;
+        char **errors;
         size_t n;
 } UnitInfoList;
 int node_query_units(Node *n, UnitInfoList *ret);

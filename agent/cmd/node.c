@@ -160,52 +160,68 @@ void unit_info_list_done(UnitInfoList *l) {
                 free((char *) l->units[i].file_state);
                 free((char *) l->units[i].active_state);
                 free((char *) l->units[i].canonical);
+                free(l->errors[i]);
         }
         free(l->units);
+        free(l->errors);
         *l = (UnitInfoList) {};
+}
+
+/* One unit's state. A failure to read it (any error but "no such unit", which the backend answers as
+ * "not-found") makes the unit broken: file_state "bad" and the error kept, so that the caller still
+ * treats it (Disabled masks it) and names it. Only -ENOMEM is returned. */
+static int query_unit(UnitBackend *b, const char *name, UnitInfo *ret, char **ret_error) {
+        _cleanup_free_ char *fs = NULL, *as = NULL, *canon = NULL;
+        int r;
+
+        b->error[0] = '\0';
+        r = b->vtable->get_file_state(b, name, &fs);
+        if (r >= 0 && !streq(fs, "not-found")) {
+                r = b->vtable->resolve_name(b, name, &canon);
+                if (r == -ENOENT)
+                        r = 0;
+        }
+        if (r >= 0)
+                r = b->vtable->get_active_state(b, name, &as);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0) {
+                free(fs);
+                fs = NULL;
+        }
+        *ret = (UnitInfo) {
+                .name = strdup(name),
+                .file_state = r < 0 ? strdup("bad") : TAKE_PTR(fs),
+                .active_state = as ? TAKE_PTR(as) : strdup(r < 0 ? "unknown" : "inactive"),
+                .canonical = canon ? TAKE_PTR(canon) : strdup(name),
+        };
+        *ret_error = r < 0 ? strdup(b->error[0] ? b->error : strerror(-r)) : NULL;
+        if (!ret->name || !ret->file_state || !ret->active_state || !ret->canonical || (r < 0 && !*ret_error))
+                return -ENOMEM;
+        return 0;
 }
 
 int node_query_units(Node *n, UnitInfoList *ret) {
         UnitInfoList l = {};
         size_t count = 0;
-        int r = 0;
 
         for (char **u = n->config.units; *u; u++)
                 count++;
         l.units = calloc(count ?: 1, sizeof *l.units);
-        if (!l.units)
+        l.errors = calloc(count ?: 1, sizeof *l.errors);
+        if (!l.units || !l.errors) {
+                free(l.units);
+                free(l.errors);
                 return -ENOMEM;
-        for (char **u = n->config.units; *u; u++) {
-                UnitInfo *i = &l.units[l.n++];
-                char *fs = NULL, *as = NULL, *canon = NULL;
-
-                i->name = strdup(*u);
-                r = n->backend->vtable->get_file_state(n->backend, *u, &fs);
-                if (r < 0)
-                        break;
-                i->file_state = fs;
-                r = n->backend->vtable->get_active_state(n->backend, *u, &as);
-                if (r < 0)
-                        break;
-                if (!streq(fs, "not-found")) {
-                        r = n->backend->vtable->resolve_name(n->backend, *u, &canon);
-                        if (r == -ENOENT) {
-                                canon = strdup(*u);
-                                r = 0;
-                        }
-                        if (r < 0)
-                                break;
-                }
-                i->active_state = as ?: strdup("inactive");
-                i->canonical = canon ?: strdup(*u);
-                if (!i->name || !i->active_state || !i->canonical) {
-                        r = -ENOMEM;
-                        break;
-                }
         }
-        if (r < 0) {
-                unit_info_list_done(&l);
-                return r;
+        /* Every unit is tried: one that cannot be read does not stop the others (SPEC §4). */
+        for (char **u = n->config.units; *u; u++) {
+                int r = query_unit(n->backend, *u, &l.units[l.n], &l.errors[l.n]);
+                l.n++;
+                if (r < 0) {
+                        unit_info_list_done(&l);
+                        return r;
+                }
         }
         *ret = l;
         return 0;

@@ -28,6 +28,10 @@ static bool exists(const UnitInfo *u) {
         return !streq(u->file_state, "not-found");
 }
 
+static bool broken(const UnitInfo *u) {
+        return streq(u->file_state, "bad");
+}
+
 static bool masked(const UnitInfo *u) {
         return streq(u->file_state, "masked") || streq(u->file_state, "masked-runtime");
 }
@@ -54,15 +58,16 @@ static bool generated(const UnitInfo *u) {
 static const UnitInfo *pick(const UnitInfo *units, size_t n, const char *suffix) {
         /* A real unit file first: a unit a generator made (e.g. from a leftover SysV ssh script) cannot be
          * enabled, and on Azure Linux it would shadow the real sshd.service. */
+        /* A broken unit (its state unreadable) is never picked: not for the record, not to serve port 22. */
         for (size_t i = 0; i < n; i++)
-                if (ends_with(units[i].name, suffix) && exists(&units[i]) && !streq(units[i].file_state, "alias") &&
-                    !generated(&units[i]))
+                if (ends_with(units[i].name, suffix) && exists(&units[i]) && !broken(&units[i]) &&
+                    !streq(units[i].file_state, "alias") && !generated(&units[i]))
                         return &units[i];
         for (size_t i = 0; i < n; i++)
                 if (ends_with(units[i].name, suffix) && exists(&units[i]) && streq(units[i].file_state, "alias"))
                         return &units[i];
         for (size_t i = 0; i < n; i++)
-                if (ends_with(units[i].name, suffix) && exists(&units[i]))
+                if (ends_with(units[i].name, suffix) && exists(&units[i]) && !broken(&units[i]))
                         return &units[i];
         return NULL;
 }
@@ -109,7 +114,8 @@ bool unit_plan_changes_files(const UnitPlan *p) {
 
 static void plan_disabled(Builder *b, const UnitInfo *units, size_t n) {
         /* Stop first (at boot this also cancels sshd's queued start job), then disable (which removes
-         * alias links, so the alias name can be masked too), then mask every name. */
+         * alias links, so the alias name can be masked too), then mask every name. A broken unit ("bad":
+         * not masked, not enabled) is stopped and masked like the others: failing closed is per unit. */
         for (size_t i = 0; i < n; i++)
                 if (exists(&units[i]) && (!masked(&units[i]) || running(&units[i])))
                         add(b, UNIT_STOP, units[i].name);
@@ -129,9 +135,9 @@ static void plan_open(Builder *b, const UnitInfo *units, size_t n, const ImageRe
                 svc = find(units, n, rec->service);
                 sock = find(units, n, rec->socket);
         }
-        if (!svc || !exists(svc))
+        if (!svc || !exists(svc) || broken(svc))
                 svc = pick(units, n, ".service");
-        if (!sock || !exists(sock))
+        if (!sock || !exists(sock) || broken(sock))
                 sock = pick(units, n, ".socket");
         want_socket = rec && rec->recorded && rec->socket_enabled && !rec->service_enabled && sock;
         if (!svc && sock)
@@ -140,6 +146,7 @@ static void plan_open(Builder *b, const UnitInfo *units, size_t n, const ImageRe
         on = want_socket ? sock : svc;
         off = want_socket ? svc : sock;
         b->plan.ssh_unit = on ? on->name : NULL;
+        b->plan.off_unit = on && off && exists(off) ? off->canonical : NULL;
         b->plan.socket_activation = want_socket;
         if (!on)
                 return; /* no sshd unit on this node at all */

@@ -16,6 +16,8 @@ typedef struct UnitInfo {
         const char *active_state; /* "active", "inactive", ..., "unknown" offline */
         const char *canonical;    /* the unit file it resolves to (alias target), or name */
 } UnitInfo;
+/* file_state "bad": the unit is broken, its state could not be read. Disabled still stops and masks it; the
+ * other modes leave it alone and never pick it to serve port 22 or for the image record. */
 
 typedef enum UnitActionKind {
         UNIT_STOP,
@@ -37,6 +39,8 @@ typedef struct UnitPlan {
         UnitAction *actions;
         size_t n;
         const char *ssh_unit; /* LocalUser/EntraId: the unit that serves port 22 (service or socket) */
+        const char *off_unit; /* ... and the other one, which must not end enabled too (an Also= in the
+                               * enabled unit's [Install] enables it): the executor checks it after ENABLE */
         bool socket_activation;
 } UnitPlan;
 

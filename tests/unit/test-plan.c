@@ -347,7 +347,51 @@ static void test_image_record(void) {
         CHECK_STREQ(unit_action_to_string(_UNIT_ACTION_MAX), "?", "out of range");
 }
 
+/* A unit whose state could not be read ("bad"): Disabled stops and masks it with the others; LocalUser never
+ * picks it (not for port 22, not for the image record) and leaves it alone. */
+static void test_broken(void) {
+        static const UnitInfo socket_image[] = {
+                { "ssh.service", "disabled", "inactive", "ssh.service" },
+                { "sshd.service", "not-found", "inactive", "sshd.service" },
+                { "ssh.socket", "enabled", "inactive", "ssh.socket" },
+                { "sshd.socket", "bad", "unknown", "sshd.socket" },
+        };
+        static const UnitInfo broken_first[] = {
+                { "ssh.socket", "bad", "unknown", "ssh.socket" },
+                { "sshd.socket", "disabled", "inactive", "sshd.socket" },
+                { "sshd.service", "masked", "inactive", "sshd.service" },
+        };
+        ImageRecord rec = {};
+
+        check_plan(MODE_DISABLED, socket_image, ELEMENTSOF(socket_image), NULL,
+                   "stop ssh.service; stop ssh.socket; stop sshd.socket; disable ssh.socket; "
+                   "mask ssh.service; mask ssh.socket; mask sshd.socket; daemon-reload",
+                   "Disabled with a broken sshd.socket: every unit, the broken one too");
+        unit_plan_image_record(socket_image, ELEMENTSOF(socket_image), &rec);
+        CHECK_STREQ(rec.socket, "ssh.socket", "record: the readable socket, not the broken one");
+        CHECK(rec.socket_enabled && !rec.service_enabled, "record: socket activation");
+        image_record_done(&rec);
+        check_plan(MODE_LOCALUSER, socket_image, ELEMENTSOF(socket_image), NULL,
+                   "disable ssh.socket; enable ssh.service; daemon-reload; start ssh.service",
+                   "LocalUser without record: the service, the broken socket left alone");
+
+        unit_plan_image_record(broken_first, ELEMENTSOF(broken_first), &rec);
+        CHECK_STREQ(rec.socket, "sshd.socket", "record skips a broken unit listed first");
+        image_record_done(&rec);
+        {
+                ImageRecord r = { .recorded = true, .service = (char *) "sshd.service", .socket = (char *) "ssh.socket",
+                                  .socket_enabled = true };
+                check_plan(MODE_LOCALUSER, broken_first, ELEMENTSOF(broken_first), &r,
+                           "unmask sshd.service; enable sshd.socket; daemon-reload; start sshd.socket",
+                           "recorded socket broken now: the other socket serves port 22");
+        }
+        check_plan(MODE_DISABLED, broken_first, ELEMENTSOF(broken_first), NULL,
+                   "stop ssh.socket; stop sshd.socket; mask ssh.socket; mask sshd.socket; daemon-reload",
+                   "Disabled: a broken unit is stopped and masked, never disabled");
+}
+
 int main(void) {
+        test_broken();
         test_disabled();
         test_localuser();
         test_azure_linux();
