@@ -49,7 +49,7 @@ install: $(BUILD)/aks-ssh-access
 	@# An existing configuration is the admin's: never overwritten.
 	test -e $(DESTDIR)$(SYSCONFDIR)/aks-ssh-access.conf || \
 		install -D -m 0644 image-hooks/aks-ssh-access.conf $(DESTDIR)$(SYSCONFDIR)/aks-ssh-access.conf
-	install -d -m 0755 $(DESTDIR)$(SYSCONFDIR)/aks-ssh-access.conf.d
+	install -d -m 0755 $(DESTDIR)$(SYSCONFDIR)/aks-ssh-access.conf.d $(DESTDIR)$(SYSCONFDIR)/systemd/system-generators
 	install -D -m 0644 $(IH_CLOUD_INIT) $(DESTDIR)$(SYSCONFDIR)/cloud/cloud.cfg.d/90-aks-ssh-access.cfg
 	install -d -m 0700 $(DESTDIR)$(LOCALSTATEDIR)/lib/aks-ssh-access
 	install -D -m 0755 image-hooks/provision $(DESTDIR)$(HOOKS_DIR)/provision

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* Offline unit backend: an image tree given with --root DIR, no systemd running. The definition of correct is
  * what `systemctl --root=DIR` leaves (SPEC §5), so that is what runs: one `systemctl --root=DIR VERB -- UNIT`
- * per call (posix_spawn, no shell, stdin /dev/null, a clean environment, bounded in time), so one broken unit
- * never stops the others.
+ * per call (util/spawn-util: no shell, stdin /dev/null, a clean environment, bounded in time, dying with
+ * the agent), so one broken unit never stops the others.
  *
  * What stays in-process is what the agent must decide itself, because the tree is not trusted and systemctl
  * writes through symlinked directories (an etc/systemd/system or multi-user.target.wants linking out of the

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "apply/authorized-keys.h"
+#include "apply/generator.h"
 #include "apply/sshd-config.h"
 #include "cmd.h"
 #include "fs-util.h"
@@ -53,6 +54,7 @@ typedef struct Run {
         bool sshd_change;
         bool legacy_dropin;   /* the old agent's drop-in is there: remove it */
         char *entraid_failed; /* why EntraId could not be made effective (the units then fail closed) */
+        GeneratorInfo gen;    /* systemd's ssh generator; gen.ours: the agent's own mask, kept in the state */
         size_t n_broken;      /* managed units whose state could not be read */
         const char *broken, *broken_error; /* the first of them, and why */
 } Run;
@@ -227,7 +229,25 @@ static int run_unit_plan(Run *r) {
                                 e = disable_the_other(r);
                         break;
                 case UNIT_RELOAD: e = b->vtable->reload(b); break;
-                case UNIT_START: e = b->vtable->start_no_block(b, a->unit); break;
+                case UNIT_START:
+                        if (unit_is_generator_socket(a->unit)) {
+                                /* only what the generator made after the daemon-reload */
+                                _cleanup_free_ char *st = NULL;
+                                if (b->vtable->get_file_state(b, a->unit, &st) < 0 || streq(st, "not-found"))
+                                        break;
+                        }
+                        e = b->vtable->start_no_block(b, a->unit);
+                        break;
+                case UNIT_MASK_GENERATOR:
+                        e = generator_mask(r->node.root_fd);
+                        if (e > 0)
+                                r->gen.ours = true;
+                        break;
+                case UNIT_UNMASK_GENERATOR:
+                        e = generator_unmask(r->node.root_fd);
+                        if (e >= 0)
+                                r->gen.ours = false;
+                        break;
                 default: break;
                 }
                 if (e < 0) {
@@ -348,6 +368,7 @@ static int record(Run *r) {
                         s.units[k++] = strdup(r->units.units[i].name);
         s.image = r->image;
         r->image = (ImageRecord) {};
+        s.generator_masked = r->gen.ours;
         s.vm_id = r->have_policy && r->policy.vm_id ? strdup(r->policy.vm_id) : (r->prev.vm_id ? strdup(r->prev.vm_id) : NULL);
         s.last_time = now ? strdup(now) : NULL;
         s.last_source = strdup(r->source);
@@ -378,14 +399,18 @@ static int take_image_record(Run *r, bool units_read) {
 /* Write the image record before the first mask, so that a crash right after cannot lose how the image had
  * sshd. A shallow copy of the previous state: nothing in it is freed here. */
 static void save_image_record_before_masking(Run *r) {
-        bool masks = false;
+        bool masks = false, gen_mask = false;
         int e;
 
-        for (size_t i = 0; i < r->plan.n; i++)
+        for (size_t i = 0; i < r->plan.n; i++) {
                 masks = masks || r->plan.actions[i].kind == UNIT_MASK;
-        if (!r->prev.image.recorded && masks) {
+                gen_mask = gen_mask || r->plan.actions[i].kind == UNIT_MASK_GENERATOR;
+        }
+        /* ... and that the generator mask about to be made is the agent's (so LocalUser removes it). */
+        if ((!r->prev.image.recorded && masks) || gen_mask) {
                 State s = r->prev;
                 s.image = r->image;
+                s.generator_masked = r->gen.ours || gen_mask;
                 if (s.mode == MODE_INVALID)
                         s.mode = r->mode;
                 e = state_save(r->node.root_fd, &s);
@@ -546,8 +571,12 @@ static void apply_mode(Run *r) {
                         fail(r, EX_SOFTWARE, "unit-broken");
                 }
         take_image_record(r, e >= 0);
+        r->gen.ours = r->prev.generator_masked;
+        if (generator_query(r->node.root_fd, &r->gen) < 0)
+                r->gen = (GeneratorInfo) { .ours = r->gen.ours };
+        r->gen.ours = r->gen.ours && r->gen.masked; /* a mask someone removed is no longer ours */
         if (e >= 0) {
-                e = unit_plan_build(r->mode, r->units.units, r->units.n, &r->image, &r->plan);
+                e = unit_plan_build_gen(r->mode, r->units.units, r->units.n, &r->image, &r->gen, &r->plan);
                 if (e < 0)
                         fail(r, EX_SOFTWARE, "out-of-memory");
         }

@@ -10,6 +10,7 @@
 #include <cjson/cJSON.h>
 
 #include "apply/authorized-keys.h"
+#include "apply/generator.h"
 #include "apply/sshd-config.h"
 #include "cmd.h"
 #include "fs-util.h"
@@ -202,10 +203,22 @@ static int query_unit(UnitBackend *b, const char *name, UnitInfo *ret, char **re
 }
 
 int node_query_units(Node *n, UnitInfoList *ret) {
+        _cleanup_strv_free_ char **names = NULL;
         UnitInfoList l = {};
+        GeneratorInfo gen = {};
         size_t count = 0;
+        int r;
 
+        /* The managed set: the configured units, and with systemd's ssh generator in the tree its sockets. */
+        r = generator_query(n->root_fd, &gen);
+        if (r >= 0 && gen.present) {
+                r = generator_socket_names(n->root_fd, &names);
+                if (r == -ENOMEM)
+                        return r;
+        }
         for (char **u = n->config.units; *u; u++)
+                count++;
+        for (char **u = names; u && *u; u++)
                 count++;
         l.units = calloc(count ?: 1, sizeof *l.units);
         l.errors = calloc(count ?: 1, sizeof *l.errors);
@@ -215,8 +228,17 @@ int node_query_units(Node *n, UnitInfoList *ret) {
                 return -ENOMEM;
         }
         /* Every unit is tried: one that cannot be read does not stop the others (SPEC §4). */
-        for (char **u = n->config.units; *u; u++) {
-                int r = query_unit(n->backend, *u, &l.units[l.n], &l.errors[l.n]);
+        size_t n_config = 0;
+        for (char **u = n->config.units; *u; u++)
+                n_config++;
+        for (size_t k = 0; k < count; k++) {
+                const char *u = k < n_config ? n->config.units[k] : names[k - n_config];
+                bool dup = false;
+                for (size_t j = 0; j < l.n; j++)
+                        dup = dup || streq(l.units[j].name, u);
+                if (dup)
+                        continue;
+                r = query_unit(n->backend, u, &l.units[l.n], &l.errors[l.n]);
                 l.n++;
                 if (r < 0) {
                         unit_info_list_done(&l);

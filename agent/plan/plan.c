@@ -8,12 +8,33 @@
 #include "fs-util.h"
 #include "macro.h"
 
-#define IN_SET_FILE_ACTION(k) ((k) == UNIT_DISABLE || (k) == UNIT_MASK || (k) == UNIT_UNMASK || (k) == UNIT_ENABLE)
+#define IN_SET_FILE_ACTION(k)                                                                            \
+        ((k) == UNIT_DISABLE || (k) == UNIT_MASK || (k) == UNIT_UNMASK || (k) == UNIT_ENABLE ||           \
+         (k) == UNIT_MASK_GENERATOR || (k) == UNIT_UNMASK_GENERATOR)
 
 static const char *const action_names[_UNIT_ACTION_MAX] = {
         [UNIT_STOP] = "stop",       [UNIT_DISABLE] = "disable", [UNIT_MASK] = "mask",   [UNIT_UNMASK] = "unmask",
         [UNIT_ENABLE] = "enable",   [UNIT_RELOAD] = "daemon-reload", [UNIT_START] = "start",
+        [UNIT_MASK_GENERATOR] = "mask-generator", [UNIT_UNMASK_GENERATOR] = "unmask-generator",
 };
+
+bool unit_is_generator_socket(const char *name) {
+        static const char *const fixed[] = { "sshd-unix-local.socket", "sshd-vsock.socket", "sshd-unix-export.socket",
+                                             "sshd-extra.socket" };
+        const char *p;
+
+        for (size_t i = 0; i < ELEMENTSOF(fixed); i++)
+                if (streq(name, fixed[i]))
+                        return true;
+        if (strncmp(name, "sshd-extra-", 11) != 0)
+                return false;
+        p = name + 11;
+        if (*p < '1' || *p > '9')
+                return false;
+        while (*p >= '0' && *p <= '9')
+                p++;
+        return streq(p, ".socket");
+}
 
 const char *unit_action_to_string(UnitActionKind k) {
         return k >= 0 && k < _UNIT_ACTION_MAX ? action_names[k] : "?";
@@ -55,19 +76,23 @@ static bool generated(const UnitInfo *u) {
         return streq(u->file_state, "generated") || streq(u->file_state, "transient");
 }
 
+static bool pickable(const UnitInfo *u, const char *suffix) {
+        return ends_with(u->name, suffix) && exists(u) && !unit_is_generator_socket(u->name);
+}
+
 static const UnitInfo *pick(const UnitInfo *units, size_t n, const char *suffix) {
         /* A real unit file first: a unit a generator made (e.g. from a leftover SysV ssh script) cannot be
          * enabled, and on Azure Linux it would shadow the real sshd.service. */
         /* A broken unit (its state unreadable) is never picked: not for the record, not to serve port 22. */
         for (size_t i = 0; i < n; i++)
-                if (ends_with(units[i].name, suffix) && exists(&units[i]) && !broken(&units[i]) &&
-                    !streq(units[i].file_state, "alias") && !generated(&units[i]))
+                if (pickable(&units[i], suffix) && !broken(&units[i]) && !streq(units[i].file_state, "alias") &&
+                    !generated(&units[i]))
                         return &units[i];
         for (size_t i = 0; i < n; i++)
-                if (ends_with(units[i].name, suffix) && exists(&units[i]) && streq(units[i].file_state, "alias"))
+                if (pickable(&units[i], suffix) && streq(units[i].file_state, "alias"))
                         return &units[i];
         for (size_t i = 0; i < n; i++)
-                if (ends_with(units[i].name, suffix) && exists(&units[i]) && !broken(&units[i]))
+                if (pickable(&units[i], suffix) && !broken(&units[i]))
                         return &units[i];
         return NULL;
 }
@@ -86,6 +111,7 @@ void unit_plan_image_record(const UnitInfo *units, size_t n, ImageRecord *ret) {
 
 typedef struct Builder {
         UnitPlan plan;
+        bool generator_starts; /* start the generator's sockets at the end */
         int error;
 } Builder;
 
@@ -112,7 +138,9 @@ bool unit_plan_changes_files(const UnitPlan *p) {
         return false;
 }
 
-static void plan_disabled(Builder *b, const UnitInfo *units, size_t n) {
+static void plan_disabled(Builder *b, const UnitInfo *units, size_t n, const GeneratorInfo *gen) {
+        bool generator = gen && gen->present;
+
         /* Stop first (at boot this also cancels sshd's queued start job), then disable (which removes
          * alias links, so the alias name can be masked too), then mask every name. A broken unit ("bad":
          * not masked, not enabled) is stopped and masked like the others: failing closed is per unit. */
@@ -123,13 +151,20 @@ static void plan_disabled(Builder *b, const UnitInfo *units, size_t n) {
                 if (exists(&units[i]) && !masked(&units[i]) && is_enabled_state(units[i].file_state))
                         add(b, UNIT_DISABLE, units[i].canonical);
         for (size_t i = 0; i < n; i++)
-                if (exists(&units[i]) && !masked(&units[i]))
+                if ((exists(&units[i]) || (generator && unit_is_generator_socket(units[i].name))) && !masked(&units[i]))
                         add(b, UNIT_MASK, units[i].name);
+        if (generator && !gen->masked)
+                add(b, UNIT_MASK_GENERATOR, SSH_GENERATOR);
 }
 
-static void plan_open(Builder *b, const UnitInfo *units, size_t n, const ImageRecord *rec) {
+static void plan_open(Builder *b, const UnitInfo *units, size_t n, const ImageRecord *rec, const GeneratorInfo *gen) {
         const UnitInfo *svc = NULL, *sock = NULL, *on, *off;
         bool want_socket;
+
+        /* What the image had, generator included: the agent's own generator mask goes, the generator's
+         * sockets are unmasked (below, with every managed name) and started after the daemon-reload. */
+        if (gen && gen->masked && gen->ours)
+                add(b, UNIT_UNMASK_GENERATOR, SSH_GENERATOR);
 
         if (rec && rec->recorded) {
                 svc = find(units, n, rec->service);
@@ -145,6 +180,12 @@ static void plan_open(Builder *b, const UnitInfo *units, size_t n, const ImageRe
 
         on = want_socket ? sock : svc;
         off = want_socket ? svc : sock;
+        b->generator_starts = gen && gen->present && gen->masked && gen->ours;
+        for (size_t i = 0; gen && gen->present && i < n; i++)
+                if (unit_is_generator_socket(units[i].name) && masked(&units[i])) {
+                        add(b, UNIT_UNMASK, units[i].name);
+                        b->generator_starts = true;
+                }
         b->plan.ssh_unit = on ? on->name : NULL;
         b->plan.off_unit = on && off && exists(off) ? off->canonical : NULL;
         b->plan.socket_activation = want_socket;
@@ -153,7 +194,7 @@ static void plan_open(Builder *b, const UnitInfo *units, size_t n, const ImageRe
 
         /* Unmask every managed name first, so that enabling can recreate alias links. */
         for (size_t i = 0; i < n; i++)
-                if (masked(&units[i]))
+                if (masked(&units[i]) && !unit_is_generator_socket(units[i].name))
                         add(b, UNIT_UNMASK, units[i].name);
         if (off && exists(off)) {
                 if (running(off))
@@ -170,13 +211,22 @@ static void plan_open(Builder *b, const UnitInfo *units, size_t n, const ImageRe
 }
 
 int unit_plan_build(Mode mode, const UnitInfo *units, size_t n, const ImageRecord *rec, UnitPlan *ret) {
+        return unit_plan_build_gen(mode, units, n, rec, NULL, ret);
+}
+
+int unit_plan_build_gen(Mode mode, const UnitInfo *units, size_t n, const ImageRecord *rec, const GeneratorInfo *gen,
+                        UnitPlan *ret) {
         Builder b = {};
         bool files = false;
 
         if (mode == MODE_DISABLED)
-                plan_disabled(&b, units, n);
+                plan_disabled(&b, units, n, gen);
         else
-                plan_open(&b, units, n, rec);
+                plan_open(&b, units, n, rec, gen);
+        if (b.generator_starts)
+                for (size_t i = 0; i < n; i++)
+                        if (unit_is_generator_socket(units[i].name))
+                                add(&b, UNIT_START, units[i].name); /* the executor skips names not generated */
 
         for (size_t i = 0; i < b.plan.n; i++)
                 files = files || IN_SET_FILE_ACTION(b.plan.actions[i].kind);

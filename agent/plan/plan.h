@@ -27,6 +27,8 @@ typedef enum UnitActionKind {
         UNIT_ENABLE,
         UNIT_RELOAD, /* daemon-reload; unit is NULL */
         UNIT_START,
+        UNIT_MASK_GENERATOR,   /* /etc/systemd/system-generators/systemd-ssh-generator -> /dev/null */
+        UNIT_UNMASK_GENERATOR, /* remove that symlink (only the agent's own) */
         _UNIT_ACTION_MAX,
 } UnitActionKind;
 
@@ -50,6 +52,23 @@ const char *unit_action_to_string(UnitActionKind k);
 void unit_plan_image_record(const UnitInfo *units, size_t n, ImageRecord *ret);
 
 int unit_plan_build(Mode mode, const UnitInfo *units, size_t n, const ImageRecord *rec, UnitPlan *ret);
+
+/* systemd >= 256's systemd-ssh-generator (sshd-unix-local.socket, sshd-vsock.socket, ...). */
+#define SSH_GENERATOR "systemd-ssh-generator"
+typedef struct GeneratorInfo {
+        bool present; /* the generator binary exists in the tree */
+        bool masked;  /* /etc/systemd/system-generators/systemd-ssh-generator masks it */
+        bool ours;    /* ... and the agent made that mask (state file) */
+} GeneratorInfo;
+
+/* sshd-unix-local.socket, sshd-vsock.socket, sshd-unix-export.socket, sshd-extra.socket, sshd-extra-N.socket */
+bool unit_is_generator_socket(const char *name);
+
+/* Disabled: with the generator present, its socket names are masked even where they do not exist yet (a mask
+ * in /etc beats generator output) and the generator is masked. LocalUser/EntraId: the agent's own generator
+ * mask is removed and the generator's sockets are started again after the daemon-reload. */
+int unit_plan_build_gen(Mode mode, const UnitInfo *units, size_t n, const ImageRecord *rec, const GeneratorInfo *gen,
+                        UnitPlan *ret);
 void unit_plan_done(UnitPlan *p);
 
 /* True when the plan changes unit files (so a daemon-reload is part of it). */

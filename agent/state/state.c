@@ -159,6 +159,9 @@ int state_parse(const char *text, size_t len, State *ret) {
                         r = dup_bool(v, "socket_enabled", &s.image.socket_enabled);
         }
 
+        if (r >= 0)
+                r = dup_bool(doc, "generator_masked", &s.generator_masked); /* optional: older files lack it */
+
         v = cJSON_GetObjectItemCaseSensitive(doc, "last_apply");
         if (r >= 0 && v && !cJSON_IsNull(v) && !cJSON_IsObject(v))
                 r = -EBADMSG;
@@ -227,6 +230,8 @@ char *state_format(const State *s) {
                 cJSON_AddBoolToObject(img, "service_enabled", s->image.service_enabled);
                 cJSON_AddBoolToObject(img, "socket_enabled", s->image.socket_enabled);
         }
+        if (s->generator_masked)
+                cJSON_AddBoolToObject(doc, "generator_masked", true);
         last = cJSON_AddObjectToObject(doc, "last_apply");
         if (!last)
                 return NULL;

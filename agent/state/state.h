@@ -36,6 +36,7 @@ typedef struct State {
         size_t n_keys;
         char **units;         /* managed units that existed (strv) */
         ImageRecord image;
+        bool generator_masked; /* the agent made /etc/systemd/system-generators/systemd-ssh-generator -> /dev/null */
         char *vm_id;
         /* last apply */
         char *last_time;      /* RFC 3339 UTC */

@@ -5,7 +5,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
+#include <sys/prctl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -23,12 +23,11 @@ static long elapsed_ms(const struct timespec *start) {
 
 int spawn_capture(char *const argv[], char *const envp[], unsigned timeout_ms, SpawnResult *ret) {
         int outp[2] = { -1, -1 }, errp[2] = { -1, -1 }, status = 0, r;
-        posix_spawn_file_actions_t fa;
         char *buf[2] = { calloc(1, SPAWN_OUTPUT_MAX + 1), calloc(1, SPAWN_OUTPUT_MAX + 1) };
         size_t len[2] = {};
         struct timespec start;
         bool timed_out = false;
-        pid_t pid;
+        pid_t pid, parent;
 
         if (!buf[0] || !buf[1]) {
                 free(buf[0]);
@@ -39,12 +38,23 @@ int spawn_capture(char *const argv[], char *const envp[], unsigned timeout_ms, S
                 r = -errno;
                 goto fail;
         }
-        posix_spawn_file_actions_init(&fa);
-        posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-        posix_spawn_file_actions_adddup2(&fa, outp[1], STDOUT_FILENO);
-        posix_spawn_file_actions_adddup2(&fa, errp[1], STDERR_FILENO);
-        r = -posix_spawn(&pid, argv[0], &fa, NULL, argv, envp);
-        posix_spawn_file_actions_destroy(&fa);
+        /* fork+exec rather than posix_spawn: the child must die with us (PR_SET_PDEATHSIG). A systemctl
+         * left running after the agent was killed would change the tree behind the next run's back. */
+        parent = getpid();
+        pid = fork();
+        if (pid < 0) {
+                r = -errno;
+                goto fail;
+        }
+        if (pid == 0) {
+                int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+                if (null_fd < 0 || dup2(null_fd, STDIN_FILENO) < 0 || dup2(outp[1], STDOUT_FILENO) < 0 ||
+                    dup2(errp[1], STDERR_FILENO) < 0 || prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+                        _exit(127);
+                execve(argv[0], argv, envp);
+                _exit(127);
+        }
+        r = 0;
         close(outp[1]);
         close(errp[1]);
         outp[1] = errp[1] = -1;

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
-/* Running a helper program (systemctl, sshd) directly: posix_spawn, no shell, stdin /dev/null, the
- * environment given (never ours), stdout and stderr captured, killed after a timeout. */
+/* Running a helper program (systemctl, sshd) directly: fork+execve, no shell, stdin /dev/null, the
+ * environment given (never ours), stdout and stderr captured, killed after a timeout or when we die. */
 
 #include <stdbool.h>
 #include <stddef.h>

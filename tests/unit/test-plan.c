@@ -390,7 +390,80 @@ static void test_broken(void) {
                    "Disabled: a broken unit is stopped and masked, never disabled");
 }
 
+static void check_plan_gen(Mode mode, const UnitInfo *u, size_t n, const ImageRecord *rec, const GeneratorInfo *gen,
+                           const char *want, const char *why) {
+        UnitPlan p = {};
+        _cleanup_free_ char *got = NULL;
+
+        CHECK_INTEQ(unit_plan_build_gen(mode, u, n, rec, gen, &p), 0, why);
+        got = render(&p);
+        CHECK_STREQ(got, want, why);
+        CHECK(unit_plan_changes_files(&p) == (strstr(want, "daemon-reload") != NULL), "daemon-reload exactly when files change");
+        unit_plan_done(&p);
+}
+
+/* systemd's ssh generator: its sockets masked even before they exist, the generator masked; LocalUser
+ * removes only the agent's own generator mask and starts the generator's sockets after the reload. */
+static void test_generator(void) {
+        static const UnitInfo fresh[] = {
+                { "ssh.service", "enabled", "inactive", "ssh.service" },
+                { "ssh.socket", "disabled", "inactive", "ssh.socket" },
+                { "sshd-unix-local.socket", "generated", "active", "sshd-unix-local.socket" },
+                { "sshd-vsock.socket", "not-found", "inactive", "sshd-vsock.socket" },
+        };
+        static const UnitInfo masked[] = {
+                { "ssh.service", "masked", "inactive", "ssh.service" },
+                { "ssh.socket", "masked", "inactive", "ssh.socket" },
+                { "sshd-unix-local.socket", "masked", "inactive", "sshd-unix-local.socket" },
+                { "sshd-vsock.socket", "masked", "inactive", "sshd-vsock.socket" },
+        };
+        static const UnitInfo open_gen[] = {
+                { "ssh.service", "enabled", "inactive", "ssh.service" },
+                { "ssh.socket", "disabled", "inactive", "ssh.socket" },
+                { "sshd-unix-local.socket", "generated", "active", "sshd-unix-local.socket" },
+        };
+        const GeneratorInfo present = { .present = true }, ours = { .present = true, .masked = true, .ours = true },
+                            theirs = { .present = true, .masked = true }, absent = {};
+
+        check_plan_gen(MODE_DISABLED, fresh, ELEMENTSOF(fresh), NULL, &present,
+                       "stop ssh.service; stop ssh.socket; stop sshd-unix-local.socket; disable ssh.service; mask ssh.service; "
+                       "mask ssh.socket; mask sshd-unix-local.socket; mask sshd-vsock.socket; "
+                       "mask-generator systemd-ssh-generator; daemon-reload",
+                       "Disabled with the generator: its sockets (existing or not) and the generator masked");
+        check_plan_gen(MODE_DISABLED, fresh, ELEMENTSOF(fresh), NULL, &absent,
+                       "stop ssh.service; stop ssh.socket; stop sshd-unix-local.socket; disable ssh.service; mask ssh.service; "
+                       "mask ssh.socket; mask sshd-unix-local.socket; daemon-reload",
+                       "Disabled without the generator binary: no generator mask, absent names left");
+        check_plan_gen(MODE_DISABLED, masked, ELEMENTSOF(masked), NULL, &ours, "", "Disabled with the generator: in sync");
+        check_plan_gen(MODE_LOCALUSER, masked, ELEMENTSOF(masked), &rec_service, &ours,
+                       "unmask-generator systemd-ssh-generator; unmask sshd-unix-local.socket; unmask sshd-vsock.socket; "
+                       "unmask ssh.service; unmask ssh.socket; enable ssh.service; daemon-reload; "
+                       "start ssh.service; start sshd-unix-local.socket; start sshd-vsock.socket",
+                       "LocalUser: the agent's generator mask removed, the generator's sockets back");
+        check_plan_gen(MODE_LOCALUSER, masked, ELEMENTSOF(masked), &rec_service, &theirs,
+                       "unmask sshd-unix-local.socket; unmask sshd-vsock.socket; unmask ssh.service; unmask ssh.socket; "
+                       "enable ssh.service; daemon-reload; start ssh.service; start sshd-unix-local.socket; start sshd-vsock.socket",
+                       "LocalUser: an image builder's generator mask is never removed");
+        check_plan_gen(MODE_LOCALUSER, open_gen, ELEMENTSOF(open_gen), &rec_service, &present, "", "LocalUser with the generator: in sync");
+        {
+                /* a generator socket is never the one picked to serve port 22 */
+                static const UnitInfo only_gen[] = {
+                        { "ssh.service", "masked", "inactive", "ssh.service" },
+                        { "sshd-unix-local.socket", "generated", "inactive", "sshd-unix-local.socket" },
+                };
+                ImageRecord r = {};
+                unit_plan_image_record(only_gen, ELEMENTSOF(only_gen), &r);
+                CHECK(r.socket == NULL, "a generator socket is not the image's socket");
+                image_record_done(&r);
+        }
+        CHECK(unit_is_generator_socket("sshd-extra-2.socket"), "sshd-extra-N");
+        CHECK(!unit_is_generator_socket("sshd-extra-0.socket"), "N >= 1");
+        CHECK(!unit_is_generator_socket("sshd.socket"), "the configured socket");
+        CHECK(!unit_is_generator_socket("sshd-extra-2x.socket"), "digits only");
+}
+
 int main(void) {
+        test_generator();
         test_broken();
         test_disabled();
         test_localuser();
