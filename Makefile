@@ -8,29 +8,37 @@ CC           ?= cc
 CLANG        ?= clang
 PYTHON       ?= /usr/bin/python3
 BUILD        := build
-PKGS         := libsystemd libcurl libcjson libsodium
+PKGS         := libsystemd libcurl libcjson libsodium libcrypto
 
 # Debian packages a fresh Debian 12 needs: to build, and to run the tests.
-BUILD_DEBS   := gcc make pkg-config libsystemd-dev libcurl4-openssl-dev libcjson-dev libsodium-dev
+BUILD_DEBS   := gcc make pkg-config libsystemd-dev libcurl4-openssl-dev libcjson-dev libsodium-dev libssl-dev
 TEST_DEBS    := clang libclang-rt-14-dev libfuzzer-14-dev python3 python3-pytest openssh-client \
                 openssh-server valgrind debootstrap systemd systemd-container iproute2 shellcheck \
                 curl jq rpm dpkg-dev fakeroot procps psmisc man-db libc6-dbg \
                 prometheus-node-exporter prometheus
 DEMO_DEBS    := python3 openssh-client systemd
+# The man page is generated (image-hooks/man/aks-ssh-access.8.md); the packages are built and linted.
+BUILD_DEBS   += go-md2man
+TEST_DEBS    += build-essential debhelper lintian rpmlint cpio file
 
 PKG_CFLAGS   := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS     := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 WARN         := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-unused-parameter -Wmissing-prototypes \
                 -Wstrict-prototypes -Wno-format-nonliteral
-HARDEN       := -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fPIE
+# A distribution's build flags (dpkg-buildflags, rpm's %set_build_flags) may set _FORTIFY_SOURCE to another
+# level: a second definition would be a "redefined" warning, i.e. an error with -Werror.
+HARDEN       := $(if $(findstring _FORTIFY_SOURCE,$(CPPFLAGS) $(CFLAGS)),,-D_FORTIFY_SOURCE=2) -fstack-protector-strong -fPIE
 CFLAGS       ?= -O2 -g
-ALL_CFLAGS   := -std=gnu17 -D_GNU_SOURCE -DVERSION='"$(VERSION)"' $(WARN) $(HARDEN) $(CFLAGS) \
-                -Iagent -Iagent/util $(PKG_CFLAGS)
+# Compiler flags, defined once: every build uses BASE_CFLAGS. The plain build adds the hardening,
+# $(CPPFLAGS) and $(CFLAGS); the sanitizer builds (ASan+UBSan here, libFuzzer in tests/fuzz/fuzz.mk) add
+# SAN_FLAGS instead (_FORTIFY_SOURCE and ASan do not mix). -MMD -MP: header dependencies, included below.
+BASE_CFLAGS  := -std=gnu17 -D_GNU_SOURCE -DVERSION='"$(VERSION)"' $(WARN) -Iagent -Iagent/util $(PKG_CFLAGS) \
+                -MMD -MP
+SAN_FLAGS    := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+ALL_CFLAGS   := $(BASE_CFLAGS) $(HARDEN) $(CPPFLAGS) $(CFLAGS)
+SAN_CFLAGS   := $(BASE_CFLAGS) $(SAN_FLAGS)
 ALL_LDFLAGS  := -pie -Wl,-z,relro,-z,now -Wl,--as-needed $(LDFLAGS)
-
-SAN_CFLAGS   := -std=gnu17 -D_GNU_SOURCE -DVERSION='"$(VERSION)"' $(WARN) -O1 -g -fno-omit-frame-pointer \
-                -fsanitize=address,undefined -fno-sanitize-recover=all -Iagent -Iagent/util $(PKG_CFLAGS)
 
 LIB_SRCS     := $(sort $(wildcard agent/*/*.c))
 LIB_OBJS     := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
@@ -50,11 +58,11 @@ deps:
 test-deps:
 	@tests/lib/ensure-debs $(BUILD_DEBS) $(TEST_DEBS)
 
-$(BUILD)/obj/%.o: %.c $(wildcard agent/*/*.h)
+$(BUILD)/obj/%.o: %.c
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
-$(BUILD)/asan/%.o: %.c $(wildcard agent/*/*.h)
+$(BUILD)/asan/%.o: %.c
 	@mkdir -p $(@D)
 	$(CLANG) $(SAN_CFLAGS) -c -o $@ $<
 
@@ -66,11 +74,11 @@ asan-binary: $(BUILD)/asan/aks-ssh-access
 $(BUILD)/asan/aks-ssh-access: $(BUILD)/asan/agent/main.o $(SAN_OBJS)
 	$(CLANG) $(SAN_CFLAGS) -o $@ $^ $(PKG_LIBS)
 
-$(BUILD)/tests/%: tests/unit/%.c tests/unit/unit.h $(LIB_OBJS)
+$(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJS)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -Itests/unit -o $@ $< $(LIB_OBJS) $(ALL_LDFLAGS) $(PKG_LIBS)
 
-$(BUILD)/asan/tests/%: tests/unit/%.c tests/unit/unit.h $(SAN_OBJS)
+$(BUILD)/asan/tests/%: tests/unit/%.c $(SAN_OBJS)
 	@mkdir -p $(@D)
 	$(CLANG) $(SAN_CFLAGS) -Itests/unit -o $@ $< $(SAN_OBJS) $(PKG_LIBS)
 
@@ -89,6 +97,11 @@ integration: $(BUILD)/aks-ssh-access $(BUILD)/asan/aks-ssh-access
 smoke: $(BUILD)/aks-ssh-access
 	@if [ -x ../shared/acceptance/offline-smoke ] || [ -f ../shared/acceptance/offline-smoke ]; then \
 		$(PYTHON) ../shared/acceptance/offline-smoke; else echo "smoke: ../shared/acceptance not present, skipped"; fi
+
+# Header dependencies that -MMD wrote (none before the first build, which builds everything anyway).
+-include $(wildcard $(BUILD)/obj/agent/*.d $(BUILD)/obj/agent/*/*.d $(BUILD)/asan/agent/*.d \
+        $(BUILD)/asan/agent/*/*.d $(BUILD)/tests/*.d $(BUILD)/asan/tests/*.d $(BUILD)/fuzz/*.d \
+        $(BUILD)/fuzz/obj/agent/*/*.d)
 
 # `install`, packaging: image-hooks/image-hooks.mk; end-to-end: tests/e2e/e2e.mk; fuzz: tests/fuzz/fuzz.mk;
 # bench: tests/bench/bench.mk.

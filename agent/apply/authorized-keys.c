@@ -27,50 +27,114 @@ static int buf_add(Buf *b, const char *s, size_t n) {
         return 0;
 }
 
-static bool line_starts(const char *line, size_t len, const char *prefix) {
-        size_t n = strlen(prefix);
-        return len >= n && memcmp(line, prefix, n) == 0;
-}
-
-/* Next line [*pos, end-of-line incl. '\n'); returns its length incl. the terminator, 0 at the end. */
+/* Next line [pos, end-of-line incl. '\n'); returns its length incl. the terminator. */
 static size_t next_line(const char *text, size_t len, size_t pos) {
         const char *nl = memchr(text + pos, '\n', len - pos);
         return nl ? (size_t) (nl - (text + pos)) + 1 : len - pos;
 }
 
-/* Finds the END line for a BEGIN at `pos`; returns the offset just past the END line or 0 if none. */
-static size_t find_block_end(const char *text, size_t len, size_t pos) {
-        size_t l = next_line(text, len, pos);
+/* The line's content: without its '\n' and one CR before it (also at the very end without a '\n': adding the
+ * '\n' before an appended block must never turn a user line into a marker or back). */
+static size_t content_len(const char *line, size_t l) {
+        if (l > 0 && line[l - 1] == '\n')
+                l--;
+        if (l > 0 && line[l - 1] == '\r')
+                l--;
+        return l;
+}
 
-        for (pos += l; pos < len; pos += l) {
+static bool line_is(const char *line, size_t l, const char *marker) {
+        size_t c = content_len(line, l), n = strlen(marker);
+        return c == n && memcmp(line, marker, n) == 0;
+}
+
+/* One complete block: [start, end) from its BEGIN line to just past its END line. */
+typedef struct Block {
+        size_t start, end;
+        size_t inner_start, inner_end; /* the lines between the markers */
+        bool end_unterminated;         /* the END line is the file's last and has no '\n' */
+} Block;
+
+/* Splits the text into complete blocks; -EBADMSG (with line and what) at the first unpaired marker. */
+static int scan(const char *text, size_t len, Block **ret_blocks, size_t *ret_n, size_t *ret_line, const char **ret_what) {
+        _cleanup_free_ Block *blocks = NULL;
+        size_t n = 0, lineno = 0, begin_line = 0, l;
+        bool inside = false;
+        Block cur = {};
+
+        for (size_t pos = 0; pos < len; pos += l) {
                 l = next_line(text, len, pos);
-                if (line_starts(text + pos, l, AK_END_PREFIX))
-                        return pos + l;
-                if (line_starts(text + pos, l, AK_BEGIN_PREFIX))
-                        return 0; /* a new BEGIN before any END: the first one is orphaned */
+                lineno++;
+                if (line_is(text + pos, l, AK_BEGIN)) {
+                        if (inside) {
+                                *ret_line = begin_line;
+                                *ret_what = "BEGIN marker without END";
+                                return -EBADMSG;
+                        }
+                        inside = true;
+                        begin_line = lineno;
+                        cur = (Block) { .start = pos, .inner_start = pos + l };
+                } else if (line_is(text + pos, l, AK_END)) {
+                        if (!inside) {
+                                *ret_line = lineno;
+                                *ret_what = "END marker without BEGIN";
+                                return -EBADMSG;
+                        }
+                        inside = false;
+                        cur.inner_end = pos;
+                        cur.end = pos + l;
+                        cur.end_unterminated = text[pos + l - 1] != '\n';
+                        if (ret_blocks) {
+                                Block *nb = realloc(blocks, (n + 1) * sizeof *nb);
+                                if (!nb)
+                                        return -ENOMEM;
+                                blocks = nb;
+                                blocks[n] = cur;
+                        }
+                        n++;
+                }
         }
+        if (inside) {
+                *ret_line = begin_line;
+                *ret_what = "BEGIN marker without END";
+                return -EBADMSG;
+        }
+        if (ret_blocks)
+                *ret_blocks = TAKE_PTR(blocks);
+        *ret_n = n;
         return 0;
 }
 
-int authorized_keys_block_lines(const char *text, size_t len, char ***ret_lines, bool *ret_found) {
-        size_t pos = 0, l, end;
-        char **lines = NULL;
-        size_t n = 0;
+int authorized_keys_check(const char *text, size_t len, size_t *ret_line, const char **ret_what) {
+        size_t n, line = 0;
+        const char *what = NULL;
+        int r = scan(text, len, NULL, &n, &line, &what);
 
-        for (; pos < len; pos += l) {
-                l = next_line(text, len, pos);
-                if (!line_starts(text + pos, l, AK_BEGIN_PREFIX))
-                        continue;
-                end = find_block_end(text, len, pos);
-                if (end == 0)
-                        continue;
-                lines = calloc(1, sizeof *lines);
-                if (!lines)
-                        return -ENOMEM;
-                for (pos += l; pos < end; pos += l) {
+        if (r == -EBADMSG) {
+                if (ret_line)
+                        *ret_line = line;
+                if (ret_what)
+                        *ret_what = what;
+        }
+        return r;
+}
+
+int authorized_keys_block_lines(const char *text, size_t len, char ***ret_lines, bool *ret_found) {
+        _cleanup_free_ Block *blocks = NULL;
+        size_t nb = 0, n = 0, line;
+        const char *what;
+        char **lines;
+        int r;
+
+        r = scan(text, len, &blocks, &nb, &line, &what);
+        if (r < 0)
+                return r;
+        lines = calloc(1, sizeof *lines);
+        if (!lines)
+                return -ENOMEM;
+        for (size_t b = 0; b < nb; b++)
+                for (size_t pos = blocks[b].inner_start, l; pos < blocks[b].inner_end; pos += l) {
                         l = next_line(text, len, pos);
-                        if (line_starts(text + pos, l, AK_END_PREFIX))
-                                break;
                         size_t ll = l;
                         while (ll > 0 && (text[pos + ll - 1] == '\n' || text[pos + ll - 1] == '\r'))
                                 ll--;
@@ -87,20 +151,12 @@ int authorized_keys_block_lines(const char *text, size_t len, char ***ret_lines,
                         }
                         lines[++n] = NULL;
                 }
-                *ret_lines = lines;
-                *ret_found = true;
-                return 0;
-        }
-
-        lines = calloc(1, sizeof *lines);
-        if (!lines)
-                return -ENOMEM;
         *ret_lines = lines;
-        *ret_found = false;
+        *ret_found = nb > 0;
         return 0;
 }
 
-static int add_block(Buf *b, char *const *lines, size_t n) {
+static int add_block(Buf *b, char *const *lines, size_t n, bool final_newline) {
         int r = buf_add(b, AK_BEGIN "\n", strlen(AK_BEGIN) + 1);
 
         for (size_t i = 0; r >= 0 && i < n; i++) {
@@ -109,39 +165,44 @@ static int add_block(Buf *b, char *const *lines, size_t n) {
                         r = buf_add(b, "\n", 1);
         }
         if (r >= 0)
-                r = buf_add(b, AK_END "\n", strlen(AK_END) + 1);
+                r = buf_add(b, AK_END "\n", strlen(AK_END) + final_newline);
         return r;
 }
 
 int authorized_keys_merge(const char *text, size_t len, char *const *lines, size_t n, char **ret, size_t *ret_len) {
+        _cleanup_free_ Block *blocks = NULL;
+        size_t nb = 0, pos = 0, line;
+        const char *what;
         Buf b = {};
-        bool placed = false;
-        size_t pos = 0, l;
-        int r = buf_add(&b, "", 0);
+        int r;
 
-        while (r >= 0 && pos < len) {
-                l = next_line(text, len, pos);
-                if (!line_starts(text + pos, l, AK_BEGIN_PREFIX)) {
-                        r = buf_add(&b, text + pos, l);
-                        pos += l;
-                        continue;
-                }
-                size_t end = find_block_end(text, len, pos);
-                if (end == 0) {
-                        pos += l; /* orphaned BEGIN: only our marker line goes */
-                        continue;
-                }
-                if (!placed && n > 0)
-                        r = add_block(&b, lines, n);
-                placed = true;
-                pos = end;
+        r = scan(text, len, &blocks, &nb, &line, &what);
+        if (r < 0)
+                return r;
+        r = buf_add(&b, "", 0);
+        for (size_t i = 0; r >= 0 && i < nb; i++) {
+                size_t keep_to = blocks[i].start;
+                /* A block at the very end without a final newline was appended after a "\n" of ours
+                 * (the text did not end in one): that "\n" goes with it. */
+                bool ours_nl = blocks[i].end_unterminated && keep_to > pos && (i > 0 || n == 0);
+                if (ours_nl)
+                        keep_to--;
+                r = buf_add(&b, text + pos, keep_to - pos);
+                if (r >= 0 && i == 0 && n > 0)
+                        r = add_block(&b, lines, n, !blocks[i].end_unterminated);
+                pos = blocks[i].end;
         }
+        if (r >= 0)
+                r = buf_add(&b, text + pos, len - pos);
 
-        if (r >= 0 && !placed && n > 0) {
-                if (b.len > 0 && b.p[b.len - 1] != '\n')
+        if (r >= 0 && nb == 0 && n > 0) {
+                /* Appended: after a "\n" of ours when the text does not end in one, and then without a final
+                 * newline, so that the file ends as it did and removal gives the bytes back exactly. */
+                bool unterminated = b.len > 0 && b.p[b.len - 1] != '\n';
+                if (unterminated)
                         r = buf_add(&b, "\n", 1);
                 if (r >= 0)
-                        r = add_block(&b, lines, n);
+                        r = add_block(&b, lines, n, !unterminated);
         }
         if (r < 0) {
                 free(b.p);

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "home.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pwd.h>
@@ -10,9 +11,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "apply/authorized-keys.h"
 #include "fs-util.h"
 #include "log.h"
 #include "macro.h"
+
+#define PASSWD_MAX ((size_t) 16 * 1024 * 1024)
 
 void admin_user_done(AdminUser *u) {
         if (!u)
@@ -25,6 +29,8 @@ void admin_user_done(AdminUser *u) {
 
 int admin_user_lookup(int root_fd, const char *name, AdminUser *ret) {
         struct passwd *pw = NULL;
+        _cleanup_free_ char *passwd = NULL;
+        size_t passwd_len = 0;
         _cleanup_fclose_ FILE *f = NULL;
 
         if (!name || !*name || strchr(name, '/') || strchr(name, ':'))
@@ -36,14 +42,20 @@ int admin_user_lookup(int root_fd, const char *name, AdminUser *ret) {
                 if (!pw)
                         return errno > 0 && errno != ENOENT && errno != ESRCH ? -errno : -ENOENT;
         } else {
-                int fd = open_in_root(root_fd, "/etc/passwd", O_RDONLY, 0);
+                _cleanup_close_ int fd = open_in_root(root_fd, "/etc/passwd", O_RDONLY | O_NOCTTY | O_NONBLOCK, 0);
                 if (fd < 0)
                         return fd == -ENOENT ? -ENOENT : fd;
-                f = fdopen(fd, "re");
-                if (!f) {
-                        close(fd);
-                        return -errno;
-                }
+                /* A regular file, capped: a FIFO or device in the image must not hang or spin the run. */
+                int r = read_regular_fd(fd, PASSWD_MAX, &passwd, &passwd_len);
+                if (r == -EBADFD)
+                        return log_error_errno(EPERM, "Refusing to read /etc/passwd of the root: not a regular file.");
+                if (r == -EFBIG)
+                        return log_error_errno(EFBIG, "Refusing to read /etc/passwd of the root: larger than %zu bytes.", PASSWD_MAX);
+                if (r < 0)
+                        return r;
+                f = passwd_len > 0 ? fmemopen(passwd, passwd_len, "r") : NULL;
+                if (!f)
+                        return passwd_len > 0 ? -errno : -ENOENT;
                 while ((pw = fgetpwent(f)))
                         if (streq(pw->pw_name, name))
                                 break;
@@ -98,6 +110,30 @@ static int path_in_root(int root_fd, int fd, char **ret) {
         return 0;
 }
 
+/* Homes the agent never creates .ssh in: the root directory, shared top-level directories, and the system
+ * trees (root's home included: the admin is never uid 0). A passwd entry pointing there is a broken or
+ * hostile image, not a user's home. */
+static bool system_directory(const char *real) {
+        static const char *const exact[] = {
+                "/", "/home", "/var", "/var/lib", "/var/cache", "/var/log", "/var/spool", "/var/tmp", "/var/mail",
+                "/tmp", "/opt", "/srv", "/mnt", "/media", "/snap", "/nonexistent",
+        };
+        static const char *const trees[] = {
+                "/etc", "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/boot", "/dev", "/proc",
+                "/sys", "/run", "/root", "/var/run", "/var/lib/aks-ssh-access", "/var/lib/systemd",
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(exact); i++)
+                if (streq(real, exact[i]))
+                        return true;
+        for (size_t i = 0; i < ELEMENTSOF(trees); i++) {
+                size_t n = strlen(trees[i]);
+                if (strncmp(real, trees[i], n) == 0 && (real[n] == '\0' || real[n] == '/'))
+                        return true;
+        }
+        return false;
+}
+
 int home_open(int root_fd, AdminUser *u, int *ret_fd) {
         _cleanup_close_ int resolved = -1, dfd = -1;
         _cleanup_free_ char *real = NULL, *copy = NULL;
@@ -112,6 +148,9 @@ int home_open(int root_fd, AdminUser *u, int *ret_fd) {
         r = path_in_root(root_fd, resolved, &real);
         if (r < 0)
                 return log_error_errno(r, "Cannot resolve home directory %s: %m", u->home);
+
+        if (system_directory(real))
+                return log_error_errno(EPERM, "Refusing to use home %s of %s: it is a system directory, not a user's home.", real, u->name);
 
         /* Walk the real path again without following anything, checking every component. */
         dfd = root_fd == AT_FDCWD ? open("/", O_PATH | O_DIRECTORY | O_CLOEXEC) : openat(root_fd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
@@ -160,11 +199,52 @@ static int check_owned(const struct stat *st, const AdminUser *u, const char *wh
         return 0;
 }
 
+/* mkdirat() cannot hand back what it made, and the user owns the home: between mkdirat and openat they can
+ * rename any directory of theirs (or a root-owned one that sits in their home) to ".ssh". So the agent creates
+ * .ssh with mode 0000, a mode umask cannot change and that nothing but this code ever gives a directory, and
+ * decides from the opened fd alone: a root-owned, empty directory of mode 0000 is one the agent made (in this
+ * run, or in a run killed before it finished), and only that one is chowned and chmodded. */
+#define SSH_DIR_CREATE_MODE 0000
+
+static int dir_is_empty(int fd) {
+        _cleanup_close_ int dfd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        DIR *d;
+        struct dirent *de;
+        int r = 1;
+
+        if (dfd < 0)
+                return -errno;
+        d = fdopendir(dfd);
+        if (!d)
+                return -errno;
+        dfd = -1;
+        while ((de = readdir(d)))
+                if (!streq(de->d_name, ".") && !streq(de->d_name, "..")) {
+                        r = 0;
+                        break;
+                }
+        closedir(d);
+        return r;
+}
+
+static bool made_by_agent(int fd, const struct stat *st) {
+        return S_ISDIR(st->st_mode) && st->st_uid == geteuid() && (st->st_mode & 07777) == SSH_DIR_CREATE_MODE &&
+               dir_is_empty(fd) == 1; /* not st_nlink: btrfs directories always have 1 */
+}
+
 int ssh_dir_tighten(int ssh_fd, const AdminUser *u, bool writing) {
         struct stat st;
 
+        if (!writing || fstat(ssh_fd, &st) < 0)
+                return 0;
+        /* A .ssh the agent made in a run killed before it handed it over: finish that now. */
+        if (made_by_agent(ssh_fd, &st)) {
+                if (fchown(ssh_fd, u->uid, u->gid) < 0 || fchmod(ssh_fd, 0700) < 0)
+                        return log_error_errno(errno == EPERM ? EACCES : errno, "Cannot set owner/mode of %s/.ssh: %m", u->real_home);
+                return 0;
+        }
         /* Only the user's own .ssh: a root-owned one at 0700 would lock the user out of it. */
-        if (!writing || fstat(ssh_fd, &st) < 0 || st.st_uid != u->uid || (st.st_mode & 07777) == 0700)
+        if (st.st_uid != u->uid || (st.st_mode & 07777) == 0700)
                 return 0;
         /* EPERM here is an immutable directory: "cannot create" (73), not an unsafe path (77). */
         if (fchmod(ssh_fd, 0700) < 0)
@@ -180,14 +260,19 @@ int ssh_dir_open(int home_fd, const AdminUser *u, bool create, int *ret_fd) {
 
         fd = openat(home_fd, ".ssh", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (fd < 0 && errno == ENOENT && create) {
-                if (mkdirat(home_fd, ".ssh", 0700) < 0 && errno != EEXIST)
-                        return log_error_errno(errno, "Cannot create %s/.ssh: %m", u->real_home);
-                created = true;
+                if (mkdirat(home_fd, ".ssh", SSH_DIR_CREATE_MODE) < 0) {
+                        if (errno != EEXIST)
+                                return log_error_errno(errno, "Cannot create %s/.ssh: %m", u->real_home);
+                        /* Someone else made it in between: an existing .ssh, checked as such below. */
+                } else
+                        created = true;
                 fd = openat(home_fd, ".ssh", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         }
         if (fd < 0) {
-                if (errno == ENOENT)
+                if (errno == ENOENT && !created)
                         return -ENOENT;
+                if (errno == ENOENT)
+                        return log_error_errno(EPERM, "Refusing to use %s/.ssh: it vanished while being created.", u->real_home);
                 if (errno == ELOOP || errno == ENOTDIR) {
                         if (fstatat(home_fd, ".ssh", &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode))
                                 return log_error_errno(EPERM, "Refusing to use %s/.ssh: it is a symlink.", u->real_home);
@@ -197,12 +282,16 @@ int ssh_dir_open(int home_fd, const AdminUser *u, bool create, int *ret_fd) {
         }
         if (fstat(fd, &st) < 0)
                 return -errno;
-        if (created) {
+        if (create && made_by_agent(fd, &st)) {
+                /* Ours (from the fd, not the name): hand it to the user. */
                 if (fchown(fd, u->uid, u->gid) < 0 || fchmod(fd, 0700) < 0)
                         return log_error_errno(errno, "Cannot set owner/mode of %s/.ssh: %m", u->real_home);
                 if (fsync(home_fd) < 0)
                         return log_error_errno(errno, "Cannot sync %s: %m", u->real_home);
-        } else {
+        } else if (created)
+                /* mkdirat succeeded, yet what is at .ssh now is not that directory: it was swapped. */
+                return log_error_errno(EPERM, "Refusing to use %s/.ssh: it was replaced while being created.", u->real_home);
+        else {
                 r = check_owned(&st, u, ".ssh");
                 if (r < 0)
                         return r;
@@ -244,7 +333,42 @@ int authorized_keys_read(int ssh_fd, const AdminUser *u, char **ret_text, size_t
 
 int authorized_keys_write(int ssh_fd, const AdminUser *u, const char *text, size_t len) {
         int r = write_file_atomic(ssh_fd, "authorized_keys", text, len, 0600, u->uid, u->gid);
+        /* ENOENT through a directory fd: the .ssh we hold was removed (replaced by a rename) meanwhile.
+         * Nothing was written anywhere else; report it as "cannot create" (73). */
+        if (r == -ENOENT)
+                return log_error_errno(EACCES, "Cannot write %s/.ssh/authorized_keys: .ssh was removed while writing.", u->real_home);
         if (r < 0)
                 return log_error_errno(r, "Cannot write %s/.ssh/authorized_keys: %m", u->real_home);
         return 0;
+}
+
+int authorized_keys_remove_managed(int root_fd, const char *name) {
+        _cleanup_(admin_user_done) AdminUser u = {};
+        _cleanup_close_ int home_fd = -1, ssh_fd = -1;
+        _cleanup_free_ char *text = NULL, *merged = NULL;
+        size_t len, merged_len;
+        int r;
+
+        r = admin_user_lookup(root_fd, name, &u);
+        if (r < 0)
+                return r;
+        if (u.uid == 0)
+                return 2; /* never rewrite a uid-0 user's file for a document */
+        r = home_open(root_fd, &u, &home_fd);
+        if (r >= 0)
+                r = ssh_dir_open(home_fd, &u, false, &ssh_fd);
+        if (r >= 0)
+                r = authorized_keys_read(ssh_fd, &u, &text, &len);
+        if (r == -ENOENT)
+                r = 0, len = 0;
+        else if (r >= 0) {
+                (void) remove_stale_temp_files(ssh_fd, "authorized_keys");
+                r = authorized_keys_merge(text, len, NULL, 0, &merged, &merged_len);
+                if (r >= 0 && (merged_len != len || memcmp(merged, text, len) != 0)) {
+                        r = authorized_keys_write(ssh_fd, &u, merged, merged_len);
+                        if (r >= 0)
+                                r = 1;
+                }
+        }
+        return r;
 }

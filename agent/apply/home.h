@@ -45,4 +45,9 @@ int authorized_keys_read(int ssh_fd, const AdminUser *u, char **ret_text, size_t
 /* Atomically replaces .ssh/authorized_keys with text (0600, owned by the user). */
 int authorized_keys_write(int ssh_fd, const AdminUser *u, const char *text, size_t len);
 
+/* Removes the managed block from the authorized_keys of user `name` (a previous admin), with every check above;
+ * every other byte stays. 1 removed, 0 nothing to remove (no .ssh, no file, no block), 2 a uid-0 user (never
+ * touched), -ENOENT no such user, -EPERM an unsafe path, -EBADMSG a damaged block (left as it is). */
+int authorized_keys_remove_managed(int root_fd, const char *name);
+
 #define AUTHORIZED_KEYS_MAX ((size_t) 64 * 1024 * 1024)

@@ -17,6 +17,10 @@
 #include "fs-util.h"
 #include "log.h"
 #include "macro.h"
+#include "text-util.h"
+
+/* How many rejected publicKeys entries are logged one by one; the rest are counted. */
+#define REJECTED_LOG_MAX 10
 
 /* What one apply run decided and did; printed for --dry-run / --json and recorded. */
 typedef struct Run {
@@ -33,6 +37,9 @@ typedef struct Run {
         int exit;
         AdminUser user;
         bool have_user;
+        bool admin_changed;   /* the document names another admin than the state file: its block goes */
+        int prev_admin;       /* 1 the previous admin's block is gone, -1 removing it failed */
+        bool refused_root;    /* the admin has uid 0: never recorded as the user whose keys are managed */
         /* key part */
         bool key_part;        /* the key part is to be done (not blocked, not a fallback) */
         char *ak_old;
@@ -100,6 +107,14 @@ static void prepare_keys(Run *r) {
                 fail(r, EX_NOUSER, "admin-user-missing");
                 return;
         }
+        if (r->user.uid == 0) {
+                /* Azure never provisions root as the admin: such a document is not trusted with root's keys. */
+                log_event(LOG_ERR, MID_USER_MISSING, NULL, "Refusing admin user %s: it has uid 0 in the passwd database%s%s.",
+                          r->policy.admin_user, r->o->root ? " of " : "", r->o->root ?: "");
+                fail(r, EX_NOUSER, "admin-user-root");
+                r->refused_root = true;
+                return;
+        }
         r->have_user = true;
 
         e = home_open(r->node.root_fd, &r->user, &r->home_fd);
@@ -147,6 +162,16 @@ static void prepare_keys(Run *r) {
         }
 
         e = authorized_keys_merge(r->ak_old ?: "", r->ak_old_len, lines, n, &r->ak_new, &r->ak_new_len);
+        if (e == -EBADMSG) {
+                /* Unpaired markers: which lines are ours cannot be told, so the file is left as it is. */
+                size_t line = 0;
+                const char *what = NULL;
+                (void) authorized_keys_check(r->ak_old, r->ak_old_len, &line, &what);
+                log_event(LOG_ERR, MID_UNSAFE_PATH, NULL, "Not touching the keys of %s: the managed block in %s/.ssh/authorized_keys is damaged (%s, line %zu); fix or remove the markers by hand.",
+                          r->user.name, r->user.real_home, what ?: "?", line);
+                fail(r, EX_DATAERR, "authorized-keys-damaged");
+                return;
+        }
         if (e < 0) {
                 fail(r, EX_SOFTWARE, "out-of-memory");
                 return;
@@ -157,22 +182,53 @@ static void prepare_keys(Run *r) {
         r->key_part = true;
 }
 
-static int write_keys(Run *r) {
-        int e;
+/* The admin changed: the previous admin's managed block goes, every other byte of their file stays. */
+static int remove_previous_admin_keys(Run *r) {
+        int e = authorized_keys_remove_managed(r->node.root_fd, r->prev.user);
+        _cleanup_free_ char *who = text_escape(r->prev.user); /* from state.json: printed escaped */
 
-        if (!r->key_part)
+        if (e == -ENOENT) {
+                log_warning("Previous admin user %s no longer exists; no managed keys of theirs to remove.", who ?: "?");
+                e = 0;
+        }
+        if (e < 0) {
+                log_event_errno(LOG_ERR, e, MID_UNSAFE_PATH, NULL, "Cannot remove the managed keys of the previous admin user %s: %s",
+                                who ?: "?", e == -EBADMSG ? "the managed block is damaged" : e == -EPERM ? "unsafe path" : strerror(-e));
+                fail(r, e == -EBADMSG ? EX_DATAERR : exit_code_from_errno(e), e == -EBADMSG ? "authorized-keys-damaged" : "previous-admin-keys");
+                r->prev_admin = -1;
+                r->key_part = false; /* the state keeps naming the previous admin, so the next run tries again */
+                return e;
+        }
+        if (e == 2) {
+                log_warning("Previous admin user %s has uid 0; its authorized_keys is never touched.", who ?: "?");
+                e = 0;
+        }
+        if (e > 0)
+                log_event(LOG_INFO, MID_KEYS_WRITTEN, NULL, "Removed the managed keys of the previous admin user %s.", who ?: "?");
+        r->prev_admin = 1;
+        return e;
+}
+
+static int write_keys(Run *r) {
+        int e, removed = 0;
+
+        if (r->admin_changed && (removed = remove_previous_admin_keys(r)) < 0)
                 return 0;
+        if (!r->key_part)
+                return removed > 0;
         /* A killed run's temp files go even when the file itself is already right (SPEC §4). */
         if (r->ssh_fd >= 0)
                 (void) remove_stale_temp_files(r->ssh_fd, "authorized_keys");
         if (!r->keys_change)
-                return 0;
+                return removed > 0;
         if (r->ssh_fd < 0)
                 e = ssh_dir_open(r->home_fd, &r->user, true, &r->ssh_fd);
         else
                 e = ssh_dir_tighten(r->ssh_fd, &r->user, true);
         if (e < 0) {
-                fail(r, e == -EPERM ? EX_NOPERM : e == -EACCES || e == -EROFS ? EX_CANTCREAT : exit_code_from_errno(e),
+                /* ENOENT: .ssh vanished between creating and opening it (a race in the home): the user
+                 * exists, the directory could not be made, 73 — not "no such user" (67). */
+                fail(r, e == -EPERM ? EX_NOPERM : e == -EACCES || e == -EROFS || e == -ENOENT ? EX_CANTCREAT : exit_code_from_errno(e),
                      e == -EPERM ? "unsafe-path" : "cannot-create");
                 return e;
         }
@@ -282,19 +338,26 @@ static void print_plan(Run *r) {
                 return;
         printf("Plan%s: mode %s (source %s)\n", r->o->dry_run ? " (dry run, nothing changed)" : "", mode_to_string(r->mode), r->source);
         if (r->key_part) {
+                _cleanup_free_ char *home = text_escape(r->user.real_home); /* from passwd: escaped */
                 if (r->keys_change)
-                        printf("  %s%s/.ssh/authorized_keys: %s\n", r->o->root ?: "", r->user.real_home,
+                        printf("  %s%s/.ssh/authorized_keys: %s\n", r->o->root ?: "", home ?: "?",
                                r->mode == MODE_LOCALUSER ? "write the managed block" : "remove the managed block");
                 else
-                        printf("  %s%s/.ssh/authorized_keys: unchanged\n", r->o->root ?: "", r->user.real_home);
+                        printf("  %s%s/.ssh/authorized_keys: unchanged\n", r->o->root ?: "", home ?: "?");
                 if (r->mode == MODE_LOCALUSER)
                         for (size_t i = 0; i < r->policy.n_keys; i++)
                                 printf("    %s %s %s\n", r->policy.keys[i].key.type, r->policy.keys[i].key.fingerprint,
                                        r->policy.keys[i].key.comment ?: "");
         } else
                 printf("  authorized_keys: not touched\n");
-        for (size_t i = 0; r->have_policy && i < r->policy.n_rejected; i++)
+        if (r->admin_changed) {
+                _cleanup_free_ char *who = text_escape(r->prev.user);
+                printf("  previous admin %s: remove the managed block\n", who ?: "?");
+        }
+        for (size_t i = 0; r->have_policy && i < r->policy.n_rejected && i < REJECTED_LOG_MAX; i++)
                 printf("  rejected publicKeys[%zu]: %s\n", r->policy.rejected[i].index, r->policy.rejected[i].reason);
+        if (r->have_policy && r->policy.n_rejected > REJECTED_LOG_MAX)
+                printf("  rejected: %zu more entries\n", r->policy.n_rejected - REJECTED_LOG_MAX);
         if (r->sshd_change)
                 printf("  %s%s: %s\n", r->o->root ?: "", SSHD_CONFIG,
                        r->mode == MODE_ENTRAID ? "write the EntraId block at the top" : "remove the EntraId block");
@@ -354,6 +417,11 @@ static int record(Run *r) {
                         s.keys[s.n_keys++] = (StateKey) { strdup(k->type), strdup(k->fingerprint), k->comment ? strdup(k->comment) : NULL,
                                                           sshkey_format(k) };
                 }
+        } else if (r->prev_admin >= 0 && (r->prev_admin > 0 || r->refused_root)) {
+                /* The previous admin's keys are gone (or there was none); the new admin's could not be
+                 * written. A uid-0 admin is not recorded: verify and status must not go looking in root's home. */
+                s.user = r->refused_root ? NULL : strdup(r->policy.admin_user);
+                s.keys = calloc(1, sizeof *s.keys);
         } else {
                 s.user = r->prev.user ? strdup(r->prev.user) : (r->have_policy ? strdup(r->policy.admin_user) : NULL);
                 s.authorized_keys = r->prev.authorized_keys ? strdup(r->prev.authorized_keys) : NULL;
@@ -725,16 +793,24 @@ int cmd_apply(const Options *o) {
                 apply_mode(&r);
         } else {
                 r.mode = r.policy.mode;
+                /* The state names a user whose file the agent managed (authorized_keys is recorded only when
+                 * the key part was done): if the document names another admin now, that block goes. */
+                r.admin_changed = r.policy.admin_user && r.prev.user && r.prev.authorized_keys &&
+                                  !streq(r.prev.user, r.policy.admin_user);
                 if (r.policy.admin_user) /* a repair of a state that never had a user: no key part */
                         prepare_keys(&r);
-                /* Rejected entries are skipped and named (index and reason, never key material). */
-                for (size_t i = 0; i < r.policy.n_rejected; i++) {
+                /* Rejected entries are skipped and named (index and reason, never key material): the first
+                 * few one by one, then a count (a document with a million bad entries must not flood the log). */
+                for (size_t i = 0; i < r.policy.n_rejected && i < REJECTED_LOG_MAX; i++) {
                         char idx[48];
                         snprintf(idx, sizeof idx, "KEY_INDEX=%zu", r.policy.rejected[i].index);
                         const char *fields[] = { idx, NULL };
                         log_event(LOG_WARNING, MID_KEY_REJECTED, fields, "Rejected publicKeys[%zu]: %s.",
                                   r.policy.rejected[i].index, r.policy.rejected[i].reason);
                 }
+                if (r.policy.n_rejected > REJECTED_LOG_MAX)
+                        log_event(LOG_WARNING, MID_KEY_REJECTED, NULL, "Rejected %zu more publicKeys entries (not logged one by one).",
+                                  r.policy.n_rejected - REJECTED_LOG_MAX);
                 if (r.policy.n_rejected > 0)
                         fail(&r, EX_DATAERR, "rejected-entries");
                 apply_mode(&r);
@@ -757,7 +833,7 @@ int cmd_apply(const Options *o) {
                         fprintf(stderr, "aks-ssh-access: %s (%s); applied fallback mode %s\n",
                                 code == EX_UNAVAILABLE ? "IMDS unavailable" : "invalid document",
                                 doc_error ?: r.fetch_detail ?: what, mode_to_string(r.mode));
-                else if (code == EX_DATAERR)
+                else if (code == EX_DATAERR && streq(what, "rejected-entries"))
                         fprintf(stderr, "aks-ssh-access: %zu publicKeys entr%s rejected; applied mode %s with the valid ones\n",
                                 r.policy.n_rejected, r.policy.n_rejected == 1 ? "y" : "ies", mode_to_string(r.mode));
                 else if (r.broken && code == EX_SOFTWARE && streq(what, "unit-broken"))

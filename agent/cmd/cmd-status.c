@@ -12,6 +12,7 @@
 #include "log.h"
 #include "macro.h"
 #include "state/metrics.h"
+#include "text-util.h"
 
 /* node-problem-detector reads the first stdout line cut at max_output_length (80 by default): the line says
  * what drifted within that. A longer one is cut at a UTF-8 character boundary, never mid-character (user
@@ -139,7 +140,26 @@ static int verify_repair(const Options *o, Node *n, State *s, char **what) {
         return 1;
 }
 
-static int verify_report(const Options *o, int code, char *what) {
+
+/* Text from disk (state.json, passwd, a hand-edited block) is printed escaped: no terminal escapes, valid
+ * UTF-8 in JSON. */
+static void escape_in_place(char **p) {
+        char *e;
+
+        if (!*p)
+                return;
+        e = text_escape(*p);
+        if (!e)
+                return; /* out of memory: printed as "?" by the callers' fallbacks would lose more */
+        free(*p);
+        *p = e;
+}
+
+static int verify_report(const Options *o, int code, const char *raw) {
+        _cleanup_free_ char *what = text_escape(raw);
+
+        if (!what)
+                return code;
         line_fit(what, VERIFY_LINE_MAX);
         if (o->json) {
                 cJSON *j = cJSON_CreateObject();
@@ -223,6 +243,11 @@ int cmd_status(const Options *o) {
         r = node_query_units(&n, &units);
         if (r < 0)
                 log_warning_errno(r, "Cannot read unit states: %m");
+        char **printed[] = { &s.user, &s.authorized_keys, &s.last_time, &s.last_source, &s.last_result, &ak_path, &what };
+        for (size_t i = 0; i < ELEMENTSOF(printed); i++)
+                escape_in_place(printed[i]);
+        for (size_t i = 0; have_block && i < block.n; i++)
+                escape_in_place(&block.keys[i].comment);
         const ListenerList *ls = NULL;
         int lr = node_listeners(&n, &ls);
 
@@ -283,7 +308,9 @@ int cmd_status(const Options *o) {
                                s.last_result ?: "?", s.last_exit);
                 printf("Admin user:       %s\n", have_state && s.user ? s.user : "-");
                 printf("authorized_keys:  %s\n", ak_path ?: s.authorized_keys ?: "-");
-                if (have_block) {
+                if (have_block && block.damage)
+                        printf("Managed keys:     damaged block (%s, line %zu): not touched\n", block.damage, block.damage_line);
+                else if (have_block) {
                         printf("Managed keys:     %zu%s\n", block.n, block.n_invalid ? " (and lines that are not valid keys)" : "");
                         for (size_t i = 0; i < block.n; i++)
                                 printf("  %-36s %s %s\n", block.keys[i].type, block.keys[i].fingerprint, block.keys[i].comment ?: "");

@@ -72,6 +72,8 @@ typedef struct BlockKeys {
         size_t n;
         size_t n_invalid;
         bool found;
+        const char *damage; /* unpaired markers (authorized_keys_check()): what, at damage_line; else NULL */
+        size_t damage_line;
 } BlockKeys;
 int node_read_block(const Node *n, AdminUser *u, BlockKeys *ret);
 void block_keys_done(BlockKeys *b);

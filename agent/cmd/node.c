@@ -282,6 +282,11 @@ int node_read_block(const Node *n, AdminUser *u, BlockKeys *ret) {
         if (r < 0)
                 return r;
         r = authorized_keys_block_lines(text, len, &lines, &b.found);
+        if (r == -EBADMSG) {
+                (void) authorized_keys_check(text, len, &b.damage_line, &b.damage);
+                *ret = b;
+                return 0;
+        }
         if (r < 0)
                 return r;
         for (char **l = lines; *l; l++)
@@ -402,7 +407,12 @@ int node_verify(Node *n, const State *s, char **ret_what) {
                         rc = 1;
                 else if (r < 0)
                         rc = 2;
-                else {
+                else if (b.damage) {
+                        if (asprintf(ret_what, "drift: managed block of %s damaged (%s, line %zu)", s->user, b.damage, b.damage_line) < 0)
+                                *ret_what = NULL;
+                        block_keys_done(&b);
+                        return 1;
+                } else {
                         int m = keys_match(&b, s);
                         rc = m < 0 ? 2 : m == 0 ? 1 : 0;
                 }

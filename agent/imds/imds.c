@@ -87,6 +87,7 @@ typedef struct Body {
         size_t allocated;
         size_t max;
         bool too_big;
+        bool oom;      /* our own allocation failed */
 } Body;
 
 static size_t body_write(char *ptr, size_t size, size_t nmemb, void *userdata) {
@@ -113,8 +114,10 @@ static size_t body_write(char *ptr, size_t size, size_t nmemb, void *userdata) {
                 if (want > b->max + 1)
                         want = b->max + 1;
                 p = realloc(b->data, want);
-                if (!p)
-                        return 0; /* CURLE_WRITE_ERROR, noticed by data == NULL below */
+                if (!p) {
+                        b->oom = true;
+                        return 0; /* CURLE_WRITE_ERROR */
+                }
                 b->data = p;
                 b->allocated = want;
         }
@@ -128,7 +131,7 @@ static void body_reset(Body *b) {
         free(b->data);
         b->data = NULL;
         b->size = b->allocated = 0;
-        b->too_big = false;
+        b->too_big = b->oom = false;
 }
 
 static void curl_easy_cleanupp(CURL **c) {
@@ -208,13 +211,19 @@ static Outcome classify(CURL *curl, CURLcode cc, const Body *body, long *ret_sta
                 snprintf(what, what_size, "body larger than %zu bytes", body->max);
                 return OUTCOME_TOO_BIG;
         }
+        if (cc == CURLE_WRITE_ERROR && body->oom) {
+                snprintf(what, what_size, "out of memory");
+                return OUTCOME_FATAL;
+        }
         switch (cc) {
         case CURLE_OK:
                 break;
         case CURLE_OUT_OF_MEMORY:
-        case CURLE_WRITE_ERROR: /* only ever our own allocation failure */
-                snprintf(what, what_size, "out of memory");
-                return OUTCOME_FATAL;
+                /* What libcurl says for a response header over its 100 KiB limit ("Avoided giant realloc"): a
+                 * bad answer from the server, retried like one. A real shortage of memory would end the same
+                 * way, in the fallback at the deadline. */
+                snprintf(what, what_size, "bad response (header too large)");
+                return OUTCOME_RETRY;
         case CURLE_UNSUPPORTED_PROTOCOL:
         case CURLE_URL_MALFORMAT:
                 snprintf(what, what_size, "%s", curl_easy_strerror(cc));
@@ -400,7 +409,7 @@ int imds_fetch(const ImdsRequest *req, char **ret_body, size_t *ret_size, char *
 
                 case OUTCOME_FATAL:
                         (void) set_detail(ret_detail, what, requests, 0, false);
-                        return cc == CURLE_OUT_OF_MEMORY || cc == CURLE_WRITE_ERROR ? -ENOMEM : -EINVAL;
+                        return cc == CURLE_WRITE_ERROR ? -ENOMEM : -EINVAL;
 
                 case OUTCOME_RETRY:
                         break;

@@ -97,6 +97,13 @@ static int set_key(Config *c, const char *key, const char *value) {
                 unsigned long d = strtoul(value, &end, 10);
                 if (errno || *end || end == value || d < 1 || d > 3600)
                         return -EINVAL;
+                /* The unit lives at most TimeoutStartSec=150 s: a longer IMDS deadline would have systemd kill
+                 * the agent before the fallback (fail closed) runs. Clamped, with a warning. */
+                if (d > DEADLINE_MAX_S) {
+                        log_warning("deadline_s = %lu is more than %u s (the unit's TimeoutStartSec=%u s less %u s kept for the fallback); using %u s.",
+                                    d, DEADLINE_MAX_S, UNIT_TIMEOUT_START_S, UNIT_TIMEOUT_START_S - DEADLINE_MAX_S, DEADLINE_MAX_S);
+                        d = DEADLINE_MAX_S;
+                }
                 c->deadline_s = (unsigned) d;
         } else if (streq(key, "fallback_mode")) {
                 Mode m = mode_from_string(value);
@@ -196,8 +203,11 @@ int config_parse_text(Config *c, const char *text, size_t len, const char *origi
 static int load_file_at(Config *c, int fd, const char *origin) {
         _cleanup_free_ char *text = NULL;
         size_t len;
-        int r = read_full_fd(fd, CONFIG_MAX, &text, &len);
+        /* Regular files only, capped: a FIFO or a device must neither hang nor spin the boot. */
+        int r = read_regular_fd(fd, CONFIG_MAX, &text, &len);
 
+        if (r == -EBADFD)
+                return log_error_errno(EINVAL, "Refusing to read %s: not a regular file.", origin);
         if (r < 0)
                 return log_error_errno(r, "Cannot read %s: %m", origin);
         return config_parse_text(c, text, len, origin);
@@ -211,7 +221,7 @@ int config_load(Config *c, int root_fd, const char *explicit_file) {
         _cleanup_close_ int fd = -1, dfd = -1;
         int r;
 
-        fd = open_in_root(root_fd, CONFIG_FILE, O_RDONLY | O_NOCTTY, 0);
+        fd = open_in_root(root_fd, CONFIG_FILE, O_RDONLY | O_NOCTTY | O_NONBLOCK, 0);
         if (fd >= 0) {
                 r = load_file_at(c, fd, CONFIG_FILE);
                 if (r == -ENOMEM)
@@ -254,10 +264,12 @@ int config_load(Config *c, int root_fd, const char *explicit_file) {
                 qsort(names, n, sizeof *names, cmp_str);
                 for (size_t i = 0; i < n; i++) {
                         char origin[PATH_MAX];
-                        _cleanup_close_ int f = openat(dfd, names[i], O_RDONLY | O_CLOEXEC | O_NOCTTY);
                         snprintf(origin, sizeof origin, "%s/%s", CONFIG_DIR, names[i]);
+                        /* Resolved inside the root like every other path: a symlink to a host path in an
+                         * image must not be read from the build host. */
+                        _cleanup_close_ int f = open_in_root(root_fd, origin, O_RDONLY | O_NOCTTY | O_NONBLOCK, 0);
                         if (f < 0) {
-                                log_warning_errno(errno, "Cannot open %s: %m", origin);
+                                log_warning_errno(f, "Cannot open %s: %m", origin);
                                 continue;
                         }
                         r = load_file_at(c, f, origin);
@@ -267,7 +279,7 @@ int config_load(Config *c, int root_fd, const char *explicit_file) {
         }
 
         if (explicit_file) {
-                _cleanup_close_ int f = open(explicit_file, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+                _cleanup_close_ int f = open(explicit_file, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
                 if (f < 0)
                         return log_error_errno(errno, "Cannot open configuration %s: %m", explicit_file);
                 r = load_file_at(c, f, explicit_file);

@@ -13,6 +13,10 @@
 #define CONFIG_DIR "/etc/aks-ssh-access.conf.d"
 #define DEFAULT_UNITS "ssh.service sshd.service ssh.socket sshd.socket"
 #define DEFAULT_DEADLINE_S 90
+/* units/aks-ssh-access.service has TimeoutStartSec=150 (tests/integration/test_hardening.py checks they agree);
+ * deadline_s is clamped to leave 30 s of it for the fallback (masking every unit, the state file). */
+#define UNIT_TIMEOUT_START_S 150
+#define DEADLINE_MAX_S 120
 
 typedef struct Config {
         char *imds_url;

@@ -8,6 +8,7 @@
 
 #include "json-util.h"
 #include "macro.h"
+#include "text-util.h"
 
 static const char *const mode_names[_MODE_MAX] = {
         [MODE_LOCALUSER] = "LocalUser",
@@ -76,6 +77,7 @@ static bool has_nul(const char *s, size_t len) {
         return memchr(s, 0, len) != NULL;
 }
 
+/* The tag's name is matched case-insensitively, as Azure treats tag names (SPEC §2); its value too. */
 static int parse_mode(const cJSON *tags, const char *mode_tag, Policy *p, const char **ret_error) {
         const cJSON *t;
         const char *value = NULL;
@@ -84,7 +86,7 @@ static int parse_mode(const cJSON *tags, const char *mode_tag, Policy *p, const 
                 const cJSON *name = cJSON_GetObjectItemCaseSensitive(t, "name");
                 const cJSON *val = cJSON_GetObjectItemCaseSensitive(t, "value");
 
-                if (!cJSON_IsObject(t) || !cJSON_IsString(name) || !streq(name->valuestring, mode_tag))
+                if (!cJSON_IsObject(t) || !cJSON_IsString(name) || !strcaseeq(name->valuestring, mode_tag))
                         continue;
                 if (!cJSON_IsString(val)) {
                         *ret_error = "the SSH access tag's value is not a string";
@@ -174,11 +176,15 @@ int policy_parse(const char *json, size_t len, const char *mode_tag, Policy *ret
                 *ret_error = "compute.osProfile.adminUsername is missing or not a string";
                 return -EBADMSG;
         }
-        for (const char *c = user->valuestring; *c; c++)
-                if ((unsigned char) *c < 0x20 || *c == 0x7f || *c == '/' || *c == ':') {
-                        *ret_error = "compute.osProfile.adminUsername contains a control character, '/' or ':'";
-                        return -EBADMSG;
-                }
+        /* The name is stored in state.json and printed: valid UTF-8 without C0/C1 controls or DEL (SPEC §2). */
+        if (!text_is_clean(user->valuestring, strlen(user->valuestring), false)) {
+                *ret_error = "compute.osProfile.adminUsername is not valid UTF-8 or contains a control character";
+                return -EBADMSG;
+        }
+        if (strpbrk(user->valuestring, "/:")) {
+                *ret_error = "compute.osProfile.adminUsername contains '/' or ':'";
+                return -EBADMSG;
+        }
         keys = cJSON_GetObjectItemCaseSensitive(compute, "publicKeys");
         if (keys && !cJSON_IsArray(keys)) { /* null too: SPEC §2, a non-array publicKeys is invalid */
                 *ret_error = "compute.publicKeys is not an array";

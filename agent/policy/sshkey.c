@@ -2,6 +2,9 @@
 #include "sshkey.h"
 
 #include <errno.h>
+#include <openssl/bn.h>
+#include <openssl/ec.h>
+#include <openssl/obj_mac.h>
 #include <sodium.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -10,6 +13,7 @@
 #include <string.h>
 
 #include "macro.h"
+#include "text-util.h"
 
 typedef enum KeyKind { KIND_ED25519, KIND_ECDSA, KIND_SK_ED25519, KIND_SK_ECDSA, KIND_RSA } KeyKind;
 
@@ -19,14 +23,15 @@ static const struct {
         const char *curve; /* ECDSA: the curve name inside the blob */
         size_t point_len;  /* ECDSA: uncompressed point length */
         unsigned bits;
+        int nid;           /* ECDSA: OpenSSL's curve */
 } key_types[] = {
-        { "ssh-ed25519", KIND_ED25519, NULL, 32, 256 },
-        { "ecdsa-sha2-nistp256", KIND_ECDSA, "nistp256", 65, 256 },
-        { "ecdsa-sha2-nistp384", KIND_ECDSA, "nistp384", 97, 384 },
-        { "ecdsa-sha2-nistp521", KIND_ECDSA, "nistp521", 133, 521 },
-        { "sk-ssh-ed25519@openssh.com", KIND_SK_ED25519, NULL, 32, 256 },
-        { "sk-ecdsa-sha2-nistp256@openssh.com", KIND_SK_ECDSA, "nistp256", 65, 256 },
-        { "ssh-rsa", KIND_RSA, NULL, 0, 0 },
+        { "ssh-ed25519", KIND_ED25519, NULL, 32, 256, 0 },
+        { "ecdsa-sha2-nistp256", KIND_ECDSA, "nistp256", 65, 256, NID_X9_62_prime256v1 },
+        { "ecdsa-sha2-nistp384", KIND_ECDSA, "nistp384", 97, 384, NID_secp384r1 },
+        { "ecdsa-sha2-nistp521", KIND_ECDSA, "nistp521", 133, 521, NID_secp521r1 },
+        { "sk-ssh-ed25519@openssh.com", KIND_SK_ED25519, NULL, 32, 256, 0 },
+        { "sk-ecdsa-sha2-nistp256@openssh.com", KIND_SK_ECDSA, "nistp256", 65, 256, NID_X9_62_prime256v1 },
+        { "ssh-rsa", KIND_RSA, NULL, 0, 0, 0 },
 };
 
 #define RSA_MIN_BITS 2048u
@@ -89,6 +94,57 @@ static int mpint_bits(const unsigned char *s, size_t len, unsigned *ret) {
         return 0;
 }
 
+/* The checks OpenSSH makes before it uses an ECDSA public key (sshkey_ec_validate_public(), after
+ * EC_POINT_oct2point() put the point on the curve), so that what ssh-keygen and sshd refuse is refused here
+ * too: on the curve, not the point at infinity, both coordinates longer than half the order, order·Q at
+ * infinity, and x, y < order − 1. OpenSSL's libcrypto is in the process anyway (libcurl's TLS). 0 valid,
+ * -EINVAL invalid, -ENOMEM. */
+static int ecdsa_point_check(int nid, const unsigned char *point, size_t len) {
+        EC_GROUP *group = NULL;
+        EC_POINT *q = NULL, *nq = NULL;
+        BN_CTX *ctx = NULL;
+        BIGNUM *x, *y, *order, *limit;
+        int r = -ENOMEM;
+
+        ctx = BN_CTX_new();
+        group = ctx ? EC_GROUP_new_by_curve_name(nid) : NULL;
+        q = group ? EC_POINT_new(group) : NULL;
+        nq = group ? EC_POINT_new(group) : NULL;
+        if (!q || !nq)
+                goto out;
+        BN_CTX_start(ctx);
+        x = BN_CTX_get(ctx);
+        y = BN_CTX_get(ctx);
+        order = BN_CTX_get(ctx);
+        limit = BN_CTX_get(ctx);
+        if (!limit)
+                goto end;
+        r = -EINVAL;
+        if (EC_POINT_oct2point(group, q, point, len, ctx) != 1 || EC_POINT_is_at_infinity(group, q) ||
+            EC_POINT_is_on_curve(group, q, ctx) != 1)
+                goto end;
+        if (EC_GROUP_get_order(group, order, ctx) != 1 || EC_POINT_get_affine_coordinates(group, q, x, y, ctx) != 1)
+                goto end;
+        if (BN_num_bits(x) <= BN_num_bits(order) / 2 || BN_num_bits(y) <= BN_num_bits(order) / 2)
+                goto end;
+        /* order·Q = ∞ follows from "on the curve" for the NIST prime curves (cofactor 1); checked anyway only
+         * where the cofactor says it could fail, which saves a scalar multiplication per key. */
+        if (!BN_is_one(EC_GROUP_get0_cofactor(group)) &&
+            (EC_POINT_mul(group, nq, NULL, q, order, ctx) != 1 || EC_POINT_is_at_infinity(group, nq) != 1))
+                goto end;
+        if (!BN_sub(limit, order, BN_value_one()) || BN_cmp(x, limit) >= 0 || BN_cmp(y, limit) >= 0)
+                goto end;
+        r = 0;
+end:
+        BN_CTX_end(ctx);
+out:
+        EC_POINT_free(nq);
+        EC_POINT_free(q);
+        EC_GROUP_free(group);
+        BN_CTX_free(ctx);
+        return r;
+}
+
 /* Validates the decoded blob against the declared type; sets the key size. */
 static int blob_validate(const unsigned char *blob, size_t len, size_t type_idx, unsigned *ret_bits, const char **reason) {
         Wire w = { blob, len };
@@ -117,6 +173,13 @@ static int blob_validate(const unsigned char *blob, size_t len, size_t type_idx,
                 }
                 if (wire_string(&w, &s, &n) < 0 || n != key_types[type_idx].point_len || s[0] != 0x04) {
                         *reason = "malformed ECDSA public point";
+                        return -EINVAL;
+                }
+                int e = ecdsa_point_check(key_types[type_idx].nid, s, n);
+                if (e == -ENOMEM)
+                        return e;
+                if (e < 0) {
+                        *reason = "ECDSA public point is not a valid point of its curve";
                         return -EINVAL;
                 }
                 break;
@@ -169,40 +232,6 @@ char *sshkey_fingerprint(const unsigned char *blob, size_t len) {
         return ret;
 }
 
-/* Strict UTF-8 (no overlong forms, no surrogates, nothing above U+10FFFF): the comment ends up in state.json
- * and in `status --json`, which must stay valid JSON for their readers. */
-static bool valid_utf8(const unsigned char *s, size_t len) {
-        for (size_t i = 0; i < len;) {
-                unsigned char c = s[i];
-                size_t n;
-                uint32_t cp;
-
-                if (c < 0x80) {
-                        i++;
-                        continue;
-                }
-                if (c >= 0xc2 && c <= 0xdf)
-                        n = 1, cp = c & 0x1f;
-                else if (c >= 0xe0 && c <= 0xef)
-                        n = 2, cp = c & 0x0f;
-                else if (c >= 0xf0 && c <= 0xf4)
-                        n = 3, cp = c & 0x07;
-                else
-                        return false;
-                if (len - i - 1 < n)
-                        return false;
-                for (size_t k = 1; k <= n; k++) {
-                        if ((s[i + k] & 0xc0) != 0x80)
-                                return false;
-                        cp = cp << 6 | (s[i + k] & 0x3f);
-                }
-                if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-                        return false;
-                i += n + 1;
-        }
-        return true;
-}
-
 static bool is_field_sep(char c) {
         return c == ' ' || c == '\t';
 }
@@ -236,8 +265,14 @@ int sshkey_parse(const char *line, size_t len, SshKey *ret, const char **ret_rea
                         return -EINVAL;
                 }
         }
-        if (!valid_utf8((const unsigned char *) line, len)) {
+        /* The comment ends up in state.json, `status --json` and on terminals: strict UTF-8, and no C1 control
+         * character (U+0080–U+009F: 8-bit terminal escapes such as CSI) either. */
+        if (!utf8_is_valid(line, len)) {
                 *ret_reason = "key is not valid UTF-8";
+                return -EINVAL;
+        }
+        if (!text_is_clean(line, len, true)) {
+                *ret_reason = "control character in key";
                 return -EINVAL;
         }
 

@@ -224,6 +224,21 @@ int read_full_fd(int fd, size_t max, char **ret, size_t *ret_size) {
         return read_loop(fd, max, S_ISREG(st.st_mode) ? (size_t) st.st_size : 0, ret, ret_size);
 }
 
+int read_regular_fd(int fd, size_t max, char **ret, size_t *ret_size) {
+        struct stat st;
+        int flags;
+
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (!S_ISREG(st.st_mode))
+                return -EBADFD;
+        /* Opened with O_NONBLOCK so that a FIFO could not hang the open; a regular file reads the same. */
+        flags = fcntl(fd, F_GETFL);
+        if (flags >= 0 && (flags & O_NONBLOCK))
+                (void) fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+        return read_full_fd(fd, max, ret, ret_size);
+}
+
 int read_full_stream(int fd, size_t max, char **ret, size_t *ret_size) {
         return read_loop(fd, max, 0, ret, ret_size);
 }

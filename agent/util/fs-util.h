@@ -18,6 +18,10 @@ int mkdir_open_in_root(int root_fd, const char *path, mode_t mode);
 /* Reads a whole regular file from fd, at most max bytes (-EFBIG beyond). NUL-terminates. */
 int read_full_fd(int fd, size_t max, char **ret, size_t *ret_size);
 
+/* The same, for a regular file only (-EBADFD for a FIFO, device, socket, directory): what reads configuration
+ * and passwd files, which must never block or stream forever. Open with O_NONBLOCK (a FIFO's open blocks). */
+int read_regular_fd(int fd, size_t max, char **ret, size_t *ret_size);
+
 /* Reads a whole stream (pipe, stdin) the same way. */
 int read_full_stream(int fd, size_t max, char **ret, size_t *ret_size);
 

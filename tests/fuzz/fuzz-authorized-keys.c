@@ -1,16 +1,21 @@
 /* SPDX-License-Identifier: MIT */
-/* libFuzzer target: the managed block of authorized_keys (authorized_keys_block_lines, authorized_keys_merge).
+/* libFuzzer target: the managed block of authorized_keys (authorized_keys_check, authorized_keys_block_lines,
+ * authorized_keys_merge).
  *
  * Input: FILE-TEXT [ 0xff KEY-LINES ]. KEY-LINES are split at '\n'; like the lines the agent writes (which
  * come from sshkey_format() of a validated key) they get a key type in front and hold no CR/LF.
- * Properties:
- *   1. merge(text, lines) with the managed block taken out is exactly the reference model of "every line of
- *      text that is not part of a complete block and not an orphaned BEGIN marker", byte for byte and in
- *      order (SPEC §4: removing the block's lines gives back the other bytes);
+ * Properties (against a reference model written independently from the agent's code):
+ *   0. a text whose exact marker lines do not pair up is damaged: check, block_lines and merge all refuse it
+ *      with -EBADMSG and build nothing (no user byte can be lost, no managed key silently kept);
+ *   1. removing (merge with n = 0) gives exactly the model's "every byte outside the complete blocks" (a
+ *      block at the very end without a final newline takes the '\n' before it along);
  *   2. the new block holds exactly `lines` (block_lines of the output), and there is no block when n = 0;
- *   3. merging the output again with the same lines is a fixed point; so is removing twice;
- *   4. block_lines on the input never fails and reports found iff the model saw a complete block. */
+ *   3. remove(merge(text, lines)) == remove(text): writing keys and removing them gives the bytes back
+ *      exactly, a text without a final newline included;
+ *   4. merging the output again with the same lines is a fixed point; so is removing twice;
+ *   5. with no block, the block is appended after the text (after a '\n' if the text does not end in one). */
 
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,39 +53,52 @@ static size_t line_len(const char *s, size_t len, size_t pos) {
         return nl ? (size_t) (nl - (s + pos)) + 1 : len - pos;
 }
 
-/* Reference model, written independently from the agent's code: the bytes of `text` that survive a merge.
- * A BEGIN line opens a block if an END line follows before any other BEGIN line; the whole block (BEGIN..END
- * inclusive) goes. A BEGIN line without such an END goes alone. Everything else stays. */
+/* Exactly the marker, then nothing, "\n", "\r\n" or (as the last line) "\r". */
+static bool is_marker(const char *s, size_t l, const char *marker) {
+        size_t n = strlen(marker);
+        if (l < n || memcmp(s, marker, n) != 0)
+                return false;
+        return l == n || (l == n + 1 && (s[n] == '\n' || s[n] == '\r')) || (l == n + 2 && s[n] == '\r' && s[n + 1] == '\n');
+}
+
+/* Reference model: NULL when damaged; else the bytes that survive a removal, and whether a block exists. */
 static char *model_keep(const char *text, size_t len, size_t *ret_len, bool *ret_found) {
         char *out = malloc(len + 1);
-        size_t o = 0, pos = 0;
-        bool found = false;
+        size_t o = 0, pos = 0, user_bytes = 0;
+        bool inside = false, found = false;
 
         ASSERT(out);
         while (pos < len) {
                 size_t l = line_len(text, len, pos);
-                if (!starts(text + pos, l, AK_BEGIN_PREFIX)) {
+                if (is_marker(text + pos, l, AK_BEGIN)) {
+                        if (inside) {
+                                free(out);
+                                return NULL;
+                        }
+                        inside = true;
+                } else if (is_marker(text + pos, l, AK_END)) {
+                        if (!inside) {
+                                free(out);
+                                return NULL;
+                        }
+                        inside = false;
+                        found = true;
+                        /* the last line, no newline: the '\n' before the block was ours */
+                        if (pos + l == len && text[len - 1] != '\n' && user_bytes > 0) {
+                                ASSERT(out[o - 1] == '\n');
+                                o--;
+                        }
+                        user_bytes = 0;
+                } else if (!inside) {
                         memcpy(out + o, text + pos, l);
                         o += l;
-                        pos += l;
-                        continue;
+                        user_bytes += l; /* since the last block, or the start */
                 }
-                size_t q = pos + l, end = 0;
-                while (q < len) {
-                        size_t ql = line_len(text, len, q);
-                        if (starts(text + q, ql, AK_END_PREFIX)) {
-                                end = q + ql;
-                                break;
-                        }
-                        if (starts(text + q, ql, AK_BEGIN_PREFIX))
-                                break;
-                        q += ql;
-                }
-                if (end) {
-                        found = true;
-                        pos = end;
-                } else
-                        pos += l;
+                pos += l;
+        }
+        if (inside) {
+                free(out);
+                return NULL;
         }
         out[o] = '\0';
         *ret_len = o;
@@ -88,34 +106,10 @@ static char *model_keep(const char *text, size_t len, size_t *ret_len, bool *ret
         return out;
 }
 
-/* The output with our (single, exact-marker) block cut out; also returns where it was. */
-static char *cut_block(const char *s, size_t len, size_t *ret_len, size_t *ret_block_start) {
-        const char *b = NULL, *e;
-        char *out;
-
-        for (size_t pos = 0; pos < len; pos += line_len(s, len, pos))
-                if (starts(s + pos, len - pos, AK_BEGIN "\n")) {
-                        b = s + pos;
-                        break;
-                }
-        out = malloc(len + 1);
-        ASSERT(out);
-        if (!b) {
-                memcpy(out, s, len);
-                out[len] = '\0';
-                *ret_len = len;
-                *ret_block_start = SIZE_MAX;
-                return out;
-        }
-        e = memmem(b, len - (size_t) (b - s), "\n" AK_END "\n", strlen(AK_END) + 2);
-        ASSERT(e);
-        e += strlen(AK_END) + 2;
-        size_t pre = (size_t) (b - s), post = len - (size_t) (e - s);
-        memcpy(out, s, pre);
-        memcpy(out + pre, e, post);
-        out[pre + post] = '\0';
-        *ret_len = pre + post;
-        *ret_block_start = pre;
+static char *removal(const char *text, size_t len, size_t *ret_len) {
+        char *out = NULL;
+        ASSERT(authorized_keys_merge(text, len, NULL, 0, &out, ret_len) == 0);
+        ASSERT(out && out[*ret_len] == '\0');
         return out;
 }
 
@@ -150,39 +144,37 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 }
         }
 
-        /* 4. block_lines on the input */
-        char **in_lines = NULL;
+        size_t model_len = 0;
+        bool model_found = false;
+        char *model = model_keep(text, text_len, &model_len, &model_found);
+        char **in_lines = NULL, *out = NULL;
         bool in_found = false;
+        size_t out_len = 0;
+
+        if (!model) {
+                /* 0. damaged */
+                ASSERT(authorized_keys_check(text, text_len, NULL, NULL) == -EBADMSG);
+                ASSERT(authorized_keys_block_lines(text, text_len, &in_lines, &in_found) == -EBADMSG && !in_lines);
+                ASSERT(authorized_keys_merge(text, text_len, lines, n, &out, &out_len) == -EBADMSG && !out);
+                ASSERT(authorized_keys_merge(text, text_len, NULL, 0, &out, &out_len) == -EBADMSG && !out);
+                goto done;
+        }
+        ASSERT(authorized_keys_check(text, text_len, NULL, NULL) == 0);
         ASSERT(authorized_keys_block_lines(text, text_len, &in_lines, &in_found) == 0);
-        ASSERT(in_lines);
+        ASSERT(in_lines && in_found == model_found);
         strv_free(in_lines);
 
-        size_t model_len;
-        bool model_found;
-        char *model = model_keep(text, text_len, &model_len, &model_found);
-        ASSERT(in_found == model_found);
+        /* 1. removal is the model */
+        size_t removed_len, removed2_len;
+        char *removed = removal(text, text_len, &removed_len);
+        ASSERT(removed_len == model_len && memcmp(removed, model, model_len) == 0);
+        char *removed2 = removal(removed, removed_len, &removed2_len);
+        ASSERT(removed2_len == removed_len && memcmp(removed2, removed, removed_len) == 0);
+        free(removed2);
 
-        /* 1. + 2. */
-        char *out = NULL;
-        size_t out_len = 0;
+        /* 2. the block holds the lines */
         ASSERT(authorized_keys_merge(text, text_len, lines, n, &out, &out_len) == 0);
         ASSERT(out && out[out_len] == '\0');
-
-        size_t cut_len, block_start;
-        char *cut = cut_block(out, out_len, &cut_len, &block_start);
-        if (n == 0)
-                ASSERT(block_start == SIZE_MAX);
-        else
-                ASSERT(block_start != SIZE_MAX);
-        /* Appending to a text without a final newline adds one before the block: the only extra byte. */
-        if (n > 0 && !model_found && model_len > 0 && model[model_len - 1] != '\n') {
-                ASSERT(cut_len == model_len + 1 && cut[model_len] == '\n');
-                ASSERT(memcmp(cut, model, model_len) == 0);
-        } else {
-                ASSERT(cut_len == model_len);
-                ASSERT(memcmp(cut, model, model_len) == 0);
-        }
-
         char **got = NULL;
         bool found = false;
         ASSERT(authorized_keys_block_lines(out, out_len, &got, &found) == 0);
@@ -195,24 +187,29 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         ASSERT(g == n);
         strv_free(got);
 
-        /* 3. fixed point */
+        /* 3. bytes back exactly */
+        size_t back_len;
+        char *back = removal(out, out_len, &back_len);
+        ASSERT(back_len == removed_len && memcmp(back, removed, removed_len) == 0);
+        free(back);
+
+        /* 4. fixed point */
         char *again = NULL;
         size_t again_len = 0;
         ASSERT(authorized_keys_merge(out, out_len, lines, n, &again, &again_len) == 0);
         ASSERT(again_len == out_len && memcmp(again, out, out_len) == 0);
         free(again);
 
-        /* removing twice is a fixed point too, and removing gives back the model exactly */
-        char *removed = NULL, *removed2 = NULL;
-        size_t removed_len = 0, removed2_len = 0;
-        ASSERT(authorized_keys_merge(text, text_len, NULL, 0, &removed, &removed_len) == 0);
-        ASSERT(removed_len == model_len && memcmp(removed, model, model_len) == 0);
-        ASSERT(authorized_keys_merge(removed, removed_len, NULL, 0, &removed2, &removed2_len) == 0);
-        ASSERT(removed2_len == removed_len && memcmp(removed2, removed, removed_len) == 0);
+        /* 5. appended after the text */
+        if (!model_found && n > 0) {
+                size_t nl = text_len > 0 && text[text_len - 1] != '\n';
+                ASSERT(out_len > text_len + nl && memcmp(out, text, text_len) == 0);
+                ASSERT(!nl || out[text_len] == '\n');
+                ASSERT(starts(out + text_len + nl, out_len - text_len - nl, AK_BEGIN "\n"));
+        }
         free(removed);
-        free(removed2);
 
-        free(cut);
+done:
         free(out);
         free(model);
         for (size_t i = 0; i < n; i++)

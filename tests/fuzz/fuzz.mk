@@ -1,24 +1,26 @@
 # SPDX-License-Identifier: MIT
 # Fuzzing (libFuzzer, clang -fsanitize=fuzzer,address,undefined) of the pure parsers: the IMDS document
 # (policy_parse + policy_check_paths), the public-key validator/fingerprinter (sshkey_parse), the
-# authorized_keys block parser/merger, the config parser and the state file parser. Seeds: tests/fuzz/corpus/.
-#   make fuzz [FUZZ_SECONDS=60]        each target for FUZZ_SECONDS (default 60)
+# authorized_keys block parser/merger, the config parser, the state file parser and the unit planner
+# (unit_plan_build: SPEC §4 ordering and "never service and socket" as properties). Seeds: tests/fuzz/corpus/.
+#   make fuzz [FUZZ_SECONDS=auto|N] [FUZZ_RUNS=10000000]
+#                                      each target until FUZZ_RUNS executions, within its own time budget
+#                                      (auto: sized from measured rates for >= 10^7, see run-fuzz), or N s each
 #   make fuzz-smoke [FUZZ_SMOKE_SECONDS=12]   the short run of each target that `make check` does
 #   make stress [STRESS_ITERATIONS=5000]      the long crash-consistency run (tests/integration)
 # Needs (TEST_DEBS): clang libclang-rt-14-dev libfuzzer-14-dev. Results: build/fuzz/run/results.txt.
 
-FUZZ_SECONDS       ?= 60
+FUZZ_SECONDS       ?= auto
 FUZZ_SMOKE_SECONDS ?= 12
 STRESS_ITERATIONS  ?= 5000
 FUZZ_TARGETS       := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(sort $(wildcard tests/fuzz/fuzz-*.c)))
 FUZZ_OBJS          := $(LIB_SRCS:%.c=$(BUILD)/fuzz/obj/%.o)
-FUZZ_CFLAGS        := -std=gnu17 -D_GNU_SOURCE -DVERSION='"$(VERSION)"' $(WARN) -O1 -g -fno-omit-frame-pointer \
-                      -fsanitize=address,undefined -fno-sanitize-recover=all -Iagent -Iagent/util $(PKG_CFLAGS)
+FUZZ_CFLAGS        := $(SAN_CFLAGS)
 
 .PHONY: fuzz fuzz-smoke fuzz-build stress
 .SECONDARY: $(FUZZ_OBJS)
 
-$(BUILD)/fuzz/obj/%.o: %.c $(wildcard agent/*/*.h)
+$(BUILD)/fuzz/obj/%.o: %.c
 	@mkdir -p $(@D)
 	$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
 

@@ -17,6 +17,24 @@
 
 static char *const keys2[] = { (char *) "ssh-ed25519 AAAAnew1 one", (char *) "ssh-ed25519 AAAAnew2 two", NULL };
 #define BLOCK2 B "ssh-ed25519 AAAAnew1 one\nssh-ed25519 AAAAnew2 two\n" E
+/* The same block appended to a text without a final newline: after a '\n', and without one at its end. */
+#define BLOCK2_NO_NL "\n" B "ssh-ed25519 AAAAnew1 one\nssh-ed25519 AAAAnew2 two\n" AK_END
+
+/* A damaged text: merge and block_lines refuse it, check names the line. */
+static void check_damaged(const char *text, size_t line, const char *what, const char *why) {
+        char *out = NULL, **got = NULL;
+        size_t len = 0, l = 0;
+        const char *w = NULL;
+        bool found = false;
+
+        CHECK_INTEQ(authorized_keys_merge(text, strlen(text), keys2, 2, &out, &len), -EBADMSG, why);
+        CHECK(!out, "nothing built for a damaged text");
+        CHECK_INTEQ(authorized_keys_merge(text, strlen(text), NULL, 0, &out, &len), -EBADMSG, why);
+        CHECK_INTEQ(authorized_keys_block_lines(text, strlen(text), &got, &found), -EBADMSG, why);
+        CHECK_INTEQ(authorized_keys_check(text, strlen(text), &l, &w), -EBADMSG, why);
+        CHECK_INTEQ(l, line, "the unpaired marker's line");
+        CHECK_STREQ(w, what, "what is wrong");
+}
 
 static char *merge(const char *text, char *const *lines, size_t n) {
         char *out = NULL;
@@ -83,16 +101,19 @@ static void test_foreign(void) {
         free(merged);
         free(removed);
 
-        /* no trailing newline: a '\n' is added before the block, and stays after removal */
-        if (asprintf(&text, "%s%s", foreign, tail) < 0 || asprintf(&want, "%s%s\n%s", foreign, tail, BLOCK2) < 0)
+        /* no trailing newline: a '\n' is added before the block, the block has none at its end, and removal
+         * gives the bytes back exactly (issue 11: an extra '\n' stayed) */
+        if (asprintf(&text, "%s%s", foreign, tail) < 0 || asprintf(&want, "%s%s%s", foreign, tail, BLOCK2_NO_NL) < 0)
                 abort();
-        check_merge(text, keys2, 2, want, "'\\n' added before the block");
+        check_merge(text, keys2, 2, want, "'\\n' added before the block, none after it");
         merged = merge(text, keys2, 2);
         removed = merge(merged, NULL, 0);
-        free(want);
-        if (asprintf(&want, "%s\n", text) < 0)
-                abort();
-        CHECK_STREQ(removed, want, "removal keeps every foreign byte (plus the separating newline)");
+        CHECK_STREQ(removed, text, "removal gives back the text without a final newline exactly");
+        free(merged);
+        merged = merge(want, keys2, 1);
+        free(removed);
+        removed = merge(merged, NULL, 0);
+        CHECK_STREQ(removed, text, "replaced in place, still exact after removal");
         free(want);
         free(merged);
         free(removed);
@@ -125,22 +146,27 @@ static void test_foreign(void) {
 
         /* block first, block last without a final newline */
         check_merge(B "old\n" E "ssh-ed25519 AAAAmine\n", keys2, 2, BLOCK2 "ssh-ed25519 AAAAmine\n", "block at the top");
-        check_merge("ssh-ed25519 AAAAmine\n" B "old\n" AK_END, keys2, 2, "ssh-ed25519 AAAAmine\n" BLOCK2,
-                    "block at the end, END without newline");
-        check_merge("ssh-ed25519 AAAAmine\n" B "old\n" AK_END, keys2, 0, "ssh-ed25519 AAAAmine\n",
-                    "remove a block whose END has no newline");
+        check_merge("ssh-ed25519 AAAAmine\n" B "old\n" AK_END, keys2, 2, "ssh-ed25519 AAAAmine" BLOCK2_NO_NL,
+                    "block at the end, END without newline: replaced keeping that shape");
+        check_merge("ssh-ed25519 AAAAmine\n" B "old\n" AK_END, keys2, 0, "ssh-ed25519 AAAAmine",
+                    "remove a block whose END has no newline, with the '\\n' appended before it");
         /* CRLF markers (the file was edited on Windows) still delimit the block */
         check_merge("a\r\n" AK_BEGIN "\r\nold\r\n" AK_END "\r\nb\r\n", keys2, 2, "a\r\n" BLOCK2 "b\r\n", "CRLF markers");
-        /* a hand-edited marker comment still counts (recognised by prefix) */
-        check_merge("a\n# BEGIN aks-ssh-access (edited)\nold\n# END aks-ssh-access!\nb\n", keys2, 2, "a\n" BLOCK2 "b\n",
-                    "edited markers recognised");
+        /* markers are exact lines: edited markers, and a user's line that merely starts with a marker, are
+         * user lines (issue 11: such a line was deleted) */
+        check_merge("a\n# BEGIN aks-ssh-access (edited)\nold\n# END aks-ssh-access!\nb\n", keys2, 2,
+                    "a\n# BEGIN aks-ssh-access (edited)\nold\n# END aks-ssh-access!\nb\n" BLOCK2, "edited markers are user lines");
+        check_merge(AK_BEGIN " -- my note\nssh-ed25519 AAAAmine\n", NULL, 0, AK_BEGIN " -- my note\nssh-ed25519 AAAAmine\n",
+                    "a line starting with the BEGIN marker is kept");
+        check_merge(AK_BEGIN "x\n" B "old\n" E, keys2, 2, AK_BEGIN "x\n" BLOCK2, "BEGIN marker prefix kept before a block");
         /* an empty block */
         check_merge("a\n" B E "b\n", keys2, 2, "a\n" BLOCK2 "b\n", "empty block replaced");
         check_merge("a\n" B E "b\n", NULL, 0, "a\nb\n", "empty block removed");
 }
 
 static void test_broken_blocks(void) {
-        /* two blocks: the first is replaced in place, the second dropped */
+        /* two blocks: the first is replaced in place, the second dropped; both are read (a second block's
+         * keys are managed keys sshd would accept) */
         check_merge("a\n" B "k1\n" E "b\n" B "k2\n" E "c\n", keys2, 2, "a\n" BLOCK2 "b\nc\n", "second block dropped");
         check_merge("a\n" B "k1\n" E "b\n" B "k2\n" E "c\n", NULL, 0, "a\nb\nc\n", "both blocks removed");
         {
@@ -148,33 +174,25 @@ static void test_broken_blocks(void) {
                 bool found = false;
                 const char *t = "a\n" B "k1\n" E "b\n" B "k2\n" E "c\n";
                 CHECK_INTEQ(authorized_keys_block_lines(t, strlen(t), &got, &found), 0, "two blocks read");
-                CHECK(found && got && got[0] && !got[1], "first block's single line");
-                if (got && got[0])
-                        CHECK_STREQ(got[0], "k1", "the first block is the one read");
+                CHECK(found && got && got[0] && got[1] && !got[2], "both blocks' lines");
+                if (got && got[0] && got[1]) {
+                        CHECK_STREQ(got[0], "k1", "first block");
+                        CHECK_STREQ(got[1], "k2", "second block");
+                }
                 strv_free(got);
         }
 
-        /* orphan BEGIN (no END): only the marker line goes */
-        check_merge("a\n" B "k1\nb\n", keys2, 2, "a\nk1\nb\n" BLOCK2, "orphan BEGIN dropped, lines after kept");
-        check_merge("a\n" B "k1\nb\n", NULL, 0, "a\nk1\nb\n", "orphan BEGIN dropped on removal");
-        check_merge("a\n" AK_BEGIN, keys2, 2, "a\n" BLOCK2, "orphan BEGIN as the last line, no newline");
-        /* orphan BEGIN followed by a complete block: the orphan marker goes, the block is replaced */
-        check_merge("a\n" B "x\n" B "y\n" E "z\n", keys2, 2, "a\nx\n" BLOCK2 "z\n", "orphan BEGIN before a block");
-        {
-                char **got = NULL;
-                bool found = false;
-                const char *t = "a\n" B "k1\nb\n";
-                CHECK_INTEQ(authorized_keys_block_lines(t, strlen(t), &got, &found), 0, "orphan read");
-                CHECK(!found, "an orphan BEGIN is no block");
-                CHECK(got && !got[0], "no lines");
-                strv_free(got);
-        }
-
-        /* END without BEGIN: a foreign line like any other */
-        check_merge("a\n" E "b\n", keys2, 2, "a\n" E "b\n" BLOCK2, "stray END kept, block appended");
-        check_merge("a\n" E "b\n", NULL, 0, "a\n" E "b\n", "stray END kept on removal");
-        /* END before a real block: kept; the block is found after it */
-        check_merge(E "a\n" B "k\n" E, keys2, 2, E "a\n" BLOCK2, "stray END before a block");
+        /* Damaged (issue 11: keys below an orphan BEGIN silently became user lines): nothing is changed and
+         * the unpaired marker is named. */
+        check_damaged("a\n" B "k1\nb\n", 2, "BEGIN marker without END", "orphan BEGIN");
+        check_damaged("a\n" AK_BEGIN, 2, "BEGIN marker without END", "orphan BEGIN as the last line, no newline");
+        check_damaged("a\n" B "x\n" B "y\n" E "z\n", 2, "BEGIN marker without END", "orphan BEGIN before a block");
+        check_damaged("a\n" E "b\n", 2, "END marker without BEGIN", "stray END");
+        check_damaged(E "a\n" B "k\n" E, 1, "END marker without BEGIN", "stray END before a block");
+        check_damaged("a\n# BEGIN aks-ssh-access (edited)\nk\n" E, 4, "END marker without BEGIN", "BEGIN edited away");
+        check_damaged(B "k\n" E B "k2\n", 4, "BEGIN marker without END", "a complete block, then an orphan");
+        CHECK_INTEQ(authorized_keys_check("a\n" BLOCK2 "b\n", strlen("a\n" BLOCK2 "b\n"), NULL, NULL), 0, "a good block");
+        CHECK_INTEQ(authorized_keys_check("", 0, NULL, NULL), 0, "empty");
 }
 
 static void test_block_lines(void) {
@@ -197,13 +215,12 @@ static void test_block_lines(void) {
         {
                 const char *t = BLOCK2 "garbage";
                 got = NULL;
-                CHECK_INTEQ(authorized_keys_block_lines(t, strlen(BLOCK2) - 2, &got, &found), 0, "cut before END's end");
-                CHECK(found, "END prefix still inside the length");
+                CHECK_INTEQ(authorized_keys_block_lines(t, strlen(BLOCK2) - 1, &got, &found), 0, "cut before END's newline");
+                CHECK(found, "END line complete inside the length");
                 strv_free(got);
                 got = NULL;
-                CHECK_INTEQ(authorized_keys_block_lines(t, strlen(B) + 5, &got, &found), 0, "cut inside the block");
-                CHECK(!found, "no END inside the length → no block");
-                strv_free(got);
+                CHECK_INTEQ(authorized_keys_block_lines(t, strlen(BLOCK2) - 2, &got, &found), -EBADMSG, "cut inside END");
+                CHECK_INTEQ(authorized_keys_block_lines(t, strlen(B) + 5, &got, &found), -EBADMSG, "cut inside the block");
         }
 }
 

@@ -78,7 +78,15 @@ static void test_keys(void) {
         }
         /* later lines override earlier ones; CRLF line ends; no final newline */
         CHECK_INTEQ(parse(&c, "deadline_s = 5\r\ndeadline_s = 3600\r\nfallback_mode = disabled"), 0, "override, CRLF");
-        CHECK_INTEQ(c.deadline_s, 3600, "last value wins, 3600 is the maximum");
+        /* 3600 is still a valid value, but clamped below the unit's TimeoutStartSec (issue 11: a deadline
+         * longer than systemd lets the unit live means the fallback never runs) */
+        CHECK_INTEQ(c.deadline_s, DEADLINE_MAX_S, "last value wins, clamped to DEADLINE_MAX_S");
+        CHECK_INTEQ(DEADLINE_MAX_S, 120, "120 s");
+        CHECK(DEADLINE_MAX_S + 30 <= UNIT_TIMEOUT_START_S, "30 s of the unit's start timeout left for the fallback");
+        CHECK_INTEQ(parse(&c, "deadline_s = 120"), 0, "120 accepted");
+        CHECK_INTEQ(c.deadline_s, 120, "120 kept");
+        CHECK_INTEQ(parse(&c, "deadline_s = 121"), 0, "121 accepted");
+        CHECK_INTEQ(c.deadline_s, 120, "121 clamped");
         CHECK_INTEQ(c.fallback_mode, MODE_DISABLED, "fallback_mode any case");
         CHECK_INTEQ(parse(&c, "deadline_s = 1\nfallback_mode = ENTRAID\nimds_url = https://x.example/\n"), 0, "bounds");
         CHECK_INTEQ(c.deadline_s, 1, "1 is the minimum");

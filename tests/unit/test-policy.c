@@ -95,6 +95,21 @@ static void test_mode(void) {
                 policy_done(&p);
         }
 
+        /* the tag's name is matched case-insensitively too, as Azure does (issue 11: ignored, node left open) */
+        {
+                static const char *const names[] = { "AKS-MANAGED-SSH-ACCESS", "Aks-Managed-Ssh-Access" };
+                for (size_t i = 0; i < ELEMENTSOF(names); i++) {
+                        _cleanup_free_ char *t = NULL, *d = NULL;
+                        if (asprintf(&t, "[{\"name\":\"%s\",\"value\":\"Disabled\"}]", names[i]) < 0)
+                                abort();
+                        d = doc(t, "[]");
+                        CHECK_INTEQ(parse(d, NULL, &p, &err), 0, names[i]);
+                        CHECK_INTEQ(p.mode, MODE_DISABLED, "tag name in another case");
+                        CHECK(p.mode_from_tag, "from the tag");
+                        policy_done(&p);
+                }
+        }
+
         CHECK_STREQ(mode_to_string(MODE_DISABLED), "Disabled", "mode_to_string");
         CHECK_STREQ(mode_to_string(MODE_LOCALUSER), "LocalUser", "mode_to_string");
         CHECK_STREQ(mode_to_string(MODE_ENTRAID), "EntraId", "mode_to_string");
@@ -294,6 +309,15 @@ static void test_entries(void) {
                 CHECK_INTEQ(p.n_keys, 0, "a path with an embedded NUL is rejected");
                 policy_done(&p);
 
+                /* not valid UTF-8, or a C0/C1 control character or DEL: the name goes into state.json and onto
+                 * terminals (issue 11) */
+                check_invalid("{\"compute\":{\"osProfile\":{\"adminUsername\":\"azure\xffuser\"}}}", "adminUsername not UTF-8");
+                check_invalid("{\"compute\":{\"osProfile\":{\"adminUsername\":\"azure\xc3user\"}}}", "adminUsername truncated UTF-8");
+                check_invalid("{\"compute\":{\"osProfile\":{\"adminUsername\":\"azure\\u009buser\"}}}", "adminUsername with a C1 CSI");
+                check_invalid("{\"compute\":{\"osProfile\":{\"adminUsername\":\"azure\\u0085user\"}}}", "adminUsername with a C1 NEL");
+                check_invalid("{\"compute\":{\"osProfile\":{\"adminUsername\":\"azure\\u007fuser\"}}}", "adminUsername with DEL");
+                check_invalid("{\"compute\":{\"osProfile\":{\"adminUsername\":\"azure\\u001b[0muser\"}}}", "adminUsername with ESC");
+                check_invalid("{\"compute\":{\"osProfile\":{\"adminUsername\":\"azure\\tuser\"}}}", "adminUsername with a tab");
                 /* an admin user name with an embedded NUL is not a user name */
                 check_invalid("{\"compute\":{\"osProfile\":{\"adminUsername\":\"azureuser\\u0000root\"}}}",
                               "adminUsername with an escaped NUL");

@@ -501,6 +501,40 @@ static void test_rejections(void) {
                 check_reject_str(l, "ECDSA point without 0x04");
                 free(l);
                 free(b.p);
+                /* a point that is not on the curve (one bit of y flipped): ssh-keygen and sshd refuse it, so
+                 * must we (issue 11: it was written and listed by status) */
+                static const struct {
+                        const char *type;
+                        bool sk;
+                } off[] = { { "ecdsa-sha2-nistp256", false }, { "sk-ecdsa-sha2-nistp256@openssh.com", true } };
+                for (size_t i = 0; i < ELEMENTSOF(off); i++) {
+                        const char *reason = NULL;
+                        SshKey k = {};
+                        b = (Bytes) {};
+                        put_cstr(&b, off[i].type);
+                        put_cstr(&b, "nistp256");
+                        put_string(&b, point.p, point.len);
+                        b.p[b.len - 1] ^= 1;
+                        if (off[i].sk)
+                                put_cstr(&b, "ssh:");
+                        l = make_line(off[i].type, &b, NULL);
+                        CHECK_INTEQ(sshkey_parse(l, strlen(l), &k, &reason), -EINVAL, "off-curve point rejected");
+                        CHECK_STREQ(reason, "ECDSA public point is not a valid point of its curve", off[i].type);
+                        free(l);
+                        free(b.p);
+                        /* all-zero coordinates: not on the curve either */
+                        b = (Bytes) {};
+                        put_cstr(&b, off[i].type);
+                        put_cstr(&b, "nistp256");
+                        put_string(&b, point.p, point.len);
+                        memset(b.p + b.len - 64, 0, 64);
+                        if (off[i].sk)
+                                put_cstr(&b, "ssh:");
+                        l = make_line(off[i].type, &b, NULL);
+                        check_reject_str(l, "all-zero point");
+                        free(l);
+                        free(b.p);
+                }
         }
 
         /* ed25519 public keys are exactly 32 bytes */
@@ -668,6 +702,28 @@ static void test_rejections(void) {
                         m[20] = ctl[i].c;
                         check_reject(m, base, ctl[i].why);
                 }
+        }
+
+        /* C1 control characters (UTF-8 encoded U+0080–U+009F; U+009B is an 8-bit CSI) and DEL in the comment:
+         * terminal escapes in status / --dry-run / show-imds (issue 11) */
+        {
+                static const char *const c1[] = { "\xc2\x80", "\xc2\x85", "\xc2\x9b", "\xc2\x9f", "\x7f" };
+                for (size_t i = 0; i < ELEMENTSOF(c1); i++) {
+                        _cleanup_free_ char *m = NULL;
+                        const char *reason = NULL;
+                        SshKey k = {};
+                        if (asprintf(&m, "%s a%sb", line_ed25519, c1[i]) < 0)
+                                abort();
+                        CHECK_INTEQ(sshkey_parse(m, strlen(m), &k, &reason), -EINVAL, "C1/DEL in the comment rejected");
+                        CHECK_STREQ(reason, "control character in key", "named as a control character");
+                }
+                /* U+00A0 (no-break space, c2 a0) and U+00E9 are printable: accepted */
+                _cleanup_free_ char *m = NULL;
+                SshKey k = {};
+                if (asprintf(&m, "%s caf\xc3\xa9\xc2\xa0x", line_ed25519) < 0)
+                        abort();
+                CHECK_INTEQ(sshkey_parse(m, strlen(m), &k, NULL), 0, "printable non-ASCII comment accepted");
+                sshkey_done(&k);
         }
 
         /* length: 8192 bytes (after trailing CR/LF) is the limit */
