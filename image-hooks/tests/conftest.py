@@ -37,9 +37,16 @@ def pytest_terminal_summary(terminalreporter):
     h.terminal_summary(terminalreporter, "image-boot")
 
 
+@pytest.fixture(scope="session", params=h.selected_lanes(), ids=lambda lane: lane.name)
+def lane(request):
+    """Every test runs on every lane (Debian 12 and 13; AKS_E2E_LANES selects)."""
+    return request.param
+
+
 @pytest.fixture(scope="session")
-def rootfs():
-    return h.ensure_rootfs()
+def rootfs(lane):
+    h.ensure_rootfs_all(h.selected_lanes())  # every lane's base image built at once, the first time only
+    return lane.rootfs
 
 
 @pytest.fixture(scope="session")
@@ -50,13 +57,13 @@ def keys(tmp_path_factory):
 class Env(h.NodeEnv):
     """One node: an overlay on the cached debootstrapped rootfs, its namespaces, the IMDS emulator."""
 
-    def __init__(self, name, keys):
-        super().__init__(name, keys, RUNS, NS_PREFIX)
+    def __init__(self, name, keys, lane):
+        super().__init__(name, keys, RUNS, NS_PREFIX, lane)
 
 
 @pytest.fixture
-def env(request, rootfs, keys):
-    e = Env(request.node.name, keys)
+def env(request, lane, rootfs, keys):
+    e = Env(request.node.name, keys, lane)
     try:
         yield e
     finally:

@@ -32,8 +32,11 @@ def is_enabled(root, unit):
 
 
 def build_vm_leftovers(env, root, key="k3"):
-    """What a build VM that booted with the agent leaves in the image: the admin's own key line, the managed
-    block with the build VM's key, the state file, the lock, the EntraId drop-in, masked sshd units."""
+    """What a build VM that booted with the agent leaves in the image: the admin user (the build VM's cloud-init
+    made it), the admin's own key line, the managed block with the build VM's key, the state file, the lock, the
+    EntraId drop-in, masked sshd units."""
+    if subprocess.run(["chroot", root, "getent", "passwd", h.ADMIN], stdout=subprocess.DEVNULL).returncode != 0:
+        run(["chroot", root, "useradd", "-m", "-u", h.ADMIN_UID, "-U", "-s", "/bin/bash", h.ADMIN])
     ssh = root / "home" / h.ADMIN / ".ssh"
     ssh.mkdir(mode=0o700, exist_ok=True)
     (ssh / "authorized_keys").write_text(OWN_LINE)
@@ -68,6 +71,9 @@ def deprovision_and_check(root, in_chroot=False):
     before = snapshot(root)
     run([DEPROVISION, "--root", root, "--quiet"])
     assert snapshot(root) == before, "deprovision is not idempotent"
+    # The image build's last step, `waagent -deprovision+user`: the build VM's admin user goes (its home is kept
+    # here so that the first boot can show the user's own bytes survived); the node's cloud-init makes the user.
+    run(["chroot", root, "userdel", h.ADMIN])
 
 
 def snapshot(root):

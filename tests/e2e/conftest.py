@@ -61,9 +61,16 @@ def pytest_terminal_summary(terminalreporter):
     h.terminal_summary(terminalreporter, "e2e")
 
 
+@pytest.fixture(scope="session", params=h.selected_lanes(), ids=lambda lane: lane.name)
+def lane(request):
+    """Every test runs on every lane (Debian 12 and 13; AKS_E2E_LANES selects)."""
+    return request.param
+
+
 @pytest.fixture(scope="session")
-def rootfs():
-    return h.ensure_rootfs()
+def rootfs(lane):
+    h.ensure_rootfs_all(h.selected_lanes())  # every lane's base image built at once, the first time only
+    return lane.rootfs
 
 
 @pytest.fixture(scope="session")
@@ -74,8 +81,8 @@ def keys(tmp_path_factory):
 class Env(h.NodeEnv):
     """One node (container + its namespaces) of one test."""
 
-    def __init__(self, name, keys):
-        super().__init__(name, keys, RUNS, NS_PREFIX)
+    def __init__(self, name, keys, lane):
+        super().__init__(name, keys, RUNS, NS_PREFIX, lane)
 
     def image(self, *variants, config=None, authorized_keys=None, agent=True):
         """Builds this node's image on the overlay: variants, the agent (as an image builder installs it)."""
@@ -88,7 +95,7 @@ class Env(h.NodeEnv):
         if config:
             h.set_config(root, **config)
         if authorized_keys is not None:
-            ssh = root / "home" / h.ADMIN / ".ssh"
+            ssh = h.prepare_home(root) / ".ssh"
             ssh.mkdir(mode=0o700, exist_ok=True)
             (ssh / "authorized_keys").write_text(authorized_keys)
             os.chmod(ssh / "authorized_keys", 0o600)
@@ -98,8 +105,8 @@ class Env(h.NodeEnv):
 
 
 @pytest.fixture
-def env(request, rootfs, keys):
-    e = Env(request.node.name, keys)
+def env(request, lane, rootfs, keys):
+    e = Env(request.node.name, keys, lane)
     try:
         yield e
     finally:

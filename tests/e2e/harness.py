@@ -1,12 +1,18 @@
 # SPDX-License-Identifier: MIT
-"""End-to-end harness: a Debian 12 node booted with systemd-nspawn, real systemd, real sshd, IMDS emulator.
+"""End-to-end harness: a Debian node booted with systemd-nspawn, real systemd, real sshd, real cloud-init, IMDS emulator.
+
+Two lanes (LANES): Debian 12 "bookworm" (systemd 252, OpenSSH 9.2, cloud-init 22.4) and Debian 13 "trixie"
+(systemd 257 with systemd-ssh-generator, OpenSSH 10.0, cloud-init 25.x). Each lane has its own cached base image
+under build/e2e/<lane>/rootfs; every test of the suites that boot nodes runs on each lane.
 
 Layout of one test ("node"):
   netns <tag>n   the node's network: lo (+ 169.254.169.254/32) (the IMDS emulator listens there,
                  inside this namespace only), veth vn0 = 10.231.0.2/24. The container uses this namespace.
   netns <tag>c   the "outside world": veth vc0 = 10.231.0.1/24; ssh logins and port probes start here.
-  overlay        build/e2e/rootfs (debootstrap, cached) + a per-test upper dir, mounted at <run>/merged; the
+  overlay        build/e2e/<lane>/rootfs (debootstrap, cached) + a per-test upper dir, mounted at <run>/merged; the
                  same upper dir across power cycles = reboots of the same node.
+  cloud-init     the base image has no admin user: Debian's own cloud-init creates it at first boot from a NoCloud
+                 seed (/var/lib/cloud/seed/nocloud), as Azure's datasource does from osProfile.
 The host namespace never sends a packet anywhere: everything happens inside the two namespaces.
 """
 import contextlib
@@ -24,22 +30,67 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD = REPO / "build" / "e2e"
-ROOTFS = BUILD / "rootfs"
 ROOTFS_STAMP_NAME = ".aks-e2e-rootfs"
 EMULATOR = REPO / "tests" / "imds-emulator"
 AGENT_BIN = Path(os.environ.get("AKS_SSH_ACCESS_BIN", REPO / "build" / "aks-ssh-access"))
 PROBE_BIN = Path(os.environ.get("AKS_E2E_PROBE_BIN", BUILD / "units-live-probe"))
 
-SUITE = "bookworm"
-PACKAGES = "systemd,systemd-sysv,dbus,openssh-server,iproute2,passwd,libcurl4,libcjson1,libsodium23"
 ADMIN = "azureuser"
 ADMIN_UID = 1000
 MODE_TAG = "aks-managed-ssh-access"
+VM_ID = "0b5f9c1e-0000-4000-8000-00000000e2e0"
 NODE_IP = "10.231.0.2"
 CLIENT_IP = "10.231.0.1"
 IMDS_IP = "169.254.169.254"
-# Version of the base image recipe: bump to rebuild the cached rootfs.
-ROOTFS_RECIPE = f"1 {SUITE} {PACKAGES} {ADMIN}:{ADMIN_UID}"
+
+
+class Lane:
+    """One Debian release the nodes are built from. debootstrap installs what has no virtual dependency;
+    apt-get inside the tree (chroot) installs the rest (debootstrap's resolver cannot: cloud-init)."""
+
+    def __init__(self, name, debootstrap_packages, apt_packages, systemd, openssh, generator, cloud_init_units):
+        self.name = name
+        self.suite = name
+        self.debootstrap_packages = debootstrap_packages
+        self.apt_packages = apt_packages
+        self.systemd = systemd          # major version, as `systemctl --version` says
+        self.openssh = openssh          # "9.2" ...
+        self.generator = generator      # systemd-ssh-generator (systemd >= 256) is in the image
+        self.cloud_init_units = cloud_init_units  # the units of that cloud-init (22.4: 4 stages; 25.x: main + stages)
+        self.dir = BUILD / name
+        self.rootfs = self.dir / "rootfs"
+        # Version of the base image recipe: any change rebuilds the cached rootfs.
+        self.recipe = f"3 {name} {debootstrap_packages} + {' '.join(apt_packages)} cloud-init-seeded {ADMIN}:{ADMIN_UID}"
+        self.debootstrap_recipe = f"{name} {debootstrap_packages}"
+
+    def __repr__(self):
+        return self.name
+
+
+_BASE = "systemd,systemd-sysv,dbus,openssh-server,iproute2,passwd,libcjson1,libsodium23"
+LANES = {
+    "bookworm": Lane("bookworm", _BASE + ",libcurl4", ["cloud-init"], systemd=252, openssh="9.2", generator=False,
+                     cloud_init_units=("cloud-init-local.service", "cloud-init.service", "cloud-config.service",
+                                       "cloud-final.service")),
+    "trixie": Lane("trixie", _BASE + ",libcurl4t64", ["cloud-init"], systemd=257, openssh="10.0", generator=True,
+                   cloud_init_units=("cloud-init-main.service", "cloud-init-local.service",
+                                     "cloud-init-network.service", "cloud-config.service", "cloud-final.service")),
+}
+DEFAULT_LANE = LANES["bookworm"]
+
+
+def selected_lanes():
+    """AKS_E2E_LANES="bookworm trixie" (default: every lane), in that order."""
+    names = os.environ.get("AKS_E2E_LANES", " ".join(LANES)).replace(",", " ").split()
+    unknown = [n for n in names if n not in LANES]
+    if unknown:
+        raise ValueError(f"AKS_E2E_LANES: unknown lane(s) {unknown}; known: {list(LANES)}")
+    return [LANES[n] for n in names]
+
+
+# Kept for callers of the single-lane days (tests/bench): the default lane's base image.
+ROOTFS = DEFAULT_LANE.rootfs
+SUITE = DEFAULT_LANE.suite
 
 SSH_UNITS = ("ssh.service", "sshd.service", "ssh.socket", "sshd.socket")
 SSH_OPTS = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
@@ -69,8 +120,8 @@ def run(cmd, check=True, **kw):
 # ---------------------------------------------------------------------------------------------------------
 # Base image (built once, cached under build/e2e/rootfs)
 
-def debian_mirror():
-    """The Debian mirror this machine's apt uses (deb822 .sources or one-line lists)."""
+def debian_mirror(suite="bookworm"):
+    """The Debian mirror this machine's apt uses (deb822 .sources or one-line lists); it serves every suite."""
     for f in sorted(glob.glob("/etc/apt/sources.list.d/*.sources")):
         text = Path(f).read_text()
         for stanza in text.split("\n\n"):
@@ -81,55 +132,122 @@ def debian_mirror():
     for f in ["/etc/apt/sources.list"] + sorted(glob.glob("/etc/apt/sources.list.d/*.list")):
         with contextlib.suppress(OSError):
             for line in Path(f).read_text().splitlines():
-                m = re.match(r"deb\s+(?:\[[^]]*\]\s+)?(\S+)\s+bookworm\s", line)
+                m = re.match(r"deb\s+(?:\[[^]]*\]\s+)?(\S+)\s+(?:bookworm|trixie)\s", line)
                 if m:
                     return m.group(1)
     return "http://deb.debian.org/debian"
 
 
-def ensure_rootfs():
-    """Debootstraps the base image once (reused while its recipe stamp matches)."""
-    BUILD.mkdir(parents=True, exist_ok=True)
-    with open(BUILD / ".rootfs.lock", "w") as lk:
+def ensure_rootfs(lane=None):
+    """Builds the lane's base image once (reused while its recipe stamp matches): debootstrap, then apt-get
+    inside the tree, then customize_base. Several runs at once wait for each other (flock)."""
+    lane = lane or DEFAULT_LANE
+    lane.dir.mkdir(parents=True, exist_ok=True)
+    with open(lane.dir / ".rootfs.lock", "w") as lk:
         fcntl.flock(lk, fcntl.LOCK_EX)
-        stamp = ROOTFS / ROOTFS_STAMP_NAME
-        if stamp.exists() and stamp.read_text() == ROOTFS_RECIPE:
-            return ROOTFS
-        tmp = BUILD / "rootfs.tmp"
+        stamp = lane.rootfs / ROOTFS_STAMP_NAME
+        if stamp.exists() and stamp.read_text() == lane.recipe:
+            return lane.rootfs
+        t0 = time.monotonic()
+        tmp = lane.dir / "rootfs.tmp"
         done = tmp / ".debootstrap-done"
-        if not done.exists():
+        if not (done.exists() and done.read_text() == lane.debootstrap_recipe):
             if tmp.exists():
                 shutil.rmtree(tmp)
-            mirror = debian_mirror()
-            log(f"debootstrap {SUITE} from {mirror} (once, cached in {ROOTFS})")
-            t = time.monotonic()
-            run(["debootstrap", "--variant=minbase", f"--include={PACKAGES}", SUITE, tmp, mirror],
-                stdout=subprocess.DEVNULL)
-            log(f"debootstrap took {time.monotonic() - t:.0f} s")
-            done.write_text(ROOTFS_RECIPE)
+            mirror = debian_mirror(lane.suite)
+            log(f"debootstrap {lane.suite} from {mirror} (once, cached in {lane.rootfs})")
+            run(["debootstrap", "--variant=minbase", f"--include={lane.debootstrap_packages}", lane.suite, tmp,
+                 mirror], stdout=subprocess.DEVNULL)
+            log(f"debootstrap {lane.suite} took {time.monotonic() - t0:.0f} s")
+            done.write_text(lane.debootstrap_recipe)
+        apt_install(tmp, lane.apt_packages)
         customize_base(tmp)
-        if ROOTFS.exists():
-            shutil.rmtree(ROOTFS)
-        (tmp / ".debootstrap-done").unlink()
-        (tmp / ROOTFS_STAMP_NAME).write_text(ROOTFS_RECIPE)
-        tmp.rename(ROOTFS)
-        return ROOTFS
+        if lane.rootfs.exists():
+            shutil.rmtree(lane.rootfs)
+        done.unlink()
+        (tmp / ROOTFS_STAMP_NAME).write_text(lane.recipe)
+        tmp.rename(lane.rootfs)
+        log(f"base image {lane.name} ready in {time.monotonic() - t0:.0f} s")
+        return lane.rootfs
+
+
+def ensure_rootfs_all(lanes):
+    """ensure_rootfs of several lanes at once (a cold CI machine: the debootstraps overlap their downloads)."""
+    import concurrent.futures
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(lanes)) as pool:
+        for f in [pool.submit(ensure_rootfs, lane) for lane in lanes]:
+            f.result()
+
+
+def apt_install(root, packages):
+    """apt-get install inside the tree: /proc mounted, a policy-rc.d that starts nothing, no recommends."""
+    policy = root / "usr/sbin/policy-rc.d"
+    policy.write_text("#!/bin/sh\nexit 101\n")
+    os.chmod(policy, 0o755)
+    run(["mount", "-t", "proc", "proc", root / "proc"])
+    try:
+        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "DEBIAN_FRONTEND": "noninteractive", "LANG": "C.UTF-8"}
+        run(["chroot", root, "apt-get", "update", "-q"], env=env)
+        run(["chroot", root, "apt-get", "install", "-y", "-q", "--no-install-recommends", *packages], env=env,
+            stdout=subprocess.DEVNULL)
+        run(["chroot", root, "apt-get", "clean"], env=env)
+    finally:
+        run(["umount", "-l", root / "proc"], check=False)
+        policy.unlink()
+
+
+# /etc/cloud/cloud.cfg.d/ of the base image: the NoCloud seed is the node's only datasource; the container's link is
+# set up from outside (cloud-init must not write a network configuration); the host keys the image has are kept.
+CLOUD_CFG_E2E = """\
+# aks-ssh-access e2e: a container node whose datasource is the NoCloud seed in /var/lib/cloud/seed/nocloud.
+datasource_list: [NoCloud]
+network: {config: disabled}
+ssh_deletekeys: false
+"""
 
 
 def customize_base(root):
-    """What every AKS-like image has: the admin user, no machine-id baked in, nothing slow at boot."""
-    if run(["chroot", root, "getent", "passwd", ADMIN], check=False).returncode != 0:
-        run(["chroot", root, "useradd", "-m", "-u", str(ADMIN_UID), "-U", "-s", "/bin/bash", ADMIN])
-    # Unlocked (no password) so that sshd lets the account log in with a key; password auth stays off.
-    run(["chroot", root, "usermod", "-p", "*", ADMIN])
+    """What every AKS-like image has: no machine-id baked in, nothing slow at boot, cloud-init that can run in a
+    container. The admin user is NOT in the image: cloud-init creates it at first boot (write_seed)."""
     (root / "etc/hostname").write_text("aks-e2e-node\n")
     (root / "etc/machine-id").write_text("")
+    # cloud-init (python) refuses to run in the C locale on Debian 13 without it; harmless on 12.
+    (root / "etc/default/locale").write_text("LANG=C.UTF-8\n")
+    (root / "etc/cloud/cloud.cfg.d/05-aks-e2e.cfg").write_text(CLOUD_CFG_E2E)
+    # Debian's default user is in "netdev", which a cloud image has (a system group) and minbase has not: without it
+    # cloud-init would create it as gid 1000 and the admin's own group would not be ADMIN_UID.
+    if run(["chroot", root, "getent", "group", "netdev"], check=False).returncode != 0:
+        run(["chroot", root, "groupadd", "-r", "netdev"])
     # Persistent journal, so a test can read the journal of an earlier boot.
     (root / "var/log/journal").mkdir(mode=0o2755, exist_ok=True)
     # Timers of a general-purpose Debian that would only add noise to a 30 s boot.
     for t in ("apt-daily.timer", "apt-daily-upgrade.timer", "dpkg-db-backup.timer", "e2scrub_all.timer",
               "fstrim.timer"):
         run(["systemctl", f"--root={root}", "disable", t], check=False)
+
+
+def write_seed(root, public_keys=(), instance_id=VM_ID):
+    """The NoCloud seed cloud-init reads at first boot, shaped like what Azure's datasource gives: the admin user as
+    the default user (osProfile.adminUsername) and the VM's public keys as the datasource's keys (which the
+    image's cloud-init drop-in, 90-aks-ssh-access.cfg, keeps out of authorized_keys)."""
+    seed = root / "var/lib/cloud/seed/nocloud"
+    seed.mkdir(parents=True, exist_ok=True)
+    meta = {"instance-id": instance_id, "local-hostname": "aks-e2e-node", "public-keys": list(public_keys)}
+    (seed / "meta-data").write_text(json.dumps(meta, indent=1) + "\n")
+    # The default user is created by cc_users_groups (sudo: null, this image has no sudo; "false" is deprecated).
+    (seed / "user-data").write_text(
+        "#cloud-config\n"
+        f"user: {{name: {ADMIN}, uid: {ADMIN_UID}, shell: /bin/bash, lock_passwd: true, sudo: null}}\n")
+
+
+def prepare_home(root):
+    """The admin's home made before first boot (a test that seeds authorized_keys), owned as cloud-init's useradd
+    will make the user (uid/gid ADMIN_UID); useradd keeps an existing home."""
+    home = root / "home" / ADMIN
+    if not home.exists():
+        home.mkdir(mode=0o750, parents=True)
+        os.chown(home, ADMIN_UID, ADMIN_UID)
+    return home
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -208,10 +326,16 @@ def image_azure_linux_naming(root):
 # ---------------------------------------------------------------------------------------------------------
 # IMDS documents and keys
 
+# k1..k3: keys IMDS may list; "own": a line the user put into authorized_keys himself (outside the managed block);
+# "ds": the key the cloud datasource hands to cloud-init (must never reach authorized_keys).
+KEY_NAMES = ("k1", "k2", "k3", "own", "ds")
+DATASOURCE_KEY = "ds"
+
+
 class Keys:
     """ed25519 key pairs made with ssh-keygen; fingerprints as ssh-keygen -l prints them."""
 
-    def __init__(self, directory, names=("k1", "k2", "k3")):
+    def __init__(self, directory, names=KEY_NAMES):
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.priv, self.pub, self.fp = {}, {}, {}
@@ -228,7 +352,7 @@ def imds_doc(mode, keys, admin=ADMIN):
     tags = [] if mode is None else [{"name": MODE_TAG, "value": mode}]
     return {
         "compute": {
-            "vmId": "0b5f9c1e-0000-4000-8000-00000000e2e0",
+            "vmId": VM_ID,
             "osProfile": {"adminUsername": admin, "computerName": "aks-e2e-node"},
             "publicKeys": [{"keyData": k, "path": f"/home/{admin}/.ssh/authorized_keys"} for k in keys],
             "tagsList": tags,
@@ -350,7 +474,9 @@ class Net:
 # The node: an overlay on the base image, booted with systemd-nspawn
 
 class Node:
-    def __init__(self, tag, workdir, net):
+    def __init__(self, tag, workdir, net, lane=None, seed_keys=()):
+        self.lane = lane or DEFAULT_LANE
+        self.seed_keys = list(seed_keys)
         self.tag = tag
         self.workdir = Path(workdir)
         self.net = net
@@ -368,8 +494,11 @@ class Node:
             return
         for d in (self.upper, self.ovl_work, self.merged):
             d.mkdir(parents=True, exist_ok=True)
+        fresh = not any(self.upper.iterdir())
         run(["mount", "-t", "overlay", f"e2e-{self.tag}", "-o",
-             f"lowerdir={ROOTFS},upperdir={self.upper},workdir={self.ovl_work}", self.merged])
+             f"lowerdir={self.lane.rootfs},upperdir={self.upper},workdir={self.ovl_work}", self.merged])
+        if fresh:
+            write_seed(self.merged, self.seed_keys)
 
     def umount(self):
         if os.path.ismount(self.merged):
@@ -382,15 +511,16 @@ class Node:
         return self.merged
 
     # -- boot / power off
-    def boot(self, timeout=120, extra_args=()):
-        """Boots the image and waits until systemd finished starting up. Returns is-system-running's word."""
+    def boot(self, timeout=120, extra_args=(), init_args=()):
+        """Boots the image and waits until systemd finished starting up. Returns is-system-running's word.
+        extra_args go to systemd-nspawn, init_args to the container's systemd (its "kernel command line")."""
         assert self.proc is None
         self.mount()
         self.boots += 1
         self.console = self.workdir / f"console-{self.boots}.log"
         cmd = ["systemd-nspawn", "--boot", "--register=no", "--keep-unit", f"--machine=e2e-{self.tag}",
                f"--network-namespace-path=/run/netns/{self.net.node_ns}", "--console=read-only",
-               "--link-journal=no", *extra_args, "-D", self.merged]
+               "--link-journal=no", *extra_args, "-D", self.merged, *init_args]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=open(self.console, "w"),
                                      stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
@@ -548,8 +678,9 @@ class NodeEnv:
 
     counter = 0
 
-    def __init__(self, name, keys, runs, ns_prefix):
+    def __init__(self, name, keys, runs, ns_prefix, lane=None):
         NodeEnv.counter += 1
+        self.lane = lane or DEFAULT_LANE
         self.tag = f"{ns_prefix}{NodeEnv.counter}"
         self.workdir = runs / re.sub(r"[^A-Za-z0-9_.-]", "_", name)
         shutil.rmtree(self.workdir, ignore_errors=True)
@@ -559,7 +690,8 @@ class NodeEnv:
         self.net = Net(self.tag, self.workdir)
         self.cleanup.push(self.net.teardown)
         self.net.setup()
-        self.node = Node(self.tag, self.workdir, self.net)
+        # The datasource's key (osProfile's, on Azure) is one IMDS never lists here: cloud-init must not install it.
+        self.node = Node(self.tag, self.workdir, self.net, self.lane, seed_keys=[keys.pub[DATASOURCE_KEY]])
         self.cleanup.push(self.node.teardown)
 
     def imds(self, mode, key_names=(), up=True):

@@ -1,16 +1,206 @@
 # SPDX-License-Identifier: MIT
-"""End-to-end: the agent on a booted Debian 12 node (systemd-nspawn), real systemd, real sshd, IMDS emulator.
+"""End-to-end: the agent on a booted Debian node (systemd-nspawn), real systemd, real sshd, real cloud-init, IMDS
+emulator; every case on each lane (Debian 12 bookworm: systemd 252, OpenSSH 9.2; Debian 13 trixie: systemd 257 with
+systemd-ssh-generator, OpenSSH 10.0).
 
 Each test builds its node image (base image + agent installed like an image builder does), boots it, and
 checks the outcome from outside (ssh logins and port probes from another network namespace) and inside
-(unit states, the journal of that boot, files). See harness.py for the plumbing."""
+(unit states, a banner probe of every listening socket, the journal and console of that boot, files).
+See harness.py for the plumbing."""
+import json
 import re
 import time
 
+import pytest
+
 import harness as h
+import variants as V
 
 MANAGED_BLOCK_BEGIN = "# BEGIN aks-ssh-access managed keys"
+ENTRA_BLOCK_BEGIN = "# BEGIN aks-ssh-access EntraId"
+OLD_DROPIN = "/etc/ssh/sshd_config.d/50-aks-ssh-access.conf"
 OWN_LINE = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHVzZXIncyBvd24ga2V5IG5vdCBtYW5hZ2VkIGJ5IGFrcyEh my-own-key\n"
+
+
+
+# ---------------------------------------------------------------------------------------------------------
+# listeners: what answers as sshd on the booted node
+
+# Runs inside the node: every listening TCP socket (v4/v6, from /proc/net/tcp*) and every listening AF_UNIX stream
+# socket with a path under /run (from /proc/net/unix), connected to in parallel (non-blocking), one short timeout;
+# prints what each one said first. An SSH server speaks first ("SSH-2.0-..."), so its banner shows here.
+LISTENER_PROBE = r"""
+import json, os, select, socket, sys, time
+targets = []
+with open("/proc/net/unix") as f:
+    next(f)
+    for ln in f:
+        p = ln.split()
+        # Num RefCount Protocol Flags Type St Inode Path; Flags 0x10000 = __SO_ACCEPTCON (listening); Type 1 = stream
+        if len(p) >= 8 and int(p[3], 16) & 0x10000 and int(p[4], 16) == 1 and p[7].startswith("/run/"):
+            targets.append(("unix", p[7]))
+for fn, fam in (("/proc/net/tcp", socket.AF_INET), ("/proc/net/tcp6", socket.AF_INET6)):
+    try:
+        lines = open(fn).read().splitlines()[1:]
+    except OSError:
+        continue
+    for ln in lines:
+        p = ln.split()
+        if p[3] != "0A":  # TCP_LISTEN
+            continue
+        addr_hex, port_hex = p[1].split(":")
+        raw = bytes.fromhex(addr_hex)
+        if fam == socket.AF_INET:
+            addr = socket.inet_ntop(fam, raw[::-1])
+            addr = "127.0.0.1" if addr == "0.0.0.0" else addr
+        else:
+            raw = b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4))
+            addr = socket.inet_ntop(fam, raw)
+            addr = "::1" if addr == "::" else addr
+        targets.append(("tcp" if fam == socket.AF_INET else "tcp6", (addr, int(port_hex, 16))))
+seen, socks = set(), {}
+for kind, addr in targets:
+    key = (kind, str(addr))
+    if key in seen:
+        continue
+    seen.add(key)
+    s = socket.socket(socket.AF_UNIX if kind == "unix" else socket.AF_INET if kind == "tcp" else socket.AF_INET6,
+                      socket.SOCK_STREAM)
+    s.setblocking(False)
+    try:
+        s.connect(addr)
+    except (BlockingIOError, InterruptedError):
+        pass
+    except OSError as e:
+        print(json.dumps({"kind": kind, "addr": str(addr), "error": e.strerror}))
+        s.close()
+        continue
+    socks[s] = (kind, str(addr), b"")
+deadline = time.monotonic() + float(sys.argv[1] if len(sys.argv) > 1 else 2.0)
+while socks and time.monotonic() < deadline:
+    r, _, _ = select.select(list(socks), [], [], max(0.0, deadline - time.monotonic()))
+    for s in r:
+        kind, addr, got = socks[s]
+        try:
+            data = s.recv(256)
+        except OSError:
+            data = b""
+        if not data or b"\n" in got + data or len(got + data) >= 256:
+            print(json.dumps({"kind": kind, "addr": addr, "said": (got + data).decode("latin-1")}))
+            s.close()
+            del socks[s]
+        else:
+            socks[s] = (kind, addr, got + data)
+for s, (kind, addr, got) in socks.items():
+    print(json.dumps({"kind": kind, "addr": addr, "said": got.decode("latin-1")}))
+    s.close()
+"""
+
+
+def listeners(node):
+    """[{kind, addr, said}] of every listening TCP socket and AF_UNIX stream socket under /run of the node."""
+    # 3 s: a socket-activated sshd (Accept=no) first runs `sshd -t`, which on a loaded machine takes a while.
+    p = node.sh("python3 - 3.0", input=LISTENER_PROBE)
+    return [json.loads(ln) for ln in p.stdout.splitlines() if ln.strip()]
+
+
+def ssh_listeners(node):
+    return [x for x in listeners(node) if x.get("said", "").startswith("SSH-")]
+
+
+def ssh_socket_units(node):
+    """Lines of `systemctl list-sockets` (listening sockets) that name an ssh/sshd unit."""
+    out = node.sh("systemctl list-sockets --no-legend --plain --no-pager", check=False).stdout
+    return [ln for ln in out.splitlines() if re.search(r"\bsshd?[-.@a-z0-9]*\.(socket|service)", ln)]
+
+
+GENERATOR_SOCKET = "sshd-unix-local.socket"
+GENERATOR_PATH = "/run/ssh-unix-local/socket"
+GENERATOR_MASK = "/etc/systemd/system-generators/systemd-ssh-generator"
+GENERATOR_FIXED_SOCKETS = ("sshd-unix-local.socket", "sshd-vsock.socket", "sshd-unix-export.socket", "sshd-extra.socket")
+
+
+def assert_nothing_answers_as_sshd(env):
+    node = env.node
+    assert not env.net.port_open(22), "port 22 is open from outside"
+    found = ssh_listeners(node)
+    assert not found, f"sockets answering as sshd on a Disabled node: {found}"
+    units = ssh_socket_units(node)
+    assert not units, f"systemctl list-sockets lists ssh units: {units}"
+    if node.lane.generator:
+        # systemd-ssh-generator's AF_UNIX socket (made at every boot): not listening, not started in this boot.
+        assert node.prop(GENERATOR_SOCKET, "ActiveState") != "active", node.sh(
+            f"systemctl status --no-pager {GENERATOR_SOCKET}", check=False).stdout
+        assert node.sh(f"test -S {GENERATOR_PATH}", check=False).returncode != 0, f"{GENERATOR_PATH} exists"
+        # ... and never listened in this boot, not even before the agent masked it.
+        assert node.prop(GENERATOR_SOCKET, "InactiveExitTimestampMonotonic") in ("", "0"), \
+            f"{GENERATOR_SOCKET} was started in this Disabled boot"
+
+
+def assert_generator_masked(node, masked):
+    """The design (TEAM.md, branch units): in Disabled the generator's fixed socket names are masked and the
+    generator itself is masked (/etc/systemd/system-generators/systemd-ssh-generator -> /dev/null); in the other
+    modes neither (what the image had, generator included)."""
+    if not node.lane.generator:
+        return
+    link = node.sh(f"readlink {GENERATOR_MASK}", check=False).stdout.strip()
+    if masked:
+        assert link == "/dev/null", f"{GENERATOR_MASK}: {link!r}"
+        for u in GENERATOR_FIXED_SOCKETS:
+            assert node.file_state(u) == "masked", f"{u}: {node.file_state(u)}"
+    else:
+        assert link == "", f"generator still masked: {GENERATOR_MASK} -> {link}"
+        assert node.file_state(GENERATOR_SOCKET) != "masked"
+
+
+def assert_sshd_answers(node, tcp=True):
+    """The other half of the probe (so that it can fail): sshd's banner on port 22 and, on systemd >= 256, on the
+    generator's AF_UNIX socket: "what the image had"."""
+    found = ssh_listeners(node)
+    kinds = {(x["kind"], x["addr"]) for x in found}
+    if tcp:
+        assert any(k in ("tcp", "tcp6") and a.endswith(", 22)") for k, a in kinds), f"no sshd on port 22: {found}"
+    if node.lane.generator:
+        assert ("unix", GENERATOR_PATH) in kinds, f"the generator's {GENERATOR_PATH} does not answer: {found}"
+        assert node.prop(GENERATOR_SOCKET, "ActiveState") == "active"
+        assert_started_after_agent(node, GENERATOR_SOCKET)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# cloud-init: the admin user made at first boot, before the agent
+
+def cloud_init_user_unit(node):
+    """The unit of cloud-init's "init" stage (users-groups): cloud-init-network.service since 24.3, else
+    cloud-init.service."""
+    if node.prop("cloud-init-network.service", "LoadState") == "loaded":
+        return "cloud-init-network.service"
+    return "cloud-init.service"
+
+
+def assert_cloud_init(env):
+    """cloud-init made the admin user from the NoCloud seed, finished its user stage before the agent started, kept
+    the datasource's key out of authorized_keys, and ended "done" without errors."""
+    node = env.node
+    for u in node.lane.cloud_init_units:
+        assert node.prop(u, "LoadState") == "loaded", f"{u} is not in this lane's cloud-init"
+    pw = node.sh(f"getent passwd {h.ADMIN}", check=False).stdout.strip().split(":")
+    assert len(pw) == 7 and pw[2] == str(h.ADMIN_UID), f"admin user not created by cloud-init: {pw}"
+    unit = cloud_init_user_unit(node)
+    assert node.prop(unit, "Result") == "success", node.sh(f"systemctl status --no-pager {unit}", check=False).stdout
+    done = int(node.prop(unit, "ExecMainExitTimestampMonotonic") or 0)
+    start = int(node.prop("aks-ssh-access.service", "ExecMainStartTimestampMonotonic") or 0)
+    if start:  # (not set when the agent did not run in this boot, e.g. a test without the agent)
+        assert 0 < done <= start, f"aks-ssh-access started ({start}) before {unit} finished ({done})"
+    assert env.keys.pub[h.DATASOURCE_KEY].split()[1] not in authorized_keys(node), "cloud-init wrote the datasource's key"
+    assert node.sh("test -e /root/.ssh/authorized_keys && cat /root/.ssh/authorized_keys", check=False).stdout.find(
+        env.keys.pub[h.DATASOURCE_KEY].split()[1]) < 0, "cloud-init gave root the datasource's key"
+    p = node.sh("cloud-init status --long", check=False)
+    text = p.stdout
+    assert re.search(r"^status: done$", text, re.M), f"cloud-init status (exit {p.returncode}):\n{text}{p.stderr}"
+    assert p.returncode == 0, f"cloud-init status exit {p.returncode}:\n{text}"
+    assert not re.search(r"^errors:\s*\S", text, re.M) or re.search(r"^errors: \[\]$", text, re.M), text
+    m = re.search(r"^recoverable_errors:\s*(.*)$", text, re.M)
+    assert m is None or m.group(1).strip() in ("{}", ""), f"cloud-init recoverable errors:\n{text}"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -104,8 +294,11 @@ def check_local_user(env, keys=("k1", "k2"), refused=("k3",), service="ssh.servi
     assert_started_after_agent(node, service)
     for k in keys:
         assert_login(env, k)
-    for k in refused:
+    for k in (*refused, h.DATASOURCE_KEY):
         assert_login(env, k, ok=False)
+    assert_sshd_answers(node)
+    assert_generator_masked(node, False)
+    assert_cloud_init(env)
     st = status_json(node)
     assert st["mode"].lower() == "localuser", st
     assert st["user"] == h.ADMIN
@@ -131,14 +324,64 @@ def check_disabled(env, probe=None, own_line=OWN_LINE):
     assert_all_masked(node, units)
     assert_never_started_this_boot(node, units)
     assert_no_ordering_cycle(node)
+    assert_nothing_answers_as_sshd(env)
+    assert_generator_masked(node, True)
+    assert_cloud_init(env)
     assert authorized_keys(node) == own_line, "managed keys not removed / the user's own line changed"
     st = status_json(node)
     assert st["mode"].lower() == "disabled", st
     assert st["keys"] == [], st
 
 
-def boot(env, expect="running"):
-    state = env.node.boot()
+def sshd_config_files(root):
+    """{path: bytes} of /etc/ssh/sshd_config and every file under /etc/ssh/sshd_config.d (what EntraId may touch)."""
+    out = {}
+    for p in [root / "etc/ssh/sshd_config", *sorted((root / "etc/ssh/sshd_config.d").glob("*"))]:
+        if p.is_file() or p.is_symlink():
+            out[str(p.relative_to(root))] = p.read_bytes() if p.is_file() else f"-> {p.readlink()}".encode()
+    return out
+
+
+def sshd_T(node, user=h.ADMIN):
+    """sshd's effective configuration for a connection of USER from the client namespace (sshd -T -C)."""
+    # sshd -T needs its privilege separation directory, which only the units make (the agent's keeps it).
+    p = node.sh(f"mkdir -p /run/sshd && sshd -T -C user={user},host=aks-e2e-client,addr={h.CLIENT_IP}", check=False)
+    assert p.returncode == 0, f"sshd -T: {p.stderr}"
+    out = {}
+    for ln in p.stdout.splitlines():
+        k, _, v = ln.partition(" ")
+        out.setdefault(k, v)
+    return out
+
+
+def check_entra_id(env, own_line, service="ssh.service", socket=None):
+    """EntraId in force: the agent succeeded, sshd is up (the service, or the image's socket) after the agent,
+    public-key authentication is off for the admin in sshd's effective configuration, every key is refused,
+    the managed block is gone and the user's own line kept."""
+    node = env.node
+    assert_agent_ok(node)
+    assert_no_ordering_cycle(node)
+    unit = socket or service
+    assert node.prop(unit, "ActiveState") == "active", node.sh(f"systemctl status --no-pager {unit}", check=False).stdout
+    assert_started_after_agent(node, unit)
+    assert sshd_T(node)["pubkeyauthentication"] == "no", "EntraId: sshd -T says pubkeyauthentication is not off"
+    # The design (TEAM.md, branch entraid): a delimited block at the very top of sshd_config, no drop-in.
+    cfg = node.sh("cat /etc/ssh/sshd_config").stdout
+    assert cfg.startswith(ENTRA_BLOCK_BEGIN), f"EntraId block not at the top:\n{cfg[:300]}"
+    assert node.sh(f"test -e {OLD_DROPIN}", check=False).returncode == 1, "old EntraId drop-in present"
+    assert env.net.port_open(22)
+    for k in ("k1", "k2", "own"):
+        assert_login(env, k, ok=False)
+    assert_sshd_answers(node)
+    assert_generator_masked(node, False)
+    assert authorized_keys(node) == own_line
+    st = status_json(node)
+    assert st["mode"].lower() == "entraid" and st["keys"] == [], st
+    assert_cloud_init(env)
+
+
+def boot(env, expect="running", **kw):
+    state = env.node.boot(**kw)
     if expect is not None:
         failed = env.node.sh("systemctl --failed --no-legend --plain --no-pager", check=False).stdout
         assert state == expect, f"system {state}, failed units: {failed}"
@@ -147,6 +390,20 @@ def boot(env, expect="running"):
 
 # ---------------------------------------------------------------------------------------------------------
 # cases
+
+def test_lane_is_what_it_says(lane, rootfs):
+    """The base image is the release the lane names: systemd, OpenSSH, cloud-init versions, the ssh generator."""
+    v = h.run(["chroot", rootfs, "systemctl", "--version"]).stdout.split()[1]
+    assert int(v) == lane.systemd, v
+    p = h.run(["chroot", rootfs, "/usr/sbin/sshd", "-V"], check=False)
+    assert f"OpenSSH_{lane.openssh}" in p.stderr, p.stderr
+    ci = h.run(["chroot", rootfs, "dpkg-query", "-W", "-f=${Version}", "cloud-init"]).stdout
+    assert ci.startswith("22.4" if lane.name == "bookworm" else "25."), ci
+    gen = rootfs / "usr/lib/systemd/system-generators/systemd-ssh-generator"
+    assert gen.exists() == lane.generator
+    assert not (rootfs / "home" / h.ADMIN).exists() and h.ADMIN not in (rootfs / "etc/passwd").read_text(), \
+        "the base image must not have the admin user: cloud-init makes it"
+
 
 def test_local_user_two_keys(env):
     env.image(authorized_keys=OWN_LINE)
@@ -268,35 +525,30 @@ def test_azure_linux_naming(env):
 
 
 def test_entra_id_and_back(env):
-    """EntraId: sshd runs with public-key authentication off (a block at the top of sshd_config, checked by
-    sshd -T in the sandbox), managed keys removed; back to LocalUser: the image's sshd_config, keys back."""
-    block = "# BEGIN aks-ssh-access EntraId"
-    env.image(authorized_keys=OWN_LINE)
+    """EntraId on Debian's own sshd configuration: sshd runs with public-key authentication off for the admin (as
+    `sshd -T -C user=...` says), the managed keys removed, the user's own key line refused; back to LocalUser: the
+    image's sshd configuration byte for byte, keys back, the own key logs in again."""
+    own = env.keys.pub["own"] + "\n"
+    root = env.image(authorized_keys=own)
+    image_ssh = sshd_config_files(root)
     env.imds("LocalUser", ["k1", "k2"])
     boot(env)
-    check_local_user(env, own_line=OWN_LINE)
+    check_local_user(env, own_line=own)
+    assert_login(env, "own")
+    assert sshd_T(env.node)["pubkeyauthentication"] == "yes"
 
     env.node.poweroff()
     env.imds("EntraId", ["k1", "k2"])
     boot(env)
-    node = env.node
-    assert_agent_ok(node)
-    assert node.prop("ssh.service", "ActiveState") == "active"
-    assert_started_after_agent(node, "ssh.service")
-    assert node.sh("head -n 2 /etc/ssh/sshd_config").stdout.startswith(block), "EntraId block not at the top"
-    assert "pubkeyauthentication no" in node.sh("sshd -T").stdout.lower()
-    assert authorized_keys(node) == OWN_LINE
-    assert env.net.port_open(22)
-    # k1 is no longer in authorized_keys and key auth is off anyway: refused.
-    assert_login(env, "k1", ok=False)
-    st = status_json(node)
-    assert st["mode"].lower() == "entraid" and st["keys"] == [], st
+    check_entra_id(env, own_line=own)
 
     env.node.poweroff()
     env.imds("LocalUser", ["k1", "k2"])
     boot(env)
-    assert block not in env.node.sh("cat /etc/ssh/sshd_config").stdout, "EntraId block left behind"
-    check_local_user(env, own_line=OWN_LINE)
+    assert sshd_config_files(env.node.root) == image_ssh, "leaving EntraId did not give back the image's sshd config"
+    assert ENTRA_BLOCK_BEGIN not in env.node.sh("cat /etc/ssh/sshd_config").stdout, "EntraId block left behind"
+    check_local_user(env, own_line=own)
+    assert_login(env, "own")
 
 
 def test_imds_down_fails_closed_then_recovers(env):
@@ -440,3 +692,176 @@ def test_live_backend_under_valgrind(env):
     # What systemctl sees agrees.
     assert node.file_state("e2e-probe.service") == "disabled"
     assert node.prop("e2e-probe.service", "ActiveState") == "inactive"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# images as they really are (variants.py): each mode ends right on each, on each lane
+
+def check_variant_local_user(env, variant, own_line):
+    node = env.node
+    assert_agent_ok(node)
+    assert_no_ordering_cycle(node)
+    unit = variant.socket or variant.service
+    assert node.prop(unit, "ActiveState") == "active", node.sh(f"systemctl status --no-pager {unit}", check=False).stdout
+    assert_started_after_agent(node, unit)
+    # What the image had: the service enabled, or the socket (and then not the service: never both on port 22).
+    if variant.socket:
+        assert node.file_state(variant.socket) == "enabled"
+        assert node.file_state(variant.service) in ("disabled", "static", "indirect"), node.file_state(variant.service)
+    else:
+        assert node.file_state(variant.service) == "enabled"
+    for k in ("k1", "own"):
+        assert_login(env, k)
+    for k in ("k3", h.DATASOURCE_KEY):
+        assert_login(env, k, ok=False)
+    assert sshd_T(node)["pubkeyauthentication"] == "yes"
+    assert_sshd_answers(node)
+    assert_generator_masked(node, False)
+    text = authorized_keys(node)
+    assert text.startswith(own_line) and MANAGED_BLOCK_BEGIN in text and env.keys.pub["k1"].split()[1] in text
+    assert_cloud_init(env)
+
+
+@pytest.mark.parametrize("variant", V.VARIANTS, ids=lambda v: v.label)
+def test_image_variant_all_modes(env, variant):
+    """LocalUser -> EntraId -> Disabled -> LocalUser on the unit layout and sshd_config of a real AKS image."""
+    own = env.keys.pub["own"] + "\n"
+    root = env.image(variant, authorized_keys=own)
+    image_ssh = sshd_config_files(root)
+
+    env.imds("LocalUser", ["k1"])
+    boot(env)
+    check_variant_local_user(env, variant, own)
+
+    env.node.poweroff()
+    env.imds("EntraId", ["k1"])
+    boot(env)
+    check_entra_id(env, own, service=variant.service, socket=variant.socket)
+    if variant is V.azure_linux_3:
+        # The aadsshlogin Match block stays in force for Entra ID users.
+        t = sshd_T(env.node, user="alice@contoso.com")
+        assert t.get("authorizedkeyscommand") == "/usr/sbin/aad_certhandler %u %k", t.get("authorizedkeyscommand")
+        assert t.get("authorizedkeyscommanduser") == "root", t.get("authorizedkeyscommanduser")
+
+    env.node.poweroff()
+    env.imds("Disabled", ["k1"])
+    probe = env.net.start_port_probe()
+    boot(env)
+    check_disabled(env, probe, own_line=own)
+    assert_agent_ok(env.node)
+    assert sshd_config_files(env.node.root) == image_ssh, "leaving EntraId did not give back the image's sshd config"
+
+    env.node.poweroff()
+    env.imds("LocalUser", ["k1"])
+    boot(env)
+    check_variant_local_user(env, variant, own)
+    assert sshd_config_files(env.node.root) == image_ssh
+
+
+# ---------------------------------------------------------------------------------------------------------
+# fail closed per unit (SPEC §4 "Every unit is tried"), live backend on a booted node
+
+
+
+@pytest.mark.parametrize("kind", ["dangling-link", "alias-loop", "mask-refused"])
+def test_broken_unit_fails_closed(env, kind):
+    """One managed unit that cannot be handled like the others: a dangling link or a link loop at sshd.socket
+    (broken unit file), or an enabled ssh.socket whose unit file is a local copy in /etc/systemd/system, so
+    that PID 1 refuses to mask it (D-Bus error: the file exists). Disabled masks every other ssh unit, nothing
+    answers as sshd during or after boot, and the agent exits non-zero naming that unit."""
+    root = env.image(authorized_keys=OWN_LINE)
+    unitdir = root / "etc/systemd/system"
+    broken = "sshd.socket"
+    if kind == "dangling-link":
+        (unitdir / "sshd.socket").symlink_to("/nonexistent/sshd.socket")
+    elif kind == "alias-loop":
+        (unitdir / "sshd.socket").symlink_to("sshd-loop.socket")
+        (unitdir / "sshd-loop.socket").symlink_to("sshd.socket")
+    else:
+        broken = "ssh.socket"
+        h.image_socket_activation(root)
+        (unitdir / "ssh.socket").write_text((root / "usr/lib/systemd/system/ssh.socket").read_text())
+        p = h.run(["systemctl", f"--root={root}", "mask", "ssh.socket"], check=False)
+        assert p.returncode != 0 and "exists" in p.stderr, p  # what PID 1 will answer the agent, too
+    env.imds("Disabled", ["k1"])
+    probe = env.net.start_port_probe()
+    boot(env, expect=None)
+    node = env.node
+    tries, hits = env.net.stop_port_probe(probe)
+    assert tries > 10 and hits == 0, f"port 22 accepted {hits} of {tries} connections during boot"
+    status = node.prop("aks-ssh-access.service", "ExecMainStatus")
+    log = node.sh("journalctl -b --no-pager -o cat -u aks-ssh-access.service", check=False).stdout
+    assert status not in ("0", ""), f"a broken unit file was not reported (exit {status}):\n{log}"
+    assert broken in log, f"the error does not name {broken}:\n{log}"
+    others = [u for u in ("ssh.service", "ssh.socket") if u != broken]
+    for u in others:
+        assert node.file_state(u) == "masked", f"{u}: {node.file_state(u)} (one broken unit failed the rest open)"
+    assert node.file_state("sshd.service") in ("masked", "not-found"), node.file_state("sshd.service")
+    assert_never_started_this_boot(node, others)
+    assert node.prop(broken, "ActiveState") in ("inactive", ""), f"{broken} is {node.prop(broken, 'ActiveState')}"
+    assert_nothing_answers_as_sshd(env)
+    assert_generator_masked(node, True)
+    assert authorized_keys(node) == OWN_LINE
+    assert_cloud_init(env)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# drift repair by the verify timer's service (drift = repair), or only a report (the default)
+
+@pytest.mark.parametrize("drift", ["repair", "report"])
+def test_verify_service_drift(env, drift):
+    env.image(config={"drift": drift} if drift != "report" else None)
+    env.imds("Disabled", ["k1"])
+    boot(env)
+    node = env.node
+    assert node.sh("aks-ssh-access verify", check=False).returncode == 0
+    # Someone opens sshd by hand.
+    node.sh("systemctl unmask ssh.service ssh.socket sshd.service && systemctl start ssh.service")
+    assert node.prop("ssh.service", "ActiveState") == "active"
+    assert ssh_listeners(node), "sshd started by hand does not answer?"
+    node.sh("systemctl reset-failed aks-ssh-access-verify.service; systemctl start aks-ssh-access-verify.service",
+            check=False)
+    svc = node.prop("aks-ssh-access-verify.service", "ExecMainStatus")
+    log = node.sh("journalctl -b --no-pager -o cat -u aks-ssh-access-verify.service", check=False).stdout
+    if drift == "repair":
+        assert svc == "0", f"verify with drift = repair: exit {svc}\n{log}"
+        for u in existing_ssh_units(node):
+            assert node.file_state(u) == "masked", f"{u}: {node.file_state(u)}\n{log}"
+        assert node.prop("ssh.service", "ActiveState") == "inactive"
+        assert_nothing_answers_as_sshd(env)
+    else:
+        assert svc == "1", f"verify (report): exit {svc}\n{log}"
+        assert node.prop("ssh.service", "ActiveState") == "active", "drift = report must not repair"
+        assert node.file_state("ssh.service") != "masked"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the generator's other sockets: those asked for with the ssh.listen credential and systemd.ssh_listen=
+
+def test_generator_extra_listeners(env):
+    """systemd >= 256 also makes sshd-extra*.socket for the ssh.listen credential and systemd.ssh_listen= on the
+    kernel command line (a container's: systemd's own arguments). LocalUser: they answer as the image had them
+    (on systemd 252 nothing does: no generator); Disabled: nothing answers on them either."""
+    args = dict(extra_args=["--set-credential=ssh.listen:0.0.0.0:2222"], init_args=["systemd.ssh_listen=2223"])
+    own = env.keys.pub["own"] + "\n"
+    env.image(authorized_keys=own)
+    env.imds("LocalUser", ["k1"])
+    boot(env, **args)
+    node = env.node
+    check_local_user(env, keys=("k1",), refused=("k2", "k3"), own_line=own)
+    assert_login(env, "own")
+    addrs = {(x["kind"], x["addr"]) for x in ssh_listeners(node)}
+    for port in (2222, 2223):
+        answers = any(a.endswith(f", {port})") for k, a in addrs if k.startswith("tcp"))
+        assert answers == node.lane.generator, f"port {port}: sshd answers {answers} (generator: {node.lane.generator})"
+        assert env.net.port_open(port) == node.lane.generator, port
+
+    env.node.poweroff()
+    env.imds("Disabled", ["k1"])
+    probe = env.net.start_port_probe()
+    boot(env, **args)
+    check_disabled(env, probe, own_line=own)
+    for port in (2222, 2223):
+        assert not env.net.port_open(port), f"port {port} open in Disabled"
+    extra = node.sh("systemctl list-units --all --no-legend --plain 'sshd-*.socket'", check=False).stdout
+    assert not any(" active " in ln for ln in extra.splitlines()), extra
