@@ -13,7 +13,7 @@ PKGS         := libsystemd libcurl libcjson libsodium libcrypto
 # Debian packages a fresh Debian 12 needs: to build, and to run the tests.
 BUILD_DEBS   := gcc make pkg-config libsystemd-dev libcurl4-openssl-dev libcjson-dev libsodium-dev libssl-dev
 TEST_DEBS    := clang libclang-rt-14-dev libfuzzer-14-dev python3 python3-pytest openssh-client \
-                openssh-server valgrind debootstrap systemd systemd-container iproute2 shellcheck \
+                openssh-server valgrind debootstrap systemd systemd-container iproute2 shellcheck clang-format cppcheck \
                 curl jq rpm dpkg-dev fakeroot procps psmisc man-db libc6-dbg \
                 prometheus-node-exporter prometheus
 DEMO_DEBS    := python3 openssh-client systemd
