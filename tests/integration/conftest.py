@@ -5,12 +5,13 @@ Fixtures (names are a contract with the other test files):
     agent_bin        path of the binary under test (env AKS_SSH_ACCESS_BIN, default <repo>/build/aks-ssh-access)
     asan_bin         path of the ASan+UBSan build (env AKS_SSH_ACCESS_ASAN_BIN) or None
     binary           parametrized: agent_bin, then asan_bin (skipped when unset)
-    agent            agent(args, **kw) -> Result (.rc .out .err .elapsed) with `binary`, sanitizer-checked
+    agent            agent(args, **kw) or agent(*args, **kw) -> Result (.rc .out .err .elapsed; unpacks as
+                     (rc, out, err)) with `binary`, sanitizer-checked
     run_agent        run_agent(args, env=None, timeout=60, input=None, bin=None) -> (rc, stdout, stderr);
                      rc is the string "timeout" if the agent had to be killed
     emulator         emulator(doc=dict, script=list|None, bind="127.0.0.1") -> Emulator (.url, .set_doc,
                      .set_script, .requests(), .port, .stop()); stopped at teardown
-    imds_doc         the imds_doc() function below
+    imds_doc         akstest.imds_doc() (tests/lib/akstest.py: the helpers shared with tests/e2e, tests/bench)
     keygen           keygen(kind, bits=None, name=None) -> (public key line, "SHA256:..." fingerprint)
     scratch_root     scratch_root(user="azureuser", units=None, enable=("ssh.service",)) -> Root (.root, .home, .ak)
     config_file      config_file(text, name=None) -> path of a config file holding text
@@ -27,88 +28,17 @@ import time
 import pytest
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(REPO, "tests", "lib"))
+# The helpers shared with tests/e2e and tests/bench (re-exported: the test files import them from here).
+from akstest import (DEBIAN_SSH_SERVICE, DEBIAN_SSH_SOCKET, DEBIAN_UNITS, IMDS_QUERY, KEYS_BEGIN,  # noqa: E402,F401
+                     KEYS_END, ENTRA_BEGIN, ENTRA_END, TAG, fingerprint, fingerprints, imds_doc, is_enabled,
+                     make_root, snapshot, ssh_keygen)
+
 EMULATOR = os.path.join(REPO, "tests", "imds-emulator")
-TAG = "aks-managed-ssh-access"
-IMDS_QUERY = "/metadata/instance?api-version=2021-08-01&extended=true"
 ASAN_ENV = {
     "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0:exitcode=86",
     "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1",
 }
-
-# Debian 12's units (openssh-server 1:9.2p1-2), verbatim.
-DEBIAN_SSH_SERVICE = """[Unit]
-Description=OpenBSD Secure Shell server
-Documentation=man:sshd(8) man:sshd_config(5)
-After=network.target auditd.service
-ConditionPathExists=!/etc/ssh/sshd_not_to_be_run
-
-[Service]
-EnvironmentFile=-/etc/default/ssh
-ExecStartPre=/usr/sbin/sshd -t
-ExecStart=/usr/sbin/sshd -D $SSHD_OPTS
-ExecReload=/usr/sbin/sshd -t
-ExecReload=/bin/kill -HUP $MAINPID
-KillMode=process
-Restart=on-failure
-RestartPreventExitStatus=255
-Type=notify
-RuntimeDirectory=sshd
-RuntimeDirectoryMode=0755
-
-[Install]
-WantedBy=multi-user.target
-Alias=sshd.service
-"""
-DEBIAN_SSH_SOCKET = """[Unit]
-Description=OpenBSD Secure Shell server socket
-Before=sockets.target
-ConditionPathExists=!/etc/ssh/sshd_not_to_be_run
-
-[Socket]
-ListenStream=22
-Accept=no
-
-[Install]
-WantedBy=sockets.target
-"""
-DEBIAN_UNITS = {"ssh.service": DEBIAN_SSH_SERVICE, "ssh.socket": DEBIAN_SSH_SOCKET}
-
-
-# --------------------------------------------------------------------------------------------------------------
-# IMDS documents
-
-
-def imds_doc(mode, keys, user="azureuser", path=None, extra_tags=(), tag=TAG):
-    """A document shaped like what IMDS returns for an AKS VMSS node (api-version 2021-08-01, extended=true).
-    mode None leaves the mode tag out; keys are public key lines; path overrides every key's path."""
-    tags = [{"name": "aks-managed-cluster-name", "value": "c1"}] + list(extra_tags)
-    if mode is not None:
-        tags.append({"name": tag, "value": mode})
-    return {
-        "compute": {
-            "azEnvironment": "AzurePublicCloud",
-            "location": "westeurope",
-            "name": "aks-nodepool1-12345678-vmss_0",
-            "osType": "Linux",
-            "osProfile": {"adminUsername": user, "computerName": "aks-nodepool1-12345678-vmss000000",
-                          "disablePasswordAuthentication": "true"},
-            "publicKeys": [{"keyData": k, "path": path or f"/home/{user}/.ssh/authorized_keys"} for k in keys],
-            "tagsList": tags,
-            "tags": ";".join(f"{t['name']}:{t['value']}" for t in tags),
-            "vmId": "02aab8a4-74ef-476e-8182-f6d2ba4166a6",
-            "vmScaleSetName": "aks-nodepool1-12345678-vmss",
-            "vmSize": "Standard_D4s_v3",
-            "zone": "",
-            "userData": "",
-            "securityProfile": {"secureBootEnabled": "false", "virtualTpmEnabled": "false"},
-            "storageProfile": {"imageReference": {"id": "", "offer": "", "publisher": "", "sku": "", "version": ""},
-                               "osDisk": {"caching": "ReadOnly", "diskSizeGB": "128", "osType": "Linux"}},
-            "extended": {"compute": {"hasCustomData": "true"}},
-        },
-        "network": {"interface": [{"ipv4": {"ipAddress": [{"privateIpAddress": "10.224.0.4", "publicIpAddress": ""}],
-                                             "subnet": [{"address": "10.224.0.0", "prefix": "16"}]},
-                                    "ipv6": {"ipAddress": []}, "macAddress": "6045BD8E1A2B"}]},
-    }
 
 
 @pytest.fixture(name="imds_doc")
@@ -183,8 +113,16 @@ def binary(request, agent_bin, asan_bin):
 
 
 class Result:
+    """What `agent` returns: .rc .out .err .elapsed; it also unpacks and indexes as the tuple (rc, out, err)."""
+
     def __init__(self, rc, out, err, elapsed):
         self.rc, self.out, self.err, self.elapsed = rc, out, err, elapsed
+
+    def __iter__(self):
+        return iter((self.rc, self.out, self.err))
+
+    def __getitem__(self, i):
+        return (self.rc, self.out, self.err)[i]
 
     def __repr__(self):
         return f"rc={self.rc} elapsed={self.elapsed:.2f}s stdout={self.out[-400:]!r} stderr={self.err[-800:]!r}"
@@ -192,15 +130,19 @@ class Result:
 
 @pytest.fixture
 def agent(binary, run_agent):
-    """agent(args, **kw) -> Result, with each build (see `binary`); fails the test on any sanitizer report
-    and on a non-zero exit that says nothing on stderr."""
+    """agent(args, **kw) or agent(*args, **kw) -> Result, with each build (see `binary`); fails the test on any
+    sanitizer report and on a non-zero exit that says nothing on stderr (but verify's and status's 1 and 2)."""
 
-    def run(args, **kw):
+    def run(*args, **kw):
+        argv = list(args[0]) if len(args) == 1 and isinstance(args[0], (list, tuple)) else list(args)
         t0 = time.monotonic()
-        rc, out, err = run_agent(args, bin=binary, **kw)
+        rc, out, err = run_agent(argv, bin=binary, **kw)
         res = Result(rc, out, err, time.monotonic() - t0)
         assert sanitizer_report(err) is None, res
-        if rc != 0:
+        # verify and status answer on stdout: their exit 1 (drift) and 2 (nothing applied yet) are that answer.
+        if rc != 0 and argv[:1] in (["verify"], ["status"]) and rc in (1, 2):
+            assert out.strip() or err.strip(), f"verify/status exit {rc} must say why: {res}"
+        elif rc != 0:
             assert err.strip(), f"a non-zero exit must say why on stderr: {res}"
         return res
 
@@ -347,15 +289,8 @@ def keygen(tmp_path):
         counter[0] += 1
         name = name or f"k{counter[0]}_{kind}{bits or ''}"
         path = str(d / name)
-        cmd = ["ssh-keygen", "-q", "-t", kind, "-N", "", "-C", f"{name}@example", "-f", path]
-        if bits:
-            cmd[4:4] = ["-b", str(bits)]
-        subprocess.run(cmd, check=True, stdin=subprocess.DEVNULL)
-        with open(path + ".pub") as f:
-            pub = f.read().strip()
-        fp = subprocess.run(["ssh-keygen", "-l", "-E", "sha256", "-f", path + ".pub"], capture_output=True,
-                            text=True, check=True).stdout.split()[1]
-        return pub, fp
+        pub = ssh_keygen(path, kind, bits, comment=f"{name}@example")
+        return pub, fingerprint(path + ".pub")
 
     return gen
 
@@ -370,8 +305,7 @@ class Root:
 
     def is_enabled(self, unit):
         """What `systemctl --root=ROOT is-enabled UNIT` prints."""
-        return subprocess.run(["systemctl", f"--root={self.root}", "is-enabled", unit], capture_output=True,
-                              text=True).stdout.strip()
+        return is_enabled(self.root, unit)
 
     def __str__(self):
         return self.root
@@ -383,22 +317,7 @@ def scratch_root(tmp_path):
 
     def make(user="azureuser", units=None, enable=("ssh.service",)):
         counter[0] += 1
-        root = str(tmp_path / f"root{counter[0]}")
-        for d in ("etc/systemd/system", "usr/lib/systemd/system", "var/lib", "run", "root", f"home/{user}"):
-            os.makedirs(os.path.join(root, d), exist_ok=True)
-        os.chmod(os.path.join(root, "root"), 0o700)
-        with open(os.path.join(root, "etc/passwd"), "w") as f:
-            f.write(f"root:x:0:0:root:/root:/bin/bash\n{user}:x:1000:1000::/home/{user}:/bin/bash\n")
-        with open(os.path.join(root, "etc/group"), "w") as f:
-            f.write(f"root:x:0:\n{user}:x:1000:\n")
-        home = os.path.join(root, "home", user)
-        os.chown(home, 1000, 1000)
-        os.chmod(home, 0o755)
-        for name, text in (DEBIAN_UNITS if units is None else units).items():
-            with open(os.path.join(root, "usr/lib/systemd/system", name), "w") as f:
-                f.write(text)
-        for u in enable:
-            subprocess.run(["systemctl", f"--root={root}", "enable", u], capture_output=True, check=True)
+        root = make_root(str(tmp_path / f"root{counter[0]}"), user, units=units, enable=enable)
         return Root(root, user)
 
     return make

@@ -9,33 +9,13 @@ import subprocess
 
 import pytest
 
-from conftest import imds_doc, sanitizer_report
+import akstest
+from conftest import KEYS_BEGIN as BEGIN, KEYS_END as END, fingerprints, imds_doc
 
-BEGIN = "# BEGIN aks-ssh-access managed keys (edits inside this block are overwritten)"
-END = "# END aks-ssh-access managed keys"
 AZURE_LINUX_UNITS = {
     "sshd.service": "[Unit]\nDescription=OpenSSH Daemon\n[Service]\nExecStart=/usr/sbin/sshd -D\n[Install]\nWantedBy=multi-user.target\n",
     "sshd.socket": "[Unit]\nDescription=OpenSSH Server Socket\n[Socket]\nListenStream=22\nAccept=yes\n[Install]\nWantedBy=sockets.target\n",
 }
-
-
-@pytest.fixture
-def agent(run_agent, binary):
-    """agent(*args) -> (rc, out, err) with each build (conftest `binary`); a sanitizer report fails the test.
-    (This module's tests unpack tuples; conftest's `agent` returns a Result.)"""
-
-    def run(*args, **kw):
-        rc, out, err = run_agent(list(args), bin=binary, **kw)
-        report = sanitizer_report(err)
-        assert report is None, f"sanitizer: {report}\n{err}"
-        return rc, out, err
-
-    return run
-
-def fingerprints(path):
-    r = subprocess.run(["ssh-keygen", "-l", "-E", "sha256", "-f", path], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    return sorted(line.split()[1] for line in r.stdout.splitlines())
 
 
 def strip_block(text):
@@ -51,20 +31,9 @@ def strip_block(text):
 
 
 def snapshot(top):
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(top):
-        for n in dirnames + filenames:
-            p = os.path.join(dirpath, n)
-            st = os.lstat(p)
-            if stat.S_ISLNK(st.st_mode):
-                v = ("link", os.readlink(p))
-            elif stat.S_ISREG(st.st_mode):
-                with open(p, "rb") as f:
-                    v = ("file", f.read(), st.st_mtime_ns, st.st_ino)
-            else:
-                v = ("dir",)
-            out[os.path.relpath(p, top)] = (st.st_mode, st.st_uid, st.st_gid, v)
-    return out
+    """Mode, owner and content of everything below top; regular files with their mtime and inode too (a rewrite
+    with the same bytes shows)."""
+    return akstest.snapshot(top, file_fields=("st_mtime_ns", "st_ino"))
 
 
 def own_key_file(root, line, mode=0o600):

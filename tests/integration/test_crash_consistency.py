@@ -27,19 +27,11 @@ import time
 
 import pytest
 
-from conftest import imds_doc
+from conftest import KEYS_BEGIN as BEGIN, KEYS_END as END, fingerprints, imds_doc
 
-BEGIN = "# BEGIN aks-ssh-access managed keys (edits inside this block are overwritten)"
-END = "# END aks-ssh-access managed keys"
 TMP_INFIX = ".aks-ssh-access-tmp."
 ITERATIONS = int(os.environ.get("AKS_CRASH_ITERATIONS", "1000"))
 BUDGET_S = float(os.environ.get("AKS_CRASH_BUDGET_S", "40"))
-
-
-def fingerprints(path):
-    r = subprocess.run(["ssh-keygen", "-l", "-E", "sha256", "-f", path], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    return sorted(line.split()[1] for line in r.stdout.splitlines() if line.strip())
 
 
 class Rig:

@@ -12,13 +12,13 @@ import subprocess
 
 import pytest
 
-from conftest import DEBIAN_UNITS, free_port, imds_doc, sanitizer_report, ASAN_ENV
+import akstest
+from conftest import ENTRA_BEGIN as BEGIN, ENTRA_END, DEBIAN_UNITS, free_port, imds_doc, sanitizer_report, ASAN_ENV
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CONFIG_ERR = 78
 UNAVAILABLE = 69
-BEGIN = "# BEGIN aks-ssh-access EntraId (public-key authentication off outside Match blocks; removed in other modes)"
-BLOCK = BEGIN + "\nPubkeyAuthentication no\n# END aks-ssh-access EntraId\n"
+BLOCK = BEGIN + "\nPubkeyAuthentication no\n" + ENTRA_END + "\n"
 LEGACY_DROPIN = "etc/ssh/sshd_config.d/50-aks-ssh-access.conf"
 LEGACY_TEXT = ("# Written by aks-ssh-access for the EntraId SSH access mode; removed in other modes.\n"
                "# Public-key authentication is off outside Match blocks.\nPubkeyAuthentication no\n")
@@ -56,7 +56,7 @@ def host_key(tmp_path_factory):
     """One ed25519 host key for every image: sshd -T refuses to run without one."""
     d = tmp_path_factory.mktemp("hostkey")
     path = str(d / "ssh_host_ed25519_key")
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", path], check=True, stdin=subprocess.DEVNULL)
+    akstest.ssh_keygen(path)
     return path
 
 
@@ -78,15 +78,9 @@ class Image:
             return json.load(f)
 
     def snapshot(self):
-        """Every file under etc/ssh: (bytes or link target, mode, uid, gid)."""
-        out = {}
-        for dirpath, dirnames, filenames in os.walk(self.etc_ssh):
-            for n in sorted(dirnames + filenames):
-                p = os.path.join(dirpath, n)
-                st = os.lstat(p)
-                v = os.readlink(p) if stat.S_ISLNK(st.st_mode) else read(p) if stat.S_ISREG(st.st_mode) else None
-                out[os.path.relpath(p, self.etc_ssh)] = (v, st.st_mode, st.st_uid, st.st_gid)
-        return out
+        """Every file under etc/ssh: (bytes or link target or None, mode, uid, gid)."""
+        return {p: (c[1] if c[0] in ("file", "link") else None, mode, uid, gid)
+                for p, (mode, uid, gid, c) in akstest.snapshot(self.etc_ssh).items()}
 
 
 @pytest.fixture

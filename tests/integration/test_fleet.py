@@ -15,6 +15,7 @@ import time
 
 import pytest
 
+import akstest
 from conftest import imds_doc, sanitizer_report
 
 SSHD = "/usr/sbin/sshd"
@@ -88,7 +89,7 @@ def sshd_config(tmp_path):
     d = tmp_path / "sshd"
     d.mkdir()
     key = d / "host_ed25519"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True, stdin=subprocess.DEVNULL)
+    akstest.ssh_keygen(key)
     cfg = d / "sshd_config"
     cfg.write_text(f"HostKey {key}\nPidFile none\nUsePAM no\nStrictModes no\nLogLevel ERROR\n")
     os.makedirs("/run/sshd", exist_ok=True)  # sshd's privilege separation directory

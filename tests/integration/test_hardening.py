@@ -25,10 +25,8 @@ import time
 
 import pytest
 
-from conftest import REPO, imds_doc
+from conftest import KEYS_BEGIN as BEGIN, KEYS_END as END, REPO, imds_doc
 
-BEGIN = "# BEGIN aks-ssh-access managed keys (edits inside this block are overwritten)"
-END = "# END aks-ssh-access managed keys"
 USER_UID = 1000
 
 

@@ -14,7 +14,6 @@ Also ENOSPC (a tiny tmpfs as the home) and EROFS (read-only bind mount of the ho
 namespace: a clear one-line error, exit 74 / 73, the old authorized_keys intact, no temp file left.
 """
 import ctypes
-import hashlib
 import os
 import stat
 import subprocess
@@ -23,11 +22,10 @@ import time
 
 import pytest
 
-from conftest import imds_doc, sanitizer_report
+import akstest
+from conftest import KEYS_BEGIN as BEGIN, KEYS_END as END, imds_doc, sanitizer_report
 
 UNSAFE, IOERR, CANTCREAT = 77, 74, 73
-BEGIN = "# BEGIN aks-ssh-access managed keys (edits inside this block are overwritten)"
-END = "# END aks-ssh-access managed keys"
 BOB = 1001
 # What the unit part and the record may change (relative to the root).
 ALLOWED = ("etc/systemd/system", "var/lib/aks-ssh-access", "run/aks-ssh-access.lock")
@@ -35,28 +33,11 @@ SHADOW = "root:$y$j9T$fakehash:19000:0:99999:7:::\nazureuser:!:19000:0:99999:7::
 
 
 def snapshot(root, skip=ALLOWED):
-    """Everything about every path under root (without following any symlink), except the ALLOWED subtrees."""
-    snap = {}
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        for name in [""] + dirnames + filenames if dirpath == root else dirnames + filenames:
-            p = os.path.join(dirpath, name) if name else dirpath
-            rel = os.path.relpath(p, root)
-            if any(rel == a or rel.startswith(a + "/") for a in skip):
-                continue
-            st = os.lstat(p)
-            info = [stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_size,
-                    st.st_nlink, st.st_mtime_ns, st.st_ctime_ns]
-            if stat.S_ISLNK(st.st_mode):
-                info.append(os.readlink(p))
-            elif stat.S_ISREG(st.st_mode):
-                with open(p, "rb") as f:
-                    info.append(hashlib.sha256(f.read()).hexdigest())
-            if any(a.startswith(rel + "/") for a in skip):
-                info = info[:4]  # a parent of an allowed path: its entries (mtime, nlink) change legitimately
-            snap[rel] = info
-        dirnames[:] = [d for d in dirnames if not any(
-            os.path.relpath(os.path.join(dirpath, d), root) == a for a in skip)]
-    return snap
+    """Everything about every path under root and root itself (without following any symlink): type, mode, owner,
+    size, link count, mtime, ctime, link target or bytes; except the ALLOWED subtrees (their parents: type, mode
+    and owner only)."""
+    return akstest.snapshot(root, stat_fields=("st_mode", "st_uid", "st_gid", "st_size", "st_nlink", "st_mtime_ns",
+                                               "st_ctime_ns"), skip=skip, with_top=True)
 
 
 def diff(before, after):

@@ -20,14 +20,12 @@ import subprocess
 
 import pytest
 
-from conftest import TAG, Emulator, imds_doc
+from conftest import KEYS_BEGIN as BEGIN, KEYS_END as END, TAG, Emulator, imds_doc
 
 DEADLINE = 1
 SLACK = 2.0
 OK, INVALID, UNAVAILABLE = 0, 65, 69
 MAX_BODY = 4 * 1024 * 1024
-BEGIN = "# BEGIN aks-ssh-access managed keys (edits inside this block are overwritten)"
-END = "# END aks-ssh-access managed keys"
 
 
 def synthetic_ed25519(i):

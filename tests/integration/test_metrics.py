@@ -3,7 +3,6 @@ prometheus-node-exporter reads it with its textfile collector and serves it over
 metrics` (Debian's prometheus package) finds nothing to complain about."""
 import json
 import os
-import shutil
 import subprocess
 import time
 import urllib.request

@@ -6,8 +6,8 @@ previous etc/systemd tree. Without the generator nothing of that is done; a gene
 made is never removed. Plain and ASan builds (conftest `agent`)."""
 import json
 import os
-import stat
 
+import akstest
 from conftest import imds_doc
 
 GEN_SOCKETS = ("sshd-unix-local.socket", "sshd-vsock.socket", "sshd-unix-export.socket", "sshd-extra.socket")
@@ -15,13 +15,8 @@ MASK = "etc/systemd/system-generators/systemd-ssh-generator"
 
 
 def tree(top):
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(top):
-        for n in dirnames + filenames:
-            p = os.path.join(dirpath, n)
-            st = os.lstat(p)
-            out[os.path.relpath(p, top)] = os.readlink(p) if stat.S_ISLNK(st.st_mode) else stat.S_IFMT(st.st_mode)
-    return out
+    """Every path below top: link target, or type (and a regular file's bytes)."""
+    return akstest.snapshot(top, stat_fields=())
 
 
 def with_generator(root, extra=()):
