@@ -10,14 +10,16 @@ import os
 import subprocess
 from pathlib import Path
 
-import harness as h
+import harness as h  # first: it puts tests/lib on sys.path
 import test_e2e as e2e  # the e2e suite's checks: logins from outside, unit states, journal
+
+import akstest  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 PROVISION = REPO / "image-hooks" / "provision"
 DEPROVISION = REPO / "image-hooks" / "deprovision"
 OWN_LINE = e2e.OWN_LINE
-BEGIN = "# BEGIN aks-ssh-access managed keys"
+BEGIN = akstest.KEYS_BEGIN_PREFIX
 
 
 def run(cmd, **kw):
@@ -26,9 +28,7 @@ def run(cmd, **kw):
     return p
 
 
-def is_enabled(root, unit):
-    p = subprocess.run(["systemctl", f"--root={root}", "is-enabled", unit], stdout=subprocess.PIPE, text=True)
-    return p.stdout.strip()
+is_enabled = akstest.is_enabled
 
 
 def build_vm_leftovers(env, root, key="k3"):
@@ -78,20 +78,8 @@ def deprovision_and_check(root, in_chroot=False):
 
 def snapshot(root):
     # Only the parts the hooks touch (the whole rootfs would be slow to hash).
-    out = []
-    for sub in ("etc/systemd/system", "etc/ssh", "etc/cloud", "var/lib/aks-ssh-access", f"home/{h.ADMIN}", "run"):
-        base = root / sub
-        if not base.exists():
-            continue
-        for dirpath, dirnames, filenames in os.walk(base):
-            dirnames.sort()
-            for n in sorted(dirnames + filenames):
-                p = Path(dirpath) / n
-                st = p.lstat()
-                link = os.readlink(p) if p.is_symlink() else ""
-                data = p.read_bytes() if p.is_file() and not p.is_symlink() else b""
-                out.append((str(p.relative_to(root)), st.st_mode, st.st_uid, st.st_gid, link, data))
-    return out
+    subs = ("etc/systemd/system", "etc/ssh", "etc/cloud", "var/lib/aks-ssh-access", f"home/{h.ADMIN}", "run")
+    return {sub: akstest.snapshot(root / sub) for sub in subs if (root / sub).exists()}
 
 
 def test_deb_provision_deprovision_first_boot_local_user(env):

@@ -29,6 +29,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests" / "lib"))
+import akstest  # noqa: E402  (the helpers shared with tests/integration and tests/bench)
+
 BUILD = REPO / "build" / "e2e"
 ROOTFS_STAMP_NAME = ".aks-e2e-rootfs"
 EMULATOR = REPO / "tests" / "imds-emulator"
@@ -37,7 +40,7 @@ PROBE_BIN = Path(os.environ.get("AKS_E2E_PROBE_BIN", BUILD / "units-live-probe")
 
 ADMIN = "azureuser"
 ADMIN_UID = 1000
-MODE_TAG = "aks-managed-ssh-access"
+MODE_TAG = akstest.TAG
 VM_ID = "0b5f9c1e-0000-4000-8000-00000000e2e0"
 NODE_IP = "10.231.0.2"
 CLIENT_IP = "10.231.0.1"
@@ -342,23 +345,15 @@ class Keys:
         for n in names:
             p = self.dir / n
             if not p.exists():
-                run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"e2e-{n}", "-f", p])
+                akstest.ssh_keygen(p, comment=f"e2e-{n}")
             self.priv[n] = p
             self.pub[n] = (self.dir / f"{n}.pub").read_text().strip()
-            self.fp[n] = run(["ssh-keygen", "-lf", f"{p}.pub"]).stdout.split()[1]
+            self.fp[n] = akstest.fingerprint(f"{p}.pub")
 
 
 def imds_doc(mode, keys, admin=ADMIN):
-    tags = [] if mode is None else [{"name": MODE_TAG, "value": mode}]
-    return {
-        "compute": {
-            "vmId": VM_ID,
-            "osProfile": {"adminUsername": admin, "computerName": "aks-e2e-node"},
-            "publicKeys": [{"keyData": k, "path": f"/home/{admin}/.ssh/authorized_keys"} for k in keys],
-            "tagsList": tags,
-        },
-        "network": {"interface": []},
-    }
+    """The node's IMDS document (akstest.imds_doc: shaped like an AKS node's) with this harness's vmId."""
+    return akstest.imds_doc(mode, keys, user=admin, vm_id=VM_ID, computer_name="aks-e2e-node")
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -13,11 +13,13 @@ import time
 
 import pytest
 
-import harness as h
+import harness as h  # first: it puts tests/lib on sys.path
 import variants as V
 
-MANAGED_BLOCK_BEGIN = "# BEGIN aks-ssh-access managed keys"
-ENTRA_BLOCK_BEGIN = "# BEGIN aks-ssh-access EntraId"
+import akstest  # noqa: E402
+
+MANAGED_BLOCK_BEGIN = akstest.KEYS_BEGIN_PREFIX
+ENTRA_BLOCK_BEGIN = akstest.ENTRA_BEGIN_PREFIX
 OLD_DROPIN = "/etc/ssh/sshd_config.d/50-aks-ssh-access.conf"
 OWN_LINE = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHVzZXIncyBvd24ga2V5IG5vdCBtYW5hZ2VkIGJ5IGFrcyEh my-own-key\n"
 

@@ -14,7 +14,9 @@ elsewhere, the line says so.
 """
 import re
 
-import harness as h
+import harness as h  # first: it puts tests/lib on sys.path
+
+import akstest  # noqa: E402
 
 # ---------------------------------------------------------------------------------------------------------
 # Azure Linux 3.0: microsoft/azurelinux @ 2172d5cf45e4ee08bf8f40f8b76c86fcfde1a834 ("[3.0] May 2026 monthly
@@ -240,30 +242,8 @@ WantedBy=sockets.target
 RequiredBy=ssh.service
 """
 
-UBUNTU_SSH_SERVICE = """\
-[Unit]
-Description=OpenBSD Secure Shell server
-Documentation=man:sshd(8) man:sshd_config(5)
-After=network.target auditd.service
-ConditionPathExists=!/etc/ssh/sshd_not_to_be_run
-
-[Service]
-EnvironmentFile=-/etc/default/ssh
-ExecStartPre=/usr/sbin/sshd -t
-ExecStart=/usr/sbin/sshd -D $SSHD_OPTS
-ExecReload=/usr/sbin/sshd -t
-ExecReload=/bin/kill -HUP $MAINPID
-KillMode=process
-Restart=on-failure
-RestartPreventExitStatus=255
-Type=notify
-RuntimeDirectory=sshd
-RuntimeDirectoryMode=0755
-
-[Install]
-WantedBy=multi-user.target
-Alias=sshd.service
-"""
+# ssh.service (same source): Debian 12's, byte for byte.
+UBUNTU_SSH_SERVICE = akstest.DEBIAN_SSH_SERVICE
 
 # /etc/systemd/system/ssh.service.d/00-socket.conf: the drop-in Ubuntu 22.10's socket-activation migration wrote
 # (24.04's postinst removes it only on upgrades from < 1:9.6p1-3ubuntu3, line 140 of the postinst above; images

@@ -192,6 +192,7 @@ def snapshot(top, stat_fields=("st_mode", "st_uid", "st_gid"), file_fields=(), s
     ("file", bytes, the fields named in file_fields...), ("dir",) or ("other", S_IFMT).
     skip: paths relative to top whose subtrees are left out; a directory between top and a skipped path records
     only (st_mode, st_uid, st_gid): its times, size and link count change with what it holds."""
+    top = os.fspath(top)
     out = {}
     for dirpath, dirnames, filenames in os.walk(top):
         dirnames.sort()
