@@ -12,7 +12,6 @@ BENCH_COMMA    := ,
 BENCH_ZNOW     := -Wl$(BENCH_COMMA)-z$(BENCH_COMMA)relro$(BENCH_COMMA)-z$(BENCH_COMMA)now
 # The libraries' floor: all four linked and loaded (--no-as-needed), only libcurl called.
 BENCH_LIBS_ALL := -Wl,--no-as-needed $(PKG_LIBS) -Wl,--as-needed
-BENCH_VARIANTS := $(BENCH_DIR)/agent-fastkeys $(BENCH_DIR)/agent-keys-sorted
 BENCH_BINS     := $(BENCH_DIR)/run1 $(BENCH_DIR)/floor $(BENCH_DIR)/floor-lazy $(BENCH_DIR)/floor-curl \
                   $(BENCH_DIR)/floor-socket $(BENCH_DIR)/agent-lazy $(BENCH_DIR)/agent-curl-nothing \
                   $(BENCH_DIR)/openat2-shim.so
@@ -51,25 +50,14 @@ $(BENCH_DIR)/agent-curl-nothing: $(BUILD)/obj/agent/main.o $(LIB_OBJS) tests/ben
 	$(CC) $(ALL_CFLAGS) -o $@ $(BUILD)/obj/agent/main.o $(LIB_OBJS) tests/bench/wrap-curl-init.c \
 		-Wl,--wrap=curl_global_init $(ALL_LDFLAGS) $(PKG_LIBS)
 
-# Proposed agent changes, built from a patched copy of agent/ (tests/bench/variants/make-variants.py; agent/ is
-# not touched). Optional: when a patch no longer applies to the current agent source, its rows are skipped.
-$(BENCH_VARIANTS): $(BENCH_DIR)/agent-%: $(LIB_SRCS) agent/main.c $(wildcard agent/*/*.h) tests/bench/variants/make-variants.py
-	@mkdir -p $(@D)
-	@rm -f $@
-	$(PYTHON) tests/bench/variants/make-variants.py $@.src agent-$*
-	$(CC) $(filter-out -Iagent -Iagent/util,$(ALL_CFLAGS)) -I$@.src/agent -I$@.src/agent/util -o $@ \
-		$$(find $@.src -name '*.c' | LC_ALL=C sort) $(ALL_LDFLAGS) $(PKG_LIBS)
-
 # Bench-only LD_PRELOAD shim: lets valgrind 3.19 (no openat2) count the instructions of `apply --root`.
 $(BENCH_DIR)/openat2-shim.so: tests/bench/openat2-shim.c
 	@mkdir -p $(@D)
 	$(CC) -std=gnu17 -D_GNU_SOURCE $(WARN) -O2 -shared -fPIC -o $@ $< -ldl
 
-.PHONY: bench bench-bins bench-variants
+.PHONY: bench bench-bins
 bench-bins: $(BUILD)/aks-ssh-access $(BENCH_BINS)
-bench-variants: $(BENCH_VARIANTS)
 bench: bench-bins
-	-@$(MAKE) --no-print-directory bench-variants || echo "bench: agent variants not built (see above); their rows are skipped"
 	@shellcheck tests/bench/shell-apply
 	PYTHONDONTWRITEBYTECODE=1 AKS_SSH_ACCESS_BIN=$(CURDIR)/$(BUILD)/aks-ssh-access BENCH_BUILD=$(CURDIR)/$(BENCH_DIR) \
 		$(PYTHON) tests/bench/bench.py

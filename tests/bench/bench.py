@@ -9,7 +9,7 @@ Every row is measured in the same run, interleaved round-robin (one run of every
 (a static launcher: wall time around vfork..wait4, CPU = user+sys and peak RSS = ru_maxrss from wait4, the
 command and every descendant it waited for). Median and spread (p10..p90) are printed.
 
-Environment: AKS_SSH_ACCESS_BIN (agent), BENCH_BUILD (dir with run1, floor*, agent variants), BENCH_RUNS,
+Environment: AKS_SSH_ACCESS_BIN (agent), BENCH_BUILD (dir with run1, floor*, agent-lazy, ...), BENCH_RUNS,
 BENCH_SCALE_RUNS, BENCH_CALLGRIND=0 to skip the callgrind section, BENCH_LIVE=0 to skip the live rows,
 BENCH_OUT=FILE to also write the table there.
 """
@@ -30,6 +30,9 @@ import tempfile
 import time
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(REPO, "tests", "lib"))
+import akstest  # noqa: E402  (the helpers shared with tests/integration and tests/e2e)
+
 AGENT = os.environ.get("AKS_SSH_ACCESS_BIN", os.path.join(REPO, "build", "aks-ssh-access"))
 BB = os.environ.get("BENCH_BUILD", os.path.join(REPO, "build", "bench"))
 RUN1 = os.path.join(BB, "run1")
@@ -38,45 +41,8 @@ SHELL = os.path.join(REPO, "tests", "bench", "shell-apply")
 RUNS = int(os.environ.get("BENCH_RUNS", "21"))
 SCALE_RUNS = int(os.environ.get("BENCH_SCALE_RUNS", "11"))
 USER, UID = "azureuser", 1000
-TAG = "aks-managed-ssh-access"
-QUERY = "/metadata/instance?api-version=2021-08-01&extended=true"
+QUERY = akstest.IMDS_QUERY
 UNITS = ("ssh.service", "sshd.service", "ssh.socket", "sshd.socket")
-
-DEBIAN_SSH_SERVICE = """[Unit]
-Description=OpenBSD Secure Shell server
-Documentation=man:sshd(8) man:sshd_config(5)
-After=network.target auditd.service
-ConditionPathExists=!/etc/ssh/sshd_not_to_be_run
-
-[Service]
-EnvironmentFile=-/etc/default/ssh
-ExecStartPre=/usr/sbin/sshd -t
-ExecStart=/usr/sbin/sshd -D $SSHD_OPTS
-ExecReload=/usr/sbin/sshd -t
-ExecReload=/bin/kill -HUP $MAINPID
-KillMode=process
-Restart=on-failure
-RestartPreventExitStatus=255
-Type=notify
-RuntimeDirectory=sshd
-RuntimeDirectoryMode=0755
-
-[Install]
-WantedBy=multi-user.target
-Alias=sshd.service
-"""
-DEBIAN_SSH_SOCKET = """[Unit]
-Description=OpenBSD Secure Shell server socket
-Before=sockets.target
-ConditionPathExists=!/etc/ssh/sshd_not_to_be_run
-
-[Socket]
-ListenStream=22
-Accept=no
-
-[Install]
-WantedBy=sockets.target
-"""
 
 OUT_LINES = []
 
@@ -104,45 +70,21 @@ def synth_keys(n, salt):
 
 
 def imds_doc(mode, keys):
-    tags = [{"name": "aks-managed-cluster-name", "value": "c1"}, {"name": TAG, "value": mode}]
-    return json.dumps({
-        "compute": {
-            "azEnvironment": "AzurePublicCloud", "location": "westeurope", "name": "aks-nodepool1-12345678-vmss_0",
-            "osType": "Linux",
-            "osProfile": {"adminUsername": USER, "computerName": "aks-nodepool1-12345678-vmss000000",
-                          "disablePasswordAuthentication": "true"},
-            "publicKeys": [{"keyData": k, "path": f"/home/{USER}/.ssh/authorized_keys"} for k in keys],
-            "tagsList": tags, "tags": ";".join(f"{t['name']}:{t['value']}" for t in tags),
-            "vmId": "02aab8a4-74ef-476e-8182-f6d2ba4166a6", "vmScaleSetName": "aks-nodepool1-12345678-vmss",
-            "vmSize": "Standard_D4s_v3", "zone": "",
-        },
-        "network": {"interface": [{"ipv4": {"ipAddress": [{"privateIpAddress": "10.224.0.4", "publicIpAddress": ""}],
-                                             "subnet": [{"address": "10.224.0.0", "prefix": "16"}]},
-                                    "ipv6": {"ipAddress": []}, "macAddress": "6045BD8E1A2B"}]},
-    }).encode()
+    return json.dumps(akstest.imds_doc(mode, keys, user=USER)).encode()
 
 
 def make_root(path, foreign_lines):
     """A Debian-like image tree: passwd with the admin user, Debian's ssh.service (enabled) and ssh.socket, and an
     authorized_keys with `foreign_lines` lines the agent does not own."""
-    for d in ("etc/systemd/system", "usr/lib/systemd/system", "var/lib", "run", "root", f"home/{USER}/.ssh"):
-        os.makedirs(os.path.join(path, d), exist_ok=True)
-    with open(os.path.join(path, "etc/passwd"), "w") as f:
-        f.write(f"root:x:0:0:root:/root:/bin/bash\n{USER}:x:{UID}:{UID}::/home/{USER}:/bin/bash\n")
-    with open(os.path.join(path, "etc/group"), "w") as f:
-        f.write(f"root:x:0:\n{USER}:x:{UID}:\n")
-    for name, text in (("ssh.service", DEBIAN_SSH_SERVICE), ("ssh.socket", DEBIAN_SSH_SOCKET)):
-        with open(os.path.join(path, "usr/lib/systemd/system", name), "w") as f:
-            f.write(text)
-    subprocess.run(["systemctl", f"--root={path}", "enable", "ssh.service"], capture_output=True, check=True)
+    akstest.make_root(path, USER, UID)
     home = os.path.join(path, "home", USER)
+    os.makedirs(os.path.join(home, ".ssh"))
     ak = os.path.join(home, ".ssh", "authorized_keys")
     with open(ak, "w") as f:
         for line in synth_keys(foreign_lines, "foreign"):
             f.write(line + "\n")
-    for p in (home, os.path.dirname(ak), ak):
+    for p in (os.path.dirname(ak), ak):
         os.chown(p, UID, UID)
-    os.chmod(home, 0o755)
     os.chmod(os.path.dirname(ak), 0o700)
     os.chmod(ak, 0o600)
     return path
@@ -237,8 +179,7 @@ def end_state(root):
     data = open(ak, "rb").read() if st else None
     units = {}
     for u in UNITS:
-        p = subprocess.run(["systemctl", f"--root={root}", "is-enabled", u], capture_output=True, text=True)
-        units[u] = p.stdout.strip()
+        units[u] = akstest.is_enabled(root, u)
     return {"ak": data, "ak_owner": (st.st_uid, st.st_gid, st.st_mode & 0o7777) if st else None, "units": units}
 
 
@@ -328,7 +269,7 @@ def main():
 
     work = tempfile.mkdtemp(prefix="aks-bench.")
     emu = None
-    live_failed = False
+    live_failed = callgrind_failed = False
     try:
         # Snapshot: the binary under test must not change under the bench (the tree is shared and rebuilt).
         snap = os.path.join(work, "aks-ssh-access")
@@ -437,40 +378,13 @@ def main():
             scale[(n, foreign)] = (rc, rs)
             scale_rows += [rc, rs]
 
-        # Proposed agent changes, built from a patched copy of agent/ (tests/bench/variants/make-variants.py).
-        S4 = "proposed agent changes (variants built from a patched copy of agent/, same runs)"
-        variant_rows = []
-        fk = os.path.join(BB, "agent-fastkeys")
-        if os.access(fk, os.X_OK):
-            for n in (1, 10000):
-                root = make_root(os.path.join(work, f"fastkeys-{n}"), 0)
-                docs = (imds_doc("LocalUser", synth_keys(n, f"a{n}")), imds_doc("LocalUser", synth_keys(n, f"b{n}")))
-                state = {"i": 0}
-
-                def fchange(root=root, docs=docs, state=state):
-                    state["i"] += 1
-                    return agent(root, docs[state["i"] % 2], fk)()
-
-                def fsync_(root=root, docs=docs, state=state):
-                    return agent(root, docs[state["i"] % 2], fk)()
-
-                base_c, base_s = scale[(n, 0)]
-                rc = Row(S4, f"fastkeys: {n} key{'s' if n > 1 else ''}, changes", fchange, SCALE_RUNS)
-                rs = Row(S4, f"fastkeys: {n} key{'s' if n > 1 else ''}, in sync", fsync_, SCALE_RUNS)
-                rc.ref, rs.ref = {"agent": base_c}, {"agent": base_s}
-                variant_rows += [rc, rs]
-        ks = os.path.join(BB, "agent-keys-sorted")
         status_root = os.path.join(work, "scale-10000-0")
-        st_base = Row(S4, "status, 10 000 keys (agent as is)", lambda: run1([AGENT, "status", "--root", status_root], logf), SCALE_RUNS)
-        variant_rows.append(st_base)
-        if os.access(ks, os.X_OK):
-            st_var = Row(S4, "status, 10 000 keys (keys-sorted)", lambda: run1([ks, "status", "--root", status_root], logf), SCALE_RUNS)
-            st_var.ref = {"agent": st_base}
-            variant_rows.append(st_var)
+        st_row = Row(S3, "status, 10 000 keys", lambda: run1([AGENT, "status", "--root", status_root], logf), SCALE_RUNS)
+        scale_rows.append(st_row)
 
         # Round-robin: one run of every row per round; the end state is checked on the first and last round.
         run_order = [a_lu_c, a_lu_s, s_lu_c, s_lu_s, a_di_c, a_di_s, s_di_c, s_di_s, fl_cli, fl_c]
-        all_rows = run_order + [r for r in rss_rows if r is not a_lu_s] + scale_rows + variant_rows
+        all_rows = run_order + [r for r in rss_rows if r is not a_lu_s] + scale_rows
         rounds = max(RUNS, SCALE_RUNS)
         t_start = time.monotonic()
         for i in range(rounds):
@@ -512,9 +426,6 @@ def main():
             f"+{f1.stat('cpu')[0] - f0.stat('cpu')[0]:.1f} ms CPU, +{f1.stat('rss')[0] - f0.stat('rss')[0]:.1f} MiB "
             f"(authorized_keys {os.path.getsize(os.path.join(work, 'scale-1-100000', 'home', USER, '.ssh', 'authorized_keys')) / 1e6:.1f} MB)")
         out()
-        out(f"== {S4}  (N={SCALE_RUNS} each)")
-        print_rows(variant_rows, ("agent",))
-        out()
         report_targets(a_lu_c, a_lu_s, a_di_c, a_di_s, fl_cli, fl_c, rss_rows, scale)
 
         if os.environ.get("BENCH_LIVE", "1") != "0":
@@ -530,7 +441,7 @@ def main():
                 live_failed = True
             emu = Emulator(work)
         if os.environ.get("BENCH_CALLGRIND", "1") != "0":
-            callgrind_section(work, emu, doc_lu)
+            callgrind_failed = not callgrind_section(work, emu, doc_lu)
     finally:
         if emu:
             emu.stop()
@@ -541,7 +452,7 @@ def main():
         if os.environ.get("BENCH_OUT"):
             with open(os.environ["BENCH_OUT"], "w") as f:
                 f.write("\n".join(OUT_LINES) + "\n")
-    if live_failed:
+    if live_failed or callgrind_failed:
         sys.exit(1)
 
 
@@ -587,7 +498,7 @@ def report_targets(a_lu_c, a_lu_s, a_di_c, a_di_s, fl_cli, fl_c, rss_rows, scale
 def callgrind_section(work, emu, doc_lu):
     if not shutil.which("valgrind"):
         out("== instructions (callgrind): valgrind not installed, skipped")
-        return
+        return True
     out("== instructions (valgrind --tool=callgrind; Ir = instructions executed, incl. the dynamic loader; inclusive per function)")
     # valgrind 3.19 (Debian 12) does not know openat2(2), which `apply --root` needs: apply runs under it with
     # build/bench/openat2-shim.so preloaded (openat2 -> openat; same files in these scratch roots).
@@ -605,8 +516,6 @@ def callgrind_section(work, emu, doc_lu):
         ("agent apply LocalUser, in sync", [AGENT, "apply", "--root", cg_root, "--imds-url", emu.url], doc_lu, shim),
         ("agent apply 10 000 keys, first apply", [AGENT, "apply", "--root", cg_root10k, "--imds-file", doc10k], None, shim),
         ("agent apply 10 000 keys, in sync", [AGENT, "apply", "--root", cg_root10k, "--imds-file", doc10k], None, shim),
-        ("agent-fastkeys apply 10 000 keys, first", [os.path.join(BB, "agent-fastkeys"), "apply", "--root",
-                                                       make_root(os.path.join(work, "cg-root-10k-fk"), 0), "--imds-file", doc10k], None, shim),
         ("agent show-imds, 10 000 keys (no --root)", [AGENT, "show-imds", "--imds-file", doc10k], None, None),
     ]
     want = ("cmd-apply.c:cmd_apply [", "policy.c:policy_parse [", "sshkey.c:sshkey_parse [", "sshkey.c:sshkey_fingerprint [",
@@ -615,9 +524,8 @@ def callgrind_section(work, emu, doc_lu):
             "sshkey.c:sshkey_format [", "authorized-keys.c:authorized_keys_merge [", "cmd-apply.c:run_done [",
             "policy.c:policy_check_paths [", "node.c:node_query_units [", "node.c:node_fetch [", "rtld.c:_dl_start [",
             "dl-init.c:_dl_init [", "imds.c:imds_fetch [")
+    ok = True
     for name, argv, doc, preload in cases:
-        if not os.access(argv[0], os.X_OK):
-            continue
         if doc is not None:
             emu.set_doc(doc)
         cg = os.path.join(work, "callgrind.out")
@@ -626,6 +534,7 @@ def callgrind_section(work, emu, doc_lu):
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
         if p.returncode not in (0, 67):  # 67: show-imds without --root finds no admin user on this host
             out(f"  {name}: valgrind run failed ({p.returncode}): {p.stderr[-300:]}")
+            ok = False
             continue
         inc = subprocess.run(["callgrind_annotate", "--inclusive=yes", cg], capture_output=True, text=True).stdout
         total = next((ln.split()[0] for ln in inc.splitlines() if "PROGRAM TOTALS" in ln), "?")
@@ -637,6 +546,7 @@ def callgrind_section(work, emu, doc_lu):
                     fn = re.sub(r"^.*/agent/", "agent/", m.group(3))
                     out(f"      {m.group(1):>13} {m.group(2):>7}  {fn}")
     out()
+    return ok
 
 
 if __name__ == "__main__":
