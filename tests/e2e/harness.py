@@ -404,12 +404,7 @@ class Net:
 
     def stop_imds(self):
         if self.emulator:
-            self.emulator.terminate()
-            try:
-                self.emulator.wait(5)
-            except subprocess.TimeoutExpired:
-                self.emulator.kill()
-                self.emulator.wait()
+            akstest.stop_process(self.emulator)
             self.emulator = None
 
     def imds_requests(self):

@@ -349,11 +349,7 @@ def sshd_T(node, user=h.ADMIN):
     # sshd -T needs its privilege separation directory, which only the units make (the agent's keeps it).
     p = node.sh(f"mkdir -p /run/sshd && sshd -T -C user={user},host=aks-e2e-client,addr={h.CLIENT_IP}", check=False)
     assert p.returncode == 0, f"sshd -T: {p.stderr}"
-    out = {}
-    for ln in p.stdout.splitlines():
-        k, _, v = ln.partition(" ")
-        out.setdefault(k, v)
-    return out
+    return akstest.sshd_settings(p.stdout)
 
 
 def check_entra_id(env, own_line, service="ssh.service", socket=None):

@@ -32,7 +32,7 @@ sys.path.insert(0, os.path.join(REPO, "tests", "lib"))
 # The helpers shared with tests/e2e and tests/bench (re-exported: the test files import them from here).
 from akstest import (DEBIAN_SSH_SERVICE, DEBIAN_SSH_SOCKET, DEBIAN_UNITS, IMDS_QUERY, KEYS_BEGIN,  # noqa: E402,F401
                      KEYS_END, ENTRA_BEGIN, ENTRA_END, TAG, fingerprint, fingerprints, imds_doc, is_enabled,
-                     make_root, snapshot, ssh_keygen)
+                     make_root, snapshot, ssh_keygen, stop_process)
 
 EMULATOR = os.path.join(REPO, "tests", "imds-emulator")
 ASAN_ENV = {
@@ -241,13 +241,7 @@ class Emulator:
             c.close()
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         if self.proc.stdout:
             self.proc.stdout.close()
         if not self.stderr.closed:

@@ -114,11 +114,7 @@ def sshd_T(img, user):
     r = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh", img.root, spec],
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, f"sshd -T failed: {r.stderr}"
-    out = {}
-    for line in r.stdout.splitlines():
-        k, _, v = line.partition(" ")
-        out.setdefault(k, v)
-    return out
+    return akstest.sshd_settings(r.stdout)
 
 
 def assert_entraid_effective(img):

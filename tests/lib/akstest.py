@@ -17,6 +17,8 @@ What is here:
     ssh_keygen(), fingerprint(),     key pairs and fingerprints, with ssh-keygen as the oracle
     fingerprints()
     snapshot()                       everything about a tree, for before/after comparisons
+    sshd_settings()                  `sshd -T` output as {keyword: value}
+    stop_process()                   terminate a helper process, kill it if it does not go
 """
 import os
 import stat
@@ -169,6 +171,26 @@ def fingerprints(path):
     r = subprocess.run(["ssh-keygen", "-l", "-E", "sha256", "-f", path], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     return sorted(line.split()[1] for line in r.stdout.splitlines() if line.strip())
+
+
+def sshd_settings(text):
+    """`sshd -T` output as {keyword: value}; a keyword listed more than once keeps its first value."""
+    out = {}
+    for line in text.splitlines():
+        k, _, v = line.partition(" ")
+        out.setdefault(k, v)
+    return out
+
+
+def stop_process(proc, timeout=5):
+    """SIGTERM, then SIGKILL when proc (a subprocess.Popen) is still there after timeout seconds; reaped."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 # --------------------------------------------------------------------------------------------------------------
