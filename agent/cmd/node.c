@@ -78,6 +78,8 @@ int node_open(const Options *o, bool need_backend, Node *ret) {
                 }
         }
         r = config_load(&n.config, n.root_fd, o->config_file);
+        for (size_t i = 0; i < n.config.n_notes; i++) /* the loader does not log */
+                log_full_errno(n.config.notes[i].level, n.config.notes[i].error, "%s", n.config.notes[i].text);
         if (r < 0) {
                 node_done(&n);
                 return EX_USAGE;
