@@ -46,26 +46,6 @@ static void sleep_until(uint64_t when_usec) {
                 ;
 }
 
-/* Jitter needs no cryptographic quality, and must never block on the boot-time entropy pool:
- * a xorshift generator seeded from the clock and the pid. *state starts at 0. */
-static uint64_t jitter_next(uint64_t *state) {
-        uint64_t x = *state;
-
-        if (x == 0) {
-                struct timespec ts;
-
-                (void) clock_gettime(CLOCK_REALTIME, &ts);
-                x = ((uint64_t) ts.tv_nsec << 20) ^ (uint64_t) ts.tv_sec ^ ((uint64_t) getpid() << 40) ^ now_usec();
-                if (x == 0)
-                        x = UINT64_C(0x9e3779b97f4a7c15);
-        }
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        *state = x;
-        return x;
-}
-
 static int curl_global_initialized;
 
 static int imds_global_init(void) {
@@ -272,8 +252,9 @@ static int imds_easy_new(const char *url, struct curl_slist *headers, Body *body
 }
 
 /* When the next request may start: full jitter over an exponential backoff, never sooner than
- * MIN_START_GAP_USEC after the previous start. */
-static uint64_t next_start(uint64_t *jitter, unsigned failures, uint64_t last_start, uint64_t now) {
+ * MIN_START_GAP_USEC after the previous start. The jitter needs no cryptographic quality, and must never
+ * block on the boot-time entropy pool: rand_r(). */
+static uint64_t next_start(unsigned *jitter, unsigned failures, uint64_t last_start, uint64_t now) {
         uint64_t backoff = BACKOFF_BASE_USEC, wake;
 
         for (unsigned i = 1; i < failures && backoff < BACKOFF_CAP_USEC; i++)
@@ -281,7 +262,7 @@ static uint64_t next_start(uint64_t *jitter, unsigned failures, uint64_t last_st
         if (backoff > BACKOFF_CAP_USEC)
                 backoff = BACKOFF_CAP_USEC;
 
-        wake = now + jitter_next(jitter) % (backoff + 1);
+        wake = now + (uint64_t) rand_r(jitter) % (backoff + 1); /* RAND_MAX >= 2^31 - 1 > the cap */
         if (wake < last_start + MIN_START_GAP_USEC)
                 wake = last_start + MIN_START_GAP_USEC;
         return wake;
@@ -292,7 +273,7 @@ int imds_fetch(const ImdsRequest *req, char **ret_body, size_t *ret_size, char *
         _cleanup_(curl_slist_free_allp) struct curl_slist *headers = NULL;
         _cleanup_(body_reset) Body body = {};
         char errbuf[CURL_ERROR_SIZE] = "", what[256] = "no request made";
-        uint64_t start, deadline, budget, last_start = 0, jitter = 0;
+        uint64_t start, deadline, budget, last_start = 0;
         unsigned requests = 0;
         int r;
 
@@ -321,6 +302,10 @@ int imds_fetch(const ImdsRequest *req, char **ret_body, size_t *ret_size, char *
         budget = req->deadline_usec < MAX_DEADLINE_USEC ? req->deadline_usec : MAX_DEADLINE_USEC;
         start = now_usec();
         deadline = start + budget;
+        /* Seeded from both clocks (the monotonic one alone is alike on nodes booted together) and the pid. */
+        struct timespec ts;
+        (void) clock_gettime(CLOCK_REALTIME, &ts);
+        unsigned jitter = (unsigned) ((uint64_t) ts.tv_sec ^ (uint64_t) ts.tv_nsec ^ start ^ ((uint64_t) getpid() << 16));
 
         for (;;) {
                 uint64_t now = now_usec(), timeout, wake;
