@@ -143,7 +143,8 @@ int listeners_parse_unix(const char *text, size_t len, ListenerList *l) {
         return parse_lines(text, len, AF_UNIX, parse_unix_line, l);
 }
 
-int listeners_add_vsock(ListenerList *l, uint32_t cid, uint32_t port) {
+/* Appends a listening AF_VSOCK socket on (cid, port) (from sock_diag). */
+static int listeners_add_vsock(ListenerList *l, uint32_t cid, uint32_t port) {
         Listener x = { .family = AF_VSOCK };
 
         x.addr.vm = (struct sockaddr_vm) {
@@ -401,12 +402,5 @@ size_t listeners_count_ssh(const ListenerList *l) {
         size_t c = 0;
         for (size_t i = 0; i < l->n; i++)
                 c += l->items[i].ssh;
-        return c;
-}
-
-size_t listeners_count_unchecked(const ListenerList *l) {
-        size_t c = 0;
-        for (size_t i = 0; i < l->n; i++)
-                c += !l->items[i].probed;
         return c;
 }
