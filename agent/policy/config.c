@@ -49,12 +49,8 @@ static char **strv_split_ws(const char *s) {
                 len = strcspn(s, " \t,");
                 if (len == 0)
                         break;
-                if (!GREEDY_REALLOC(l, n + 2))
+                if (strv_consume(&l, &n, strndup(s, len)) < 0)
                         return strv_free(l);
-                l[n] = strndup(s, len);
-                if (!l[n])
-                        return strv_free(l);
-                l[++n] = NULL;
                 s += len;
         }
         return l;
