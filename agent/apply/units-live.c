@@ -9,13 +9,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <systemd/sd-bus.h>
 #include <unistd.h>
 
 #include "apply/units.h"
-#include "log.h"
 #include "macro.h"
 
 #define SYSTEMD_PRIVATE_ADDRESS "unix:path=/run/systemd/private"
@@ -40,13 +40,69 @@ static LiveBackend *live(UnitBackend *b) {
         return (LiveBackend *) b;
 }
 
-/* "Failed to mask ssh.service: Unit file ... (org.freedesktop.DBus.Error.FileExists)" */
-static int log_bus_error(int r, const sd_bus_error *error, const char *what, const char *unit) {
-        if (error && sd_bus_error_is_set(error))
-                return log_error_errno(r, "Failed to %s%s%s: %s (%s)", what, unit ? " " : "", unit ?: "",
-                                       error->message ?: "no message", error->name);
+/* Keeps the D-Bus error for the caller's message, e.g. "Unit file ... (org.freedesktop.DBus.Error.FileExists)";
+ * without one (a local failure) b->error stays "" and the caller says strerror(-r). Returns r. */
+static int bus_error(UnitBackend *b, int r, const sd_bus_error *error) {
+        if (sd_bus_error_is_set(error))
+                snprintf(b->error, sizeof b->error, "%s (%s)", error->message ?: "no message", error->name);
+        return r;
+}
 
-        return log_error_errno(r, "Failed to %s%s%s: %m", what, unit ? " " : "", unit ?: "");
+/* The one way this backend talks to PID 1: a Manager method with arguments `types`, ...; timeout 0 is the
+ * bus' method call timeout. On failure the D-Bus error is in *error and b->error. */
+static int manager_call(UnitBackend *b, uint64_t timeout, const char *method, sd_bus_error *error,
+                        sd_bus_message **reply, const char *types, ...) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        va_list ap;
+        int r;
+
+        b->error[0] = '\0';
+        r = sd_bus_message_new_method_call(live(b)->bus, &m, SYSTEMD_DEST, SYSTEMD_PATH, SYSTEMD_MANAGER, method);
+        if (r < 0)
+                return r;
+
+        if (types) {
+                va_start(ap, types);
+                r = sd_bus_message_appendv(m, types, ap);
+                va_end(ap);
+                if (r < 0)
+                        return r;
+        }
+
+        r = sd_bus_call(live(b)->bus, m, timeout, error, reply);
+        if (r < 0)
+                return bus_error(b, r, error);
+
+        return 0;
+}
+
+/* Reads one string-like value ('s', 'o') of the reply into a copy. */
+static int reply_string(sd_bus_message *reply, char type, char **ret) {
+        const char *v;
+        char *s;
+        int r;
+
+        r = sd_bus_message_read_basic(reply, type, &v);
+        if (r < 0)
+                return r;
+        if (r == 0)
+                return -EBADMSG; /* no such value in the reply */
+
+        s = strdup(v);
+        if (!s)
+                return -ENOMEM;
+
+        *ret = s;
+        return 0;
+}
+
+static int strdup_to(char **ret, const char *s) {
+        char *copy = strdup(s);
+
+        if (!copy)
+                return -ENOMEM;
+        *ret = copy;
+        return 0;
 }
 
 static bool error_is_no_unit(const sd_bus_error *error, int r) {
@@ -76,109 +132,65 @@ static int unit_name_has_entry(const char *unit) {
 static int live_get_file_state(UnitBackend *b, const char *unit, char **ret_state) {
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        const char *state;
-        char *s;
         int r;
 
-        r = sd_bus_call_method(live(b)->bus, SYSTEMD_DEST, SYSTEMD_PATH, SYSTEMD_MANAGER, "GetUnitFileState",
-                               &error, &reply, "s", unit);
-        if (r < 0) {
-                if (error_is_no_unit(&error, r) && unit_name_has_entry(unit)) {
+        r = manager_call(b, 0, "GetUnitFileState", &error, &reply, "s", unit);
+        if (r < 0 && error_is_no_unit(&error, r)) {
+                if (unit_name_has_entry(unit)) {
                         snprintf(b->error, sizeof b->error, "a link or file at the name that PID 1 cannot load (%s)",
                                  error.message ?: error.name ?: "no such unit");
                         return -ENOLINK;
                 }
-                if (error_is_no_unit(&error, r)) {
-                        s = strdup("not-found");
-                        if (!s)
-                                return log_oom();
-                        *ret_state = s;
-                        return 0;
-                }
-                return log_bus_error(r, &error, "get unit file state of", unit);
+                return strdup_to(ret_state, "not-found");
         }
-
-        r = sd_bus_message_read(reply, "s", &state);
         if (r < 0)
-                return log_error_errno(r, "Failed to parse unit file state of %s: %m", unit);
+                return r;
 
-        s = strdup(state);
-        if (!s)
-                return log_oom();
-
-        *ret_state = s;
-        return 0;
+        return reply_string(reply, 's', ret_state);
 }
 
 /* The object path of a loaded unit, or NULL (returns 0) if systemd has not loaded it. */
-static int live_get_unit_path(LiveBackend *lb, const char *unit, bool load, char **ret_path) {
+static int live_get_unit_path(UnitBackend *b, const char *unit, bool load, char **ret_path) {
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        const char *path;
-        char *p;
         int r;
 
-        r = sd_bus_call_method(lb->bus, SYSTEMD_DEST, SYSTEMD_PATH, SYSTEMD_MANAGER, load ? "LoadUnit" : "GetUnit",
-                               &error, &reply, "s", unit);
-        if (r < 0) {
-                if (!load && sd_bus_error_has_name(&error, BUS_ERROR_NO_SUCH_UNIT)) {
-                        *ret_path = NULL;
-                        return 0;
-                }
-                if (load && sd_bus_error_has_names(&error, BUS_ERROR_NO_SUCH_UNIT, BUS_ERROR_LOAD_FAILED)) {
-                        log_debug("Unit %s cannot be loaded: %s (%s)", unit, error.message ?: "", error.name);
-                        return -ENOENT;
-                }
-                return log_bus_error(r, &error, load ? "load unit" : "look up unit", unit);
+        r = manager_call(b, 0, load ? "LoadUnit" : "GetUnit", &error, &reply, "s", unit);
+        if (r < 0 && !load && sd_bus_error_has_name(&error, BUS_ERROR_NO_SUCH_UNIT)) {
+                *ret_path = NULL;
+                return 0;
         }
-
-        r = sd_bus_message_read(reply, "o", &path);
+        if (r < 0 && load && sd_bus_error_has_names(&error, BUS_ERROR_NO_SUCH_UNIT, BUS_ERROR_LOAD_FAILED))
+                return -ENOENT;
         if (r < 0)
-                return log_error_errno(r, "Failed to parse object path of %s: %m", unit);
+                return r;
 
-        p = strdup(path);
-        if (!p)
-                return log_oom();
-
-        *ret_path = p;
-        return 0;
+        return reply_string(reply, 'o', ret_path);
 }
 
-static int live_get_unit_property(LiveBackend *lb, const char *unit, const char *path, const char *property,
-                                  char **ret) {
+static int live_get_unit_property(UnitBackend *b, const char *path, const char *property, char **ret) {
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
         int r;
 
-        r = sd_bus_get_property_string(lb->bus, SYSTEMD_DEST, path, SYSTEMD_UNIT, property, &error, ret);
-        if (r < 0) {
-                _cleanup_free_ char *what = NULL;
-
-                if (asprintf(&what, "read property %s of", property) < 0)
-                        return log_oom();
-                return log_bus_error(r, &error, what, unit);
-        }
+        r = sd_bus_get_property_string(live(b)->bus, SYSTEMD_DEST, path, SYSTEMD_UNIT, property, &error, ret);
+        if (r < 0)
+                return bus_error(b, r, &error);
 
         return 0;
 }
 
 static int live_get_active_state(UnitBackend *b, const char *unit, char **ret_state) {
         _cleanup_free_ char *path = NULL;
-        char *s;
         int r;
 
         /* GetUnit, not LoadUnit: a unit systemd has not loaded is inactive, no need to load it to say so. */
-        r = live_get_unit_path(live(b), unit, /* load= */ false, &path);
+        r = live_get_unit_path(b, unit, /* load= */ false, &path);
         if (r < 0)
                 return r;
-        if (!path) {
-                s = strdup("inactive");
-                if (!s)
-                        return log_oom();
-                *ret_state = s;
-                return 0;
-        }
+        if (!path)
+                return strdup_to(ret_state, "inactive");
 
-        return live_get_unit_property(live(b), unit, path, "ActiveState", ret_state);
+        return live_get_unit_property(b, path, "ActiveState", ret_state);
 }
 
 static int live_resolve_name(UnitBackend *b, const char *unit, char **ret_name) {
@@ -187,17 +199,17 @@ static int live_resolve_name(UnitBackend *b, const char *unit, char **ret_name) 
 
         /* LoadUnit follows aliases: the object it returns is the unit the alias points to, and its Id is
          * that unit's primary name (sshd.service -> ssh.service on Debian). */
-        r = live_get_unit_path(live(b), unit, /* load= */ true, &path);
+        r = live_get_unit_path(b, unit, /* load= */ true, &path);
         if (r < 0)
                 return r;
 
-        r = live_get_unit_property(live(b), unit, path, "LoadState", &load_state);
+        r = live_get_unit_property(b, path, "LoadState", &load_state);
         if (r < 0)
                 return r;
         if (streq(load_state, "not-found"))
                 return -ENOENT;
 
-        r = live_get_unit_property(live(b), unit, path, "Id", &id);
+        r = live_get_unit_property(b, path, "Id", &id);
         if (r < 0)
                 return r;
 
@@ -205,94 +217,70 @@ static int live_resolve_name(UnitBackend *b, const char *unit, char **ret_name) 
         return 0;
 }
 
-static int live_job(LiveBackend *lb, const char *method, const char *unit) {
+/* The job is enqueued (its path is in the reply); we deliberately do not wait for it. */
+static int live_job(UnitBackend *b, const char *method, const char *unit) {
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        const char *job;
-        int r;
 
-        r = sd_bus_call_method(lb->bus, SYSTEMD_DEST, SYSTEMD_PATH, SYSTEMD_MANAGER, method, &error, &reply, "ss",
-                               unit, "replace");
-        if (r < 0)
-                return log_bus_error(r, &error, streq(method, "StartUnit") ? "start" : "stop", unit);
-
-        /* Only for the log: the job is enqueued, we deliberately do not wait for it. */
-        r = sd_bus_message_read(reply, "o", &job);
-        if (r < 0)
-                return log_error_errno(r, "Failed to parse job path for %s: %m", unit);
-
-        log_debug("Enqueued %s of %s as %s (not waiting).", method, unit, job);
-        return 0;
+        return manager_call(b, 0, method, &error, NULL, "ss", unit, "replace");
 }
 
 static int live_stop_no_block(UnitBackend *b, const char *unit) {
-        return live_job(live(b), "StopUnit", unit);
+        return live_job(b, "StopUnit", unit);
 }
 
 static int live_start_no_block(UnitBackend *b, const char *unit) {
-        return live_job(live(b), "StartUnit", unit);
+        return live_job(b, "StartUnit", unit);
 }
 
-/* Reads the a(sss) {type, file, source} array of unit-file changes; returns how many entries it had. */
-static int read_changes(sd_bus_message *reply, const char *what, const char *unit) {
+/* Counts the a(sss) {type, file, source} array of unit-file changes. */
+static int count_changes(sd_bus_message *reply) {
         const char *type, *file, *source;
         int r, n = 0;
 
         r = sd_bus_message_enter_container(reply, SD_BUS_TYPE_ARRAY, "(sss)");
         if (r < 0)
-                return log_error_errno(r, "Failed to parse changes of %s %s: %m", what, unit);
+                return r;
 
         for (;;) {
                 r = sd_bus_message_read(reply, "(sss)", &type, &file, &source);
                 if (r < 0)
-                        return log_error_errno(r, "Failed to parse changes of %s %s: %m", what, unit);
+                        return r;
                 if (r == 0)
                         break;
-
-                log_debug("%s %s: %s %s%s%s", what, unit, type, file, *source ? " -> " : "", source);
                 n++;
         }
 
         r = sd_bus_message_exit_container(reply);
         if (r < 0)
-                return log_error_errno(r, "Failed to parse changes of %s %s: %m", what, unit);
+                return r;
 
         return n;
 }
 
-/* Calls one of the *UnitFiles methods for a single unit: signature as (+ runtime b) (+ force b).
- * force (only with with_force) lets systemd replace a symlink in the way, never a file or directory. */
-static int live_unit_files(LiveBackend *lb, const char *method, const char *what, const char *unit, bool with_force,
-                           bool force) {
+/* Calls one of the *UnitFiles methods for a single unit: signature as + runtime b (false: persistent,
+ * like plain systemctl) + force b for the methods that have one (force >= 0). force lets systemd replace a
+ * symlink in the way, never a file or directory. Returns 1 if anything changed. */
+static int live_unit_files(UnitBackend *b, const char *method, const char *unit, int force) {
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         int r;
 
-        r = sd_bus_message_new_method_call(lb->bus, &m, SYSTEMD_DEST, SYSTEMD_PATH, SYSTEMD_MANAGER, method);
+        if (force >= 0)
+                r = manager_call(b, 0, method, &error, &reply, "asbb", 1, unit, false, force);
+        else
+                r = manager_call(b, 0, method, &error, &reply, "asb", 1, unit, false);
         if (r < 0)
-                return log_error_errno(r, "Failed to create %s message for %s: %m", method, unit);
-
-        r = sd_bus_message_append(m, "as", 1, unit);
-        if (r >= 0)
-                r = sd_bus_message_append(m, "b", 0); /* runtime = false: persistent, like plain systemctl */
-        if (r >= 0 && with_force)
-                r = sd_bus_message_append(m, "b", (int) force);
-        if (r < 0)
-                return log_error_errno(r, "Failed to build %s message for %s: %m", method, unit);
-
-        r = sd_bus_call(lb->bus, m, METHOD_TIMEOUT_USEC, &error, &reply);
-        if (r < 0)
-                return log_bus_error(r, &error, what, unit);
+                return r;
 
         if (streq(method, "EnableUnitFiles")) {
                 int carries_install_info;
 
                 r = sd_bus_message_read(reply, "b", &carries_install_info);
                 if (r < 0)
-                        return log_error_errno(r, "Failed to parse reply of %s %s: %m", what, unit);
+                        return r;
         }
 
-        r = read_changes(reply, what, unit);
+        r = count_changes(reply);
         if (r < 0)
                 return r;
 
@@ -302,37 +290,27 @@ static int live_unit_files(LiveBackend *lb, const char *method, const char *what
 /* force: a dangling or looping link at the unit's name in /etc/systemd/system is replaced by the mask
  * (fail closed); a file or directory there is refused by systemd even so, and reported. */
 static int live_mask(UnitBackend *b, const char *unit) {
-        return live_unit_files(live(b), "MaskUnitFiles", "mask", unit, true, true);
+        return live_unit_files(b, "MaskUnitFiles", unit, true);
 }
 
 static int live_unmask(UnitBackend *b, const char *unit) {
-        return live_unit_files(live(b), "UnmaskUnitFiles", "unmask", unit, false, false);
+        return live_unit_files(b, "UnmaskUnitFiles", unit, -1);
 }
 
 /* No force: never replace an alias link of another unit. */
 static int live_enable(UnitBackend *b, const char *unit) {
-        return live_unit_files(live(b), "EnableUnitFiles", "enable", unit, true, false);
+        return live_unit_files(b, "EnableUnitFiles", unit, false);
 }
 
 static int live_disable(UnitBackend *b, const char *unit) {
-        return live_unit_files(live(b), "DisableUnitFiles", "disable", unit, false, false);
+        return live_unit_files(b, "DisableUnitFiles", unit, -1);
 }
 
+/* The reply comes after the reload is complete; on the private socket the connection survives it. */
 static int live_reload(UnitBackend *b) {
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
-        int r;
 
-        r = sd_bus_message_new_method_call(live(b)->bus, &m, SYSTEMD_DEST, SYSTEMD_PATH, SYSTEMD_MANAGER, "Reload");
-        if (r < 0)
-                return log_error_errno(r, "Failed to create Reload message: %m");
-
-        /* The reply comes after the reload is complete; on the private socket the connection survives it. */
-        r = sd_bus_call(live(b)->bus, m, RELOAD_TIMEOUT_USEC, &error, &reply);
-        if (r < 0)
-                return log_bus_error(r, &error, "reload systemd", NULL);
-
-        return 0;
+        return manager_call(b, RELOAD_TIMEOUT_USEC, "Reload", &error, NULL, NULL);
 }
 
 static void live_free(UnitBackend *b) {
@@ -388,22 +366,20 @@ int unit_backend_new_live(UnitBackend **ret) {
         LiveBackend *lb;
         int r;
 
+        /* No private socket (not root, or PID 1 not listening yet): the system bus. */
         r = bus_connect_private(&bus);
-        if (r < 0) {
-                log_debug_errno(r, "Failed to connect to systemd's private socket, trying the system bus: %m");
-
+        if (r < 0)
                 r = sd_bus_open_system(&bus);
-                if (r < 0)
-                        return log_error_errno(r, "Failed to connect to systemd (private socket and system bus): %m");
-        }
+        if (r < 0)
+                return r;
 
         r = sd_bus_set_method_call_timeout(bus, METHOD_TIMEOUT_USEC);
         if (r < 0)
-                return log_error_errno(r, "Failed to set D-Bus method call timeout: %m");
+                return r;
 
         lb = malloc(sizeof *lb);
         if (!lb)
-                return log_oom();
+                return -ENOMEM;
 
         *lb = (LiveBackend) {
                 .base.vtable = &live_vtable,

@@ -7,8 +7,9 @@
  *                                `systemctl --root=DIR is-enabled|mask --force|unmask|enable|disable UNIT`.
  * The planner and the apply code only ever talk to this interface.
  *
- * All functions return 0 (or a positive value where documented) on success and a negative errno on failure;
- * failures are logged by the backend, naming the unit (and, live, the D-Bus error name). */
+ * All functions return 0 (or a positive value where documented) on success and a negative errno on failure.
+ * Backends do not log: on failure b->error says why where there is more to say than strerror (systemctl's
+ * message offline, "message (D-Bus error name)" live), else it is ""; the caller logs once, naming the unit. */
 
 #include <stdbool.h>
 
@@ -51,7 +52,7 @@ typedef struct UnitBackendVTable {
 
 struct UnitBackend {
         const UnitBackendVTable *vtable;
-        char error[256]; /* the offline backend's reason for its last failure (e.g. systemctl's message), or "" */
+        char error[256]; /* the reason for the last failure (systemctl's message, the D-Bus error), or "" */
 };
 
 int unit_backend_new_offline(const char *root, UnitBackend **ret);

@@ -446,8 +446,10 @@ static int record(Run *r) {
 
         e = state_save(r->node.root_fd, &s);
         state_done(&s);
-        if (e < 0)
+        if (e < 0) {
+                log_error_errno(e, "Cannot write %s/%s: %m", STATE_DIR, STATE_FILE);
                 fail(r, exit_code_from_errno(e) == EX_CANTCREAT ? EX_CANTCREAT : EX_IOERR, "state-write-failed");
+        }
         return e;
 }
 

@@ -78,6 +78,8 @@ int node_open(const Options *o, bool need_backend, Node *ret) {
                 }
         }
         r = config_load(&n.config, n.root_fd, o->config_file);
+        for (size_t i = 0; i < n.config.n_notes; i++) /* the loader does not log */
+                log_full_errno(n.config.notes[i].level, n.config.notes[i].error, "%s", n.config.notes[i].text);
         if (r < 0) {
                 node_done(&n);
                 return EX_USAGE;
@@ -113,6 +115,19 @@ void node_done(Node *n) {
         *n = (Node) { .root_fd = AT_FDCWD };
 }
 
+/* The IMDS client does not log: each retry is logged here, with its MESSAGE_ID. */
+static void log_imds_retry(const ImdsRetry *t, void *userdata) {
+        char attempt[32], http[32];
+        const char *fields[] = { attempt, t->status > 0 ? http : NULL, NULL };
+
+        snprintf(attempt, sizeof attempt, "IMDS_REQUESTS=%u", t->requests);
+        snprintf(http, sizeof http, "HTTP_STATUS=%ld", t->status);
+        log_event(LOG_INFO, MID_IMDS_RETRY, fields, "IMDS request %u failed (%s), retrying in %.2f s.", t->requests,
+                  t->what, (double) t->wait_usec / 1e6);
+        if (t->curl_error[0])
+                log_debug("IMDS request %u: %s", t->requests, t->curl_error);
+}
+
 int node_fetch(const Options *o, const Node *n, char **ret_body, size_t *ret_len, const char **ret_source, char **ret_detail) {
         int r;
 
@@ -146,6 +161,7 @@ int node_fetch(const Options *o, const Node *n, char **ret_body, size_t *ret_len
                 .url = n->config.imds_url,
                 .deadline_usec = (uint64_t) n->config.deadline_s * 1000000u,
                 .max_body = IMDS_MAX_BODY,
+                .on_retry = log_imds_retry,
         };
         r = imds_fetch(&req, ret_body, ret_len, ret_detail);
         if (r == -EFBIG)

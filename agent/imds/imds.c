@@ -11,7 +11,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "log.h"
 #include "macro.h"
 
 #define USEC_PER_SEC  UINT64_C(1000000)
@@ -45,26 +44,6 @@ static void sleep_until(uint64_t when_usec) {
 
         while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
                 ;
-}
-
-/* Jitter needs no cryptographic quality, and must never block on the boot-time entropy pool:
- * a xorshift generator seeded from the clock and the pid. *state starts at 0. */
-static uint64_t jitter_next(uint64_t *state) {
-        uint64_t x = *state;
-
-        if (x == 0) {
-                struct timespec ts;
-
-                (void) clock_gettime(CLOCK_REALTIME, &ts);
-                x = ((uint64_t) ts.tv_nsec << 20) ^ (uint64_t) ts.tv_sec ^ ((uint64_t) getpid() << 40) ^ now_usec();
-                if (x == 0)
-                        x = UINT64_C(0x9e3779b97f4a7c15);
-        }
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        *state = x;
-        return x;
 }
 
 static int curl_global_initialized;
@@ -106,19 +85,17 @@ static size_t body_write(char *ptr, size_t size, size_t nmemb, void *userdata) {
                 return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
         }
         if (b->size + n + 1 > b->allocated) {
-                size_t want = b->allocated > 0 ? b->allocated : 16384;
-                char *p;
+                /* doubling, from 16 KiB, never beyond the cap */
+                size_t want = b->allocated > 0 ? b->allocated * 2 : 16384;
 
-                while (want < b->size + n + 1)
-                        want *= 2;
+                if (want < b->size + n + 1)
+                        want = b->size + n + 1;
                 if (want > b->max + 1)
                         want = b->max + 1;
-                p = realloc(b->data, want);
-                if (!p) {
+                if (!GREEDY_REALLOC(b->data, want)) {
                         b->oom = true;
                         return 0; /* CURLE_WRITE_ERROR */
                 }
-                b->data = p;
                 b->allocated = want;
         }
         memcpy(b->data + b->size, ptr, n);
@@ -144,103 +121,78 @@ static void curl_slist_free_allp(struct curl_slist **l) {
                 curl_slist_free_all(*l);
 }
 
-typedef enum Outcome {
-        OUTCOME_OK,        /* 200 */
-        OUTCOME_RETRY,     /* transient: connection errors, timeouts, 404, 410, 429, 5xx */
-        OUTCOME_PERMANENT, /* -EPROTO: 400, 401, 403, 405, 3xx, anything else */
-        OUTCOME_TOO_BIG,   /* -EFBIG */
-        OUTCOME_FATAL,     /* local problem: -ENOMEM, -EINVAL; stop at once */
-} Outcome;
+/* Short, key-free descriptions of what went wrong with a transfer (curl_easy_strerror() for the rest). */
+static const struct {
+        CURLcode cc;
+        long os_errno; /* CURLE_COULDNT_CONNECT: the connect() error; 0 any other */
+        const char *text;
+} curl_texts[] = {
+        { CURLE_COULDNT_CONNECT, ECONNREFUSED, "connection refused" },
+        { CURLE_COULDNT_CONNECT, ENETUNREACH, "network unreachable" },
+        { CURLE_COULDNT_CONNECT, EHOSTUNREACH, "host unreachable" },
+        { CURLE_COULDNT_CONNECT, 0, "cannot connect" },
+        { CURLE_OPERATION_TIMEDOUT, 0, "timed out" },
+        { CURLE_GOT_NOTHING, 0, "connection closed without an answer" },
+        { CURLE_PARTIAL_FILE, 0, "truncated body" },
+        { CURLE_RECV_ERROR, 0, "receive error" },
+        { CURLE_SEND_ERROR, 0, "send error" },
+        { CURLE_COULDNT_RESOLVE_HOST, 0, "cannot resolve host" },
+        /* What libcurl says for a response header over its 100 KiB limit ("Avoided giant realloc"). */
+        { CURLE_OUT_OF_MEMORY, 0, "bad response (header too large)" },
+};
+
+static void describe_curl_error(CURL *curl, CURLcode cc, char *buf, size_t size) {
+        long os_errno = 0;
+
+        if (cc == CURLE_COULDNT_CONNECT)
+                (void) curl_easy_getinfo(curl, CURLINFO_OS_ERRNO, &os_errno);
+        for (size_t i = 0; i < ELEMENTSOF(curl_texts); i++)
+                if (curl_texts[i].cc == cc && curl_texts[i].os_errno == os_errno) {
+                        snprintf(buf, size, "%s", curl_texts[i].text);
+                        return;
+                }
+        if (cc == CURLE_COULDNT_CONNECT)
+                snprintf(buf, size, "cannot connect: %s", strerror((int) os_errno));
+        else
+                snprintf(buf, size, "%s", curl_easy_strerror(cc));
+}
 
 static bool status_is_retryable(long status) {
         return status == 404 || status == 410 || status == 429 || (status >= 500 && status <= 599);
 }
 
-/* A short, key-free description of what went wrong with a transfer. */
-static void describe_curl_error(CURL *curl, CURLcode cc, char *buf, size_t size) {
-        long os_errno = 0;
-
-        switch (cc) {
-        case CURLE_COULDNT_CONNECT:
-                (void) curl_easy_getinfo(curl, CURLINFO_OS_ERRNO, &os_errno);
-                switch (os_errno) {
-                case ECONNREFUSED:
-                        snprintf(buf, size, "connection refused");
-                        break;
-                case ENETUNREACH:
-                        snprintf(buf, size, "network unreachable");
-                        break;
-                case EHOSTUNREACH:
-                        snprintf(buf, size, "host unreachable");
-                        break;
-                case 0:
-                        snprintf(buf, size, "cannot connect");
-                        break;
-                default:
-                        snprintf(buf, size, "cannot connect: %s", strerror((int) os_errno));
-                }
-                break;
-        case CURLE_OPERATION_TIMEDOUT:
-                snprintf(buf, size, "timed out");
-                break;
-        case CURLE_GOT_NOTHING:
-                snprintf(buf, size, "connection closed without an answer");
-                break;
-        case CURLE_PARTIAL_FILE:
-                snprintf(buf, size, "truncated body");
-                break;
-        case CURLE_RECV_ERROR:
-                snprintf(buf, size, "receive error");
-                break;
-        case CURLE_SEND_ERROR:
-                snprintf(buf, size, "send error");
-                break;
-        case CURLE_COULDNT_RESOLVE_HOST:
-                snprintf(buf, size, "cannot resolve host");
-                break;
-        default:
-                snprintf(buf, size, "%s", curl_easy_strerror(cc));
-        }
-}
-
-static Outcome classify(CURL *curl, CURLcode cc, const Body *body, long *ret_status, char *what, size_t what_size) {
+/* What one transfer's outcome means: 0 a 200; -EAGAIN transient (connection errors, timeouts, 404, 410,
+ * 429, 5xx: retry); -EPROTO a permanent refusal (400, 401, 403, 405, every 3xx, never followed, anything
+ * else); -EFBIG the body is over the cap; -ENOMEM, -EINVAL a local problem, stop at once. */
+static int classify(CURL *curl, CURLcode cc, const Body *body, long *ret_status, char *what, size_t what_size) {
         long status = 0;
 
         *ret_status = 0;
         if (cc == CURLE_WRITE_ERROR && body->too_big) {
                 snprintf(what, what_size, "body larger than %zu bytes", body->max);
-                return OUTCOME_TOO_BIG;
+                return -EFBIG;
         }
         if (cc == CURLE_WRITE_ERROR && body->oom) {
                 snprintf(what, what_size, "out of memory");
-                return OUTCOME_FATAL;
+                return -ENOMEM;
         }
-        switch (cc) {
-        case CURLE_OK:
-                break;
-        case CURLE_OUT_OF_MEMORY:
-                /* What libcurl says for a response header over its 100 KiB limit ("Avoided giant realloc"): a
-                 * bad answer from the server, retried like one. A real shortage of memory would end the same
-                 * way, in the fallback at the deadline. */
-                snprintf(what, what_size, "bad response (header too large)");
-                return OUTCOME_RETRY;
-        case CURLE_UNSUPPORTED_PROTOCOL:
-        case CURLE_URL_MALFORMAT:
+        if (cc == CURLE_UNSUPPORTED_PROTOCOL || cc == CURLE_URL_MALFORMAT) {
                 snprintf(what, what_size, "%s", curl_easy_strerror(cc));
-                return OUTCOME_FATAL;
-        default:
+                return -EINVAL;
+        }
+        /* CURLE_OUT_OF_MEMORY included: a header over libcurl's limit is a bad answer from the server,
+         * retried like one. A real shortage of memory would end the same way, in the fallback at the deadline. */
+        if (cc != CURLE_OK) {
                 describe_curl_error(curl, cc, what, what_size);
-                return OUTCOME_RETRY;
+                return -EAGAIN;
         }
 
         (void) curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
         *ret_status = status;
         snprintf(what, what_size, "HTTP %ld", status);
         if (status == 200)
-                return OUTCOME_OK;
-        if (status_is_retryable(status))
-                return OUTCOME_RETRY;
-        return OUTCOME_PERMANENT; /* 400, 401, 403, 405, every 3xx (never followed), anything else */
+                return 0;
+        return status_is_retryable(status) ? -EAGAIN : -EPROTO;
 }
 
 static int set_detail(char **ret_detail, const char *what, unsigned requests, uint64_t elapsed_usec, bool with_time) {
@@ -292,20 +244,17 @@ static int imds_easy_new(const char *url, struct curl_slist *headers, Body *body
         SETOPT(CURLOPT_ERRORBUFFER, errbuf);
         SETOPT(CURLOPT_NETRC, (long) CURL_NETRC_IGNORED);
 #undef SETOPT
-        if (cc == CURLE_OUT_OF_MEMORY)
-                return -ENOMEM;
-        if (cc != CURLE_OK) {
-                log_error("libcurl refused an option: %s", curl_easy_strerror(cc));
-                return -EINVAL;
-        }
+        if (cc != CURLE_OK)
+                return cc == CURLE_OUT_OF_MEMORY ? -ENOMEM : -EINVAL; /* libcurl refused an option */
 
         *ret = TAKE_PTR(c);
         return 0;
 }
 
 /* When the next request may start: full jitter over an exponential backoff, never sooner than
- * MIN_START_GAP_USEC after the previous start. */
-static uint64_t next_start(uint64_t *jitter, unsigned failures, uint64_t last_start, uint64_t now) {
+ * MIN_START_GAP_USEC after the previous start. The jitter needs no cryptographic quality, and must never
+ * block on the boot-time entropy pool: rand_r(). */
+static uint64_t next_start(unsigned *jitter, unsigned failures, uint64_t last_start, uint64_t now) {
         uint64_t backoff = BACKOFF_BASE_USEC, wake;
 
         for (unsigned i = 1; i < failures && backoff < BACKOFF_CAP_USEC; i++)
@@ -313,7 +262,7 @@ static uint64_t next_start(uint64_t *jitter, unsigned failures, uint64_t last_st
         if (backoff > BACKOFF_CAP_USEC)
                 backoff = BACKOFF_CAP_USEC;
 
-        wake = now + jitter_next(jitter) % (backoff + 1);
+        wake = now + (uint64_t) rand_r(jitter) % (backoff + 1); /* RAND_MAX >= 2^31 - 1 > the cap */
         if (wake < last_start + MIN_START_GAP_USEC)
                 wake = last_start + MIN_START_GAP_USEC;
         return wake;
@@ -324,7 +273,7 @@ int imds_fetch(const ImdsRequest *req, char **ret_body, size_t *ret_size, char *
         _cleanup_(curl_slist_free_allp) struct curl_slist *headers = NULL;
         _cleanup_(body_reset) Body body = {};
         char errbuf[CURL_ERROR_SIZE] = "", what[256] = "no request made";
-        uint64_t start, deadline, budget, last_start = 0, jitter = 0;
+        uint64_t start, deadline, budget, last_start = 0;
         unsigned requests = 0;
         int r;
 
@@ -345,7 +294,7 @@ int imds_fetch(const ImdsRequest *req, char **ret_body, size_t *ret_size, char *
         }
         if (r < 0) {
                 (void) set_detail(ret_detail, "cannot set up libcurl", 0, 0, false);
-                return log_error_errno(r, "Failed to set up the IMDS request: %m");
+                return r;
         }
         body.curl = curl;
 
@@ -353,11 +302,14 @@ int imds_fetch(const ImdsRequest *req, char **ret_body, size_t *ret_size, char *
         budget = req->deadline_usec < MAX_DEADLINE_USEC ? req->deadline_usec : MAX_DEADLINE_USEC;
         start = now_usec();
         deadline = start + budget;
+        /* Seeded from both clocks (the monotonic one alone is alike on nodes booted together) and the pid. */
+        struct timespec ts;
+        (void) clock_gettime(CLOCK_REALTIME, &ts);
+        unsigned jitter = (unsigned) ((uint64_t) ts.tv_sec ^ (uint64_t) ts.tv_nsec ^ start ^ ((uint64_t) getpid() << 16));
 
         for (;;) {
                 uint64_t now = now_usec(), timeout, wake;
                 curl_off_t retry_after = 0;
-                Outcome o;
                 CURLcode cc;
                 long status;
 
@@ -380,39 +332,19 @@ int imds_fetch(const ImdsRequest *req, char **ret_body, size_t *ret_size, char *
                 last_start = now;
                 requests++;
                 cc = curl_easy_perform(curl);
-                o = classify(curl, cc, &body, &status, what, sizeof what);
+                r = classify(curl, cc, &body, &status, what, sizeof what);
+                if (r != -EAGAIN) {
+                        /* done: the 200, or a failure that no retry can mend */
+                        int k = set_detail(ret_detail, what, requests, 0, false);
 
-                switch (o) {
-                case OUTCOME_OK:
-                        if (!body.data) {
-                                body.data = strdup("");
-                                if (!body.data)
-                                        return log_oom();
-                        }
-                        r = set_detail(ret_detail, what, requests, 0, false);
                         if (r < 0)
-                                return log_oom();
-                        log_debug("IMDS answered HTTP 200 with %zu bytes after %u request%s.", body.size, requests,
-                                  requests == 1 ? "" : "s");
+                                return r;
+                        if (k < 0 || (!body.data && !(body.data = strdup(""))))
+                                return -ENOMEM;
                         if (ret_size)
                                 *ret_size = body.size;
                         *ret_body = TAKE_PTR(body.data);
                         return 0;
-
-                case OUTCOME_TOO_BIG:
-                        (void) set_detail(ret_detail, what, requests, 0, false);
-                        return -EFBIG;
-
-                case OUTCOME_PERMANENT:
-                        (void) set_detail(ret_detail, what, requests, 0, false);
-                        return -EPROTO;
-
-                case OUTCOME_FATAL:
-                        (void) set_detail(ret_detail, what, requests, 0, false);
-                        return cc == CURLE_WRITE_ERROR ? -ENOMEM : -EINVAL;
-
-                case OUTCOME_RETRY:
-                        break;
                 }
 
                 body_reset(&body);
@@ -452,22 +384,16 @@ int imds_fetch(const ImdsRequest *req, char **ret_body, size_t *ret_size, char *
                 if (wake + MIN_REQUEST_USEC > deadline)
                         break;
 
-                {
-                        char attempt[32], http[32];
-                        const char *fields[] = { attempt, status > 0 ? http : NULL, NULL };
-
-                        snprintf(attempt, sizeof attempt, "IMDS_REQUESTS=%u", requests);
-                        snprintf(http, sizeof http, "HTTP_STATUS=%ld", status);
-                        log_event(LOG_INFO, MID_IMDS_RETRY, fields, "IMDS request %u failed (%s), retrying in %.2f s.",
-                                  requests, what, (double) (wake - now) / (double) USEC_PER_SEC);
-                        if (errbuf[0])
-                                log_debug("IMDS request %u: %s", requests, errbuf);
-                }
+                /* The caller logs each retry (the library does not). */
+                if (req->on_retry)
+                        req->on_retry(&(ImdsRetry) { .requests = requests, .status = status, .what = what,
+                                                     .curl_error = errbuf, .wait_usec = wake - now },
+                                      req->userdata);
                 sleep_until(wake);
         }
 
         r = set_detail(ret_detail, what, requests, now_usec() - start, true);
         if (r < 0)
-                return log_oom();
+                return r;
         return -ETIMEDOUT;
 }

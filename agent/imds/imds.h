@@ -9,10 +9,22 @@
 #define IMDS_DEFAULT_URL "http://169.254.169.254/metadata/instance?api-version=2021-08-01&extended=true"
 #define IMDS_MAX_BODY ((size_t) 4 * 1024 * 1024)
 
+/* What failed in one attempt that will be retried (for the caller's log). */
+typedef struct ImdsRetry {
+        unsigned requests;      /* made so far */
+        long status;            /* the HTTP status, 0 when there was no answer */
+        const char *what;       /* "HTTP 503", "connection refused", ... */
+        const char *curl_error; /* libcurl's own error text, may be "" */
+        uint64_t wait_usec;     /* until the next request */
+} ImdsRetry;
+
 typedef struct ImdsRequest {
         const char *url;
         uint64_t deadline_usec; /* overall budget for all attempts, counted from the call */
         size_t max_body;        /* 0 means IMDS_MAX_BODY */
+        /* Called before each wait for a retry; may be NULL. The client itself does not log. */
+        void (*on_retry)(const ImdsRetry *retry, void *userdata);
+        void *userdata;
 } ImdsRequest;
 
 /* Fetches url, sending "Metadata: true", bypassing every proxy (environment ignored), never following

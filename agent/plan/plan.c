@@ -40,11 +40,6 @@ const char *unit_action_to_string(UnitActionKind k) {
         return k >= 0 && k < _UNIT_ACTION_MAX ? action_names[k] : "?";
 }
 
-static bool ends_with(const char *s, const char *suffix) {
-        size_t a = strlen(s), b = strlen(suffix);
-        return a >= b && streq(s + a - b, suffix);
-}
-
 static bool exists(const UnitInfo *u) {
         return !streq(u->file_state, "not-found");
 }
@@ -77,7 +72,7 @@ static bool generated(const UnitInfo *u) {
 }
 
 static bool pickable(const UnitInfo *u, const char *suffix) {
-        return ends_with(u->name, suffix) && exists(u) && !unit_is_generator_socket(u->name);
+        return endswith(u->name, suffix) && exists(u) && !unit_is_generator_socket(u->name);
 }
 
 static const UnitInfo *pick(const UnitInfo *units, size_t n, const char *suffix) {
@@ -122,12 +117,10 @@ static void add(Builder *b, UnitActionKind kind, const char *unit) {
                 if (b->plan.actions[i].kind == kind &&
                     (b->plan.actions[i].unit == unit || (unit && b->plan.actions[i].unit && streq(b->plan.actions[i].unit, unit))))
                         return; /* once is enough */
-        UnitAction *a = realloc(b->plan.actions, (b->plan.n + 1) * sizeof *a);
-        if (!a) {
+        if (!GREEDY_REALLOC(b->plan.actions, b->plan.n + 1)) {
                 b->error = -ENOMEM;
                 return;
         }
-        b->plan.actions = a;
         b->plan.actions[b->plan.n++] = (UnitAction) { kind, unit };
 }
 
@@ -170,9 +163,9 @@ static void plan_open(Builder *b, const UnitInfo *units, size_t n, const ImageRe
                 svc = find(units, n, rec->service);
                 sock = find(units, n, rec->socket);
                 /* A record (state.json, root's) naming a unit of the wrong kind is not trusted (fuzz-plan). */
-                if (svc && !ends_with(svc->name, ".service"))
+                if (svc && !endswith(svc->name, ".service"))
                         svc = NULL;
-                if (sock && !ends_with(sock->name, ".socket"))
+                if (sock && !endswith(sock->name, ".socket"))
                         sock = NULL;
         }
         if (!svc || !exists(svc) || broken(svc))
@@ -204,12 +197,12 @@ static void plan_open(Builder *b, const UnitInfo *units, size_t n, const ImageRe
         /* Every unit of the other kind goes, not only the one picked: a node can have two real sockets (or
          * services), e.g. ssh.socket and sshd.socket, and any of them left running or enabled would hold port
          * 22 beside the one started (found by fuzz-plan). The generator's sockets are not on port 22. */
-        const char *off_suffix = ends_with(on->name, ".socket") ? ".service" : ".socket";
+        const char *off_suffix = endswith(on->name, ".socket") ? ".service" : ".socket";
         bool off_running = false;
         for (int pass = 0; pass < 2; pass++) /* stops first, then disables */
                 for (size_t i = 0; i < n; i++) {
                         const UnitInfo *u = &units[i];
-                        if (!ends_with(u->name, off_suffix) || !exists(u) || unit_is_generator_socket(u->name))
+                        if (!endswith(u->name, off_suffix) || !exists(u) || unit_is_generator_socket(u->name))
                                 continue;
                         if (pass == 0 && running(u)) {
                                 add(b, UNIT_STOP, u->name);
@@ -233,7 +226,6 @@ int unit_plan_build(Mode mode, const UnitInfo *units, size_t n, const ImageRecor
 int unit_plan_build_gen(Mode mode, const UnitInfo *units, size_t n, const ImageRecord *rec, const GeneratorInfo *gen,
                         UnitPlan *ret) {
         Builder b = {};
-        bool files = false;
 
         if (mode == MODE_DISABLED)
                 plan_disabled(&b, units, n, gen);
@@ -244,9 +236,7 @@ int unit_plan_build_gen(Mode mode, const UnitInfo *units, size_t n, const ImageR
                         if (unit_is_generator_socket(units[i].name))
                                 add(&b, UNIT_START, units[i].name); /* the executor skips names not generated */
 
-        for (size_t i = 0; i < b.plan.n; i++)
-                files = files || IN_SET_FILE_ACTION(b.plan.actions[i].kind);
-        if (files) {
+        if (unit_plan_changes_files(&b.plan)) {
                 /* daemon-reload after the file changes and before any start */
                 size_t start_at = b.plan.n;
                 for (size_t i = 0; i < b.plan.n; i++)

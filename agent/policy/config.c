@@ -6,16 +6,34 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
 #include <unistd.h>
 
 #include "fs-util.h"
 #include "imds/imds.h"
-#include "log.h"
 #include "macro.h"
 
 #define CONFIG_MAX ((size_t) 1024 * 1024)
+
+/* Keeps a message for the caller's log and returns -abs(error), like log_error_errno(). Without memory
+ * for it the message is lost, never the error. */
+_printf_(4, 5) static int note(Config *c, int level, int error, const char *fmt, ...) {
+        char *text = NULL;
+        va_list ap;
+        int k;
+
+        error = abs(error);
+        va_start(ap, fmt);
+        k = vasprintf(&text, fmt, ap);
+        va_end(ap);
+        if (k >= 0 && GREEDY_REALLOC(c->notes, c->n_notes + 1))
+                c->notes[c->n_notes++] = (ConfigNote) { .level = level, .error = error, .text = TAKE_PTR(text) };
+        free(text);
+        return -error;
+}
 
 static char **strv_split_ws(const char *s) {
         char **l = calloc(1, sizeof *l);
@@ -31,14 +49,8 @@ static char **strv_split_ws(const char *s) {
                 len = strcspn(s, " \t,");
                 if (len == 0)
                         break;
-                char **nl = realloc(l, (n + 2) * sizeof *nl);
-                if (!nl)
+                if (strv_consume(&l, &n, strndup(s, len)) < 0)
                         return strv_free(l);
-                l = nl;
-                l[n] = strndup(s, len);
-                if (!l[n])
-                        return strv_free(l);
-                l[++n] = NULL;
                 s += len;
         }
         return l;
@@ -64,6 +76,9 @@ void config_done(Config *c) {
         free(c->mode_tag);
         strv_free(c->units);
         free(c->metrics_dir);
+        for (size_t i = 0; i < c->n_notes; i++)
+                free(c->notes[i].text);
+        free(c->notes);
         *c = (Config) {};
 }
 
@@ -71,26 +86,28 @@ static bool valid_unit_name(const char *u) {
         size_t n = strlen(u);
         if (n == 0 || n > 255 || strchr(u, '/') || u[0] == '.')
                 return false;
-        return (n > 8 && streq(u + n - 8, ".service")) || (n > 7 && streq(u + n - 7, ".socket"));
+        return (n > 8 && endswith(u, ".service")) || (n > 7 && endswith(u, ".socket"));
+}
+
+static int set_string(char **field, const char *value) {
+        char *v = strdup(value);
+
+        if (!v)
+                return -ENOMEM;
+        free(*field);
+        *field = v;
+        return 0;
 }
 
 static int set_key(Config *c, const char *key, const char *value) {
         if (streq(key, "imds_url")) {
                 if (strncmp(value, "http://", 7) != 0 && strncmp(value, "https://", 8) != 0)
                         return -EINVAL;
-                char *v = strdup(value);
-                if (!v)
-                        return -ENOMEM;
-                free(c->imds_url);
-                c->imds_url = v;
+                return set_string(&c->imds_url, value);
         } else if (streq(key, "mode_tag")) {
                 if (!*value)
                         return -EINVAL;
-                char *v = strdup(value);
-                if (!v)
-                        return -ENOMEM;
-                free(c->mode_tag);
-                c->mode_tag = v;
+                return set_string(&c->mode_tag, value);
         } else if (streq(key, "deadline_s")) {
                 char *end;
                 errno = 0;
@@ -100,7 +117,7 @@ static int set_key(Config *c, const char *key, const char *value) {
                 /* The unit lives at most TimeoutStartSec=150 s: a longer IMDS deadline would have systemd kill
                  * the agent before the fallback (fail closed) runs. Clamped, with a warning. */
                 if (d > DEADLINE_MAX_S) {
-                        log_warning("deadline_s = %lu is more than %u s (the unit's TimeoutStartSec=%u s less %u s kept for the fallback); using %u s.",
+                        (void) note(c, LOG_WARNING, 0, "deadline_s = %lu is more than %u s (the unit's TimeoutStartSec=%u s less %u s kept for the fallback); using %u s.",
                                     d, DEADLINE_MAX_S, UNIT_TIMEOUT_START_S, UNIT_TIMEOUT_START_S - DEADLINE_MAX_S, DEADLINE_MAX_S);
                         d = DEADLINE_MAX_S;
                 }
@@ -114,33 +131,26 @@ static int set_key(Config *c, const char *key, const char *value) {
                 char **l = strv_split_ws(value);
                 if (!l)
                         return -ENOMEM;
-                if (!l[0]) {
-                        strv_free(l);
-                        return -EINVAL;
-                }
                 for (char **u = l; *u; u++)
                         if (!valid_unit_name(*u)) {
                                 strv_free(l);
                                 return -EINVAL;
                         }
+                if (!l[0]) {
+                        strv_free(l);
+                        return -EINVAL;
+                }
                 strv_free(c->units);
                 c->units = l;
         } else if (streq(key, "drift")) {
-                if (streq(value, "report"))
-                        c->drift_repair = false;
-                else if (streq(value, "repair"))
-                        c->drift_repair = true;
-                else
+                if (!streq(value, "report") && !streq(value, "repair"))
                         return -EINVAL;
+                c->drift_repair = streq(value, "repair");
         } else if (streq(key, "metrics_dir")) {
                 /* an absolute directory (under --root when given), or "off" */
                 if (!streq(value, "off") && (value[0] != '/' || strlen(value) >= 4096))
                         return -EINVAL;
-                char *v = strdup(value);
-                if (!v)
-                        return -ENOMEM;
-                free(c->metrics_dir);
-                c->metrics_dir = v;
+                return set_string(&c->metrics_dir, value);
         } else
                 return -ENOKEY;
         return 0;
@@ -162,7 +172,7 @@ int config_parse_text(Config *c, const char *text, size_t len, const char *origi
                 if (!line)
                         return -ENOMEM;
                 if (memchr(text + pos - l - 1, 0, l))
-                        return log_error_errno(EINVAL, "%s:%u: NUL byte in configuration.", origin, lineno);
+                        return note(c, LOG_ERR, EINVAL, "%s:%u: NUL byte in configuration.", origin, lineno);
 
                 k = line;
                 while (isspace((unsigned char) *k))
@@ -171,7 +181,7 @@ int config_parse_text(Config *c, const char *text, size_t len, const char *origi
                         continue;
                 eq = strchr(k, '=');
                 if (!eq) {
-                        ret = log_error_errno(EINVAL, "%s:%u: expected `key = value`.", origin, lineno);
+                        ret = note(c, LOG_ERR, EINVAL, "%s:%u: expected `key = value`.", origin, lineno);
                         continue;
                 }
                 *eq = '\0';
@@ -193,9 +203,9 @@ int config_parse_text(Config *c, const char *text, size_t len, const char *origi
                 if (r == -ENOMEM)
                         return r;
                 if (r == -ENOKEY)
-                        ret = log_error_errno(EINVAL, "%s:%u: unknown setting \"%s\".", origin, lineno, k);
+                        ret = note(c, LOG_ERR, EINVAL, "%s:%u: unknown setting \"%s\".", origin, lineno, k);
                 else if (r < 0)
-                        ret = log_error_errno(EINVAL, "%s:%u: invalid value for %s.", origin, lineno, k);
+                        ret = note(c, LOG_ERR, EINVAL, "%s:%u: invalid value for %s.", origin, lineno, k);
         }
         return ret;
 }
@@ -207,14 +217,18 @@ static int load_file_at(Config *c, int fd, const char *origin) {
         int r = read_regular_fd(fd, CONFIG_MAX, &text, &len);
 
         if (r == -EBADFD)
-                return log_error_errno(EINVAL, "Refusing to read %s: not a regular file.", origin);
+                return note(c, LOG_ERR, EINVAL, "Refusing to read %s: not a regular file.", origin);
         if (r < 0)
-                return log_error_errno(r, "Cannot read %s: %m", origin);
+                return note(c, LOG_ERR, r, "Cannot read %s: %s", origin, strerror(-r));
         return config_parse_text(c, text, len, origin);
 }
 
-static int cmp_str(const void *a, const void *b) {
-        return strcmp(*(char *const *) a, *(char *const *) b);
+static int is_conf_name(const struct dirent *de) {
+        return de->d_name[0] != '.' && strlen(de->d_name) >= 6 && endswith(de->d_name, ".conf");
+}
+
+static int cmp_names(const struct dirent **a, const struct dirent **b) {
+        return strcmp((*a)->d_name, (*b)->d_name);
 }
 
 int config_load(Config *c, int root_fd, const char *explicit_file) {
@@ -230,58 +244,36 @@ int config_load(Config *c, int root_fd, const char *explicit_file) {
 
         dfd = open_in_root(root_fd, CONFIG_DIR, O_RDONLY | O_DIRECTORY, 0);
         if (dfd >= 0) {
-                _cleanup_strv_free_ char **names = calloc(1, sizeof(char *));
-                size_t n = 0;
-                int d = dup(dfd);
-                DIR *dir = d >= 0 ? fdopendir(d) : NULL;
-                struct dirent *de;
+                struct dirent **names = NULL;
+                int n = scandirat(dfd, ".", &names, is_conf_name, cmp_names); /* lexical, whatever the locale */
 
-                if (!names || !dir) {
-                        if (dir)
-                                closedir(dir);
-                        else if (d >= 0)
-                                close(d);
+                if (n < 0)
                         return -ENOMEM;
-                }
-                while ((de = readdir(dir))) {
-                        size_t l = strlen(de->d_name);
-                        if (de->d_name[0] == '.' || l < 6 || !streq(de->d_name + l - 5, ".conf"))
-                                continue;
-                        char **nn = realloc(names, (n + 2) * sizeof *nn);
-                        if (!nn) {
-                                closedir(dir);
-                                return -ENOMEM;
-                        }
-                        names = nn;
-                        names[n] = strdup(de->d_name);
-                        names[++n] = NULL;
-                        if (!names[n - 1]) {
-                                closedir(dir);
-                                return -ENOMEM;
-                        }
-                }
-                closedir(dir);
-                qsort(names, n, sizeof *names, cmp_str);
-                for (size_t i = 0; i < n; i++) {
+                r = 0;
+                for (int i = 0; i < n; i++) {
                         char origin[PATH_MAX];
-                        snprintf(origin, sizeof origin, "%s/%s", CONFIG_DIR, names[i]);
+                        snprintf(origin, sizeof origin, "%s/%s", CONFIG_DIR, names[i]->d_name);
+                        free(names[i]);
+                        if (r == -ENOMEM)
+                                continue;
                         /* Resolved inside the root like every other path: a symlink to a host path in an
                          * image must not be read from the build host. */
                         _cleanup_close_ int f = open_in_root(root_fd, origin, O_RDONLY | O_NOCTTY | O_NONBLOCK, 0);
                         if (f < 0) {
-                                log_warning_errno(f, "Cannot open %s: %m", origin);
+                                (void) note(c, LOG_WARNING, f, "Cannot open %s: %s", origin, strerror(-f));
                                 continue;
                         }
                         r = load_file_at(c, f, origin);
-                        if (r == -ENOMEM)
-                                return r;
                 }
+                free(names);
+                if (r == -ENOMEM)
+                        return r;
         }
 
         if (explicit_file) {
                 _cleanup_close_ int f = open(explicit_file, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
                 if (f < 0)
-                        return log_error_errno(errno, "Cannot open configuration %s: %m", explicit_file);
+                        return note(c, LOG_ERR, errno, "Cannot open configuration %s: %s", explicit_file, strerror(errno));
                 r = load_file_at(c, f, explicit_file);
                 if (r < 0)
                         return r;

@@ -18,6 +18,13 @@
 #define UNIT_TIMEOUT_START_S 150
 #define DEADLINE_MAX_S 120
 
+/* A problem found while loading, for the caller to log (the loader does not log). */
+typedef struct ConfigNote {
+        int level;  /* LOG_ERR, LOG_WARNING */
+        int error;  /* the errno it stands for (the journal's ERRNO=), 0 none */
+        char *text; /* one line, e.g. "test.conf:3: unknown setting \"deadline\"." */
+} ConfigNote;
+
 typedef struct Config {
         char *imds_url;
         char *mode_tag;
@@ -26,15 +33,17 @@ typedef struct Config {
         char **units; /* strv */
         bool drift_repair;  /* drift = repair: verify (and the timer's run) re-asserts the last applied state */
         char *metrics_dir;  /* NULL: the node-exporter textfile directory when it exists; "off": none */
+        ConfigNote *notes;  /* what config_parse_text()/config_load() found, in order */
+        size_t n_notes;
 } Config;
 
 int config_init(Config *c); /* defaults */
 void config_done(Config *c);
 
-/* Applies one file's text on top of c (pure). Unknown keys and bad values are logged with
+/* Applies one file's text on top of c (pure). Unknown keys and bad values are noted (c->notes) with
  * `origin:line` and returned as -EINVAL after the whole text was applied (valid lines still take effect). */
 int config_parse_text(Config *c, const char *text, size_t len, const char *origin);
 
-/* Loads the system files from the root (missing files are fine; a broken line is logged and skipped),
- * then `explicit_file` (must exist and parse cleanly: -ENOENT/-EINVAL otherwise). */
+/* Loads the system files from the root (missing files are fine; a broken line is noted and skipped),
+ * then `explicit_file` (must exist and parse cleanly: -ENOENT/-EINVAL otherwise). The caller logs c->notes. */
 int config_load(Config *c, int root_fd, const char *explicit_file);

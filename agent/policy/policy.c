@@ -31,18 +31,27 @@ Mode mode_from_string(const char *s) {
         return MODE_INVALID;
 }
 
+static void policy_key_done(PolicyKey *k) {
+        sshkey_done(&k->key);
+        free(k->path);
+}
+
 void policy_done(Policy *p) {
         if (!p)
                 return;
-        for (size_t i = 0; i < p->n_keys; i++) {
-                sshkey_done(&p->keys[i].key);
-                free(p->keys[i].path);
-        }
+        for (size_t i = 0; i < p->n_keys; i++)
+                policy_key_done(&p->keys[i]);
         free(p->keys);
         free(p->rejected);
         free(p->admin_user);
         free(p->vm_id);
         *p = (Policy) { .mode = MODE_INVALID };
+}
+
+/* Names why the document is invalid (a static string) and returns -EBADMSG. */
+static int invalid_doc(const char **ret_error, const char *error) {
+        *ret_error = error;
+        return -EBADMSG;
 }
 
 /* Grows *array to hold at least `need` elements of `size` bytes, doubling (documents with 10 000 keys
@@ -72,11 +81,6 @@ static int reject(Policy *p, size_t index, const char *reason) {
         return 0;
 }
 
-/* cJSON stops at the first NUL; a document with an embedded NUL is not JSON we accept. */
-static bool has_nul(const char *s, size_t len) {
-        return memchr(s, 0, len) != NULL;
-}
-
 /* The tag's name is matched case-insensitively, as Azure treats tag names (SPEC §2); its value too. */
 static int parse_mode(const cJSON *tags, const char *mode_tag, Policy *p, const char **ret_error) {
         const cJSON *t;
@@ -88,14 +92,10 @@ static int parse_mode(const cJSON *tags, const char *mode_tag, Policy *p, const 
 
                 if (!cJSON_IsObject(t) || !cJSON_IsString(name) || !strcaseeq(name->valuestring, mode_tag))
                         continue;
-                if (!cJSON_IsString(val)) {
-                        *ret_error = "the SSH access tag's value is not a string";
-                        return -EBADMSG;
-                }
-                if (value && !strcaseeq(value, val->valuestring)) {
-                        *ret_error = "the SSH access tag appears twice with different values";
-                        return -EBADMSG;
-                }
+                if (!cJSON_IsString(val))
+                        return invalid_doc(ret_error, "the SSH access tag's value is not a string");
+                if (value && !strcaseeq(value, val->valuestring))
+                        return invalid_doc(ret_error, "the SSH access tag appears twice with different values");
                 value = val->valuestring;
         }
 
@@ -105,10 +105,8 @@ static int parse_mode(const cJSON *tags, const char *mode_tag, Policy *p, const 
                 return 0;
         }
         p->mode = mode_from_string(value);
-        if (p->mode == MODE_INVALID) {
-                *ret_error = "unknown SSH access mode in the tag (expected Disabled, LocalUser or EntraId)";
-                return -EBADMSG;
-        }
+        if (p->mode == MODE_INVALID)
+                return invalid_doc(ret_error, "unknown SSH access mode in the tag (expected Disabled, LocalUser or EntraId)");
         p->mode_from_tag = true;
         return 0;
 }
@@ -156,45 +154,31 @@ int policy_parse(const char *json, size_t len, const char *mode_tag, Policy *ret
         *ret_error = NULL;
         mode_tag = mode_tag ?: MODE_TAG_DEFAULT;
 
-        if (has_nul(json, len)) {
-                *ret_error = "document contains a NUL byte";
-                return -EBADMSG;
-        }
+        /* cJSON stops at the first NUL; a document with an embedded NUL is not JSON we accept. */
+        if (memchr(json, 0, len))
+                return invalid_doc(ret_error, "document contains a NUL byte");
         doc = json_parse_whole(json, len);
-        if (!doc) {
-                *ret_error = "document is not valid JSON";
-                return -EBADMSG;
-        }
+        if (!doc)
+                return invalid_doc(ret_error, "document is not valid JSON");
         compute = cJSON_GetObjectItemCaseSensitive(doc, "compute");
-        if (!cJSON_IsObject(compute)) {
-                *ret_error = "document has no compute object";
-                return -EBADMSG;
-        }
+        if (!cJSON_IsObject(compute))
+                return invalid_doc(ret_error, "document has no compute object");
         os = cJSON_GetObjectItemCaseSensitive(compute, "osProfile");
         user = cJSON_GetObjectItemCaseSensitive(os, "adminUsername");
-        if (!cJSON_IsString(user) || user->valuestring[0] == '\0') {
-                *ret_error = "compute.osProfile.adminUsername is missing or not a string";
-                return -EBADMSG;
-        }
+        if (!cJSON_IsString(user) || user->valuestring[0] == '\0')
+                return invalid_doc(ret_error, "compute.osProfile.adminUsername is missing or not a string");
         /* The name is stored in state.json and printed: valid UTF-8 without C0/C1 controls or DEL (SPEC §2). */
-        if (!text_is_clean(user->valuestring, strlen(user->valuestring), false)) {
-                *ret_error = "compute.osProfile.adminUsername is not valid UTF-8 or contains a control character";
-                return -EBADMSG;
-        }
-        if (strpbrk(user->valuestring, "/:")) {
-                *ret_error = "compute.osProfile.adminUsername contains '/' or ':'";
-                return -EBADMSG;
-        }
+        if (!text_is_clean(user->valuestring, strlen(user->valuestring), false))
+                return invalid_doc(ret_error, "compute.osProfile.adminUsername is not valid UTF-8 or contains a control character");
+        if (strpbrk(user->valuestring, "/:"))
+                return invalid_doc(ret_error, "compute.osProfile.adminUsername contains '/' or ':'");
         keys = cJSON_GetObjectItemCaseSensitive(compute, "publicKeys");
-        if (keys && !cJSON_IsArray(keys)) { /* null too: SPEC §2, a non-array publicKeys is invalid */
-                *ret_error = "compute.publicKeys is not an array";
-                return -EBADMSG;
-        }
+        /* null too: SPEC §2, a non-array publicKeys is invalid */
+        if (keys && !cJSON_IsArray(keys))
+                return invalid_doc(ret_error, "compute.publicKeys is not an array");
         tags = cJSON_GetObjectItemCaseSensitive(compute, "tagsList");
-        if (tags && !cJSON_IsArray(tags)) {
-                *ret_error = "compute.tagsList is not an array";
-                return -EBADMSG;
-        }
+        if (tags && !cJSON_IsArray(tags))
+                return invalid_doc(ret_error, "compute.tagsList is not an array");
 
         r = parse_mode(tags, mode_tag, &p, ret_error);
         if (r < 0)
@@ -232,11 +216,6 @@ static bool path_is(const char *path, const char *home) {
         if (n == 1 && home[0] == '/')
                 n = 0; /* home "/" → "/.ssh/authorized_keys" */
         return strncmp(path, home, n) == 0 && streq(path + n, "/.ssh/authorized_keys");
-}
-
-static void policy_key_done(PolicyKey *k) {
-        sshkey_done(&k->key);
-        free(k->path);
 }
 
 static int cmp_blob_then_position(const void *a, const void *b, void *userdata) {

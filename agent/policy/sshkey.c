@@ -37,6 +37,12 @@ static const struct {
 #define RSA_MIN_BITS 2048u
 #define RSA_MAX_BITS 16384u
 
+/* Names the rule a key breaks (a static string, never key material) and returns -EINVAL. */
+static int reject_key(const char **ret_reason, const char *reason) {
+        *ret_reason = reason;
+        return -EINVAL;
+}
+
 void sshkey_done(SshKey *k) {
         if (!k)
                 return;
@@ -152,67 +158,47 @@ static int blob_validate(const unsigned char *blob, size_t len, size_t type_idx,
         size_t n;
         unsigned bits = key_types[type_idx].bits;
 
-        if (wire_string(&w, &s, &n) < 0 || !wire_string_eq(s, n, key_types[type_idx].name)) {
-                *reason = "key type inside the blob differs from the declared type";
-                return -EINVAL;
-        }
+        if (wire_string(&w, &s, &n) < 0 || !wire_string_eq(s, n, key_types[type_idx].name))
+                return reject_key(reason, "key type inside the blob differs from the declared type");
 
         switch (key_types[type_idx].kind) {
         case KIND_ED25519:
         case KIND_SK_ED25519:
-                if (wire_string(&w, &s, &n) < 0 || n != 32) {
-                        *reason = "malformed ed25519 public key";
-                        return -EINVAL;
-                }
+                if (wire_string(&w, &s, &n) < 0 || n != 32)
+                        return reject_key(reason, "malformed ed25519 public key");
                 break;
         case KIND_ECDSA:
         case KIND_SK_ECDSA:
-                if (wire_string(&w, &s, &n) < 0 || !wire_string_eq(s, n, key_types[type_idx].curve)) {
-                        *reason = "ECDSA curve name does not match the key type";
-                        return -EINVAL;
-                }
-                if (wire_string(&w, &s, &n) < 0 || n != key_types[type_idx].point_len || s[0] != 0x04) {
-                        *reason = "malformed ECDSA public point";
-                        return -EINVAL;
-                }
+                if (wire_string(&w, &s, &n) < 0 || !wire_string_eq(s, n, key_types[type_idx].curve))
+                        return reject_key(reason, "ECDSA curve name does not match the key type");
+                if (wire_string(&w, &s, &n) < 0 || n != key_types[type_idx].point_len || s[0] != 0x04)
+                        return reject_key(reason, "malformed ECDSA public point");
                 int e = ecdsa_point_check(key_types[type_idx].nid, s, n);
                 if (e == -ENOMEM)
                         return e;
-                if (e < 0) {
-                        *reason = "ECDSA public point is not a valid point of its curve";
-                        return -EINVAL;
-                }
+                if (e < 0)
+                        return reject_key(reason, "ECDSA public point is not a valid point of its curve");
                 break;
         case KIND_RSA: {
                 unsigned ebits;
 
-                if (wire_string(&w, &s, &n) < 0 || mpint_bits(s, n, &ebits) < 0 || ebits < 2 || ebits > 64 || !(s[n - 1] & 1)) {
-                        *reason = "malformed RSA public exponent";
-                        return -EINVAL;
-                }
-                if (wire_string(&w, &s, &n) < 0 || mpint_bits(s, n, &bits) < 0) {
-                        *reason = "malformed RSA modulus";
-                        return -EINVAL;
-                }
-                if (bits < RSA_MIN_BITS || bits > RSA_MAX_BITS) {
-                        *reason = "RSA modulus outside 2048-16384 bits";
-                        return -EINVAL;
-                }
+                if (wire_string(&w, &s, &n) < 0 || mpint_bits(s, n, &ebits) < 0 || ebits < 2 || ebits > 64 || !(s[n - 1] & 1))
+                        return reject_key(reason, "malformed RSA public exponent");
+                if (wire_string(&w, &s, &n) < 0 || mpint_bits(s, n, &bits) < 0)
+                        return reject_key(reason, "malformed RSA modulus");
+                if (bits < RSA_MIN_BITS || bits > RSA_MAX_BITS)
+                        return reject_key(reason, "RSA modulus outside 2048-16384 bits");
                 break;
         }
         }
 
         if (key_types[type_idx].kind == KIND_SK_ED25519 || key_types[type_idx].kind == KIND_SK_ECDSA) {
-                if (wire_string(&w, &s, &n) < 0 || n == 0) {
-                        *reason = "security key without application string";
-                        return -EINVAL;
-                }
+                if (wire_string(&w, &s, &n) < 0 || n == 0)
+                        return reject_key(reason, "security key without application string");
         }
 
-        if (w.left != 0) {
-                *reason = "trailing data after the public key";
-                return -EINVAL;
-        }
+        if (w.left != 0)
+                return reject_key(reason, "trailing data after the public key");
 
         *ret_bits = bits;
         return 0;
@@ -236,8 +222,20 @@ static bool is_field_sep(char c) {
         return c == ' ' || c == '\t';
 }
 
+/* Skips the separators at *p, then the field after them; returns where the field starts. */
+static size_t next_field(const char *line, size_t len, size_t *p) {
+        size_t start;
+
+        while (*p < len && is_field_sep(line[*p]))
+                (*p)++;
+        start = *p;
+        while (*p < len && !is_field_sep(line[*p]))
+                (*p)++;
+        return start;
+}
+
 int sshkey_parse(const char *line, size_t len, SshKey *ret, const char **ret_reason) {
-        const char *reason = NULL, *dummy;
+        const char *dummy;
         _cleanup_free_ unsigned char *blob = NULL;
         size_t blob_len, type_idx = SIZE_MAX, i;
         unsigned bits = 0;
@@ -250,59 +248,34 @@ int sshkey_parse(const char *line, size_t len, SshKey *ret, const char **ret_rea
         while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
                 len--;
 
-        if (len == 0) {
-                *ret_reason = "empty key";
-                return -EINVAL;
-        }
-        if (len > SSHKEY_MAX_LINE) {
-                *ret_reason = "key line longer than 8 KiB";
-                return -EINVAL;
-        }
+        if (len == 0)
+                return reject_key(ret_reason, "empty key");
+        if (len > SSHKEY_MAX_LINE)
+                return reject_key(ret_reason, "key line longer than 8 KiB");
         for (i = 0; i < len; i++) {
                 unsigned char c = (unsigned char) line[i];
-                if ((c < 0x20 && c != '\t') || c == 0x7f) {
-                        *ret_reason = "control character in key";
-                        return -EINVAL;
-                }
+                if ((c < 0x20 && c != '\t') || c == 0x7f)
+                        return reject_key(ret_reason, "control character in key");
         }
         /* The comment ends up in state.json, `status --json` and on terminals: strict UTF-8, and no C1 control
          * character (U+0080–U+009F: 8-bit terminal escapes such as CSI) either. */
-        if (!utf8_is_valid(line, len)) {
-                *ret_reason = "key is not valid UTF-8";
-                return -EINVAL;
-        }
-        if (!text_is_clean(line, len, true)) {
-                *ret_reason = "control character in key";
-                return -EINVAL;
-        }
+        if (!utf8_is_valid(line, len))
+                return reject_key(ret_reason, "key is not valid UTF-8");
+        if (!text_is_clean(line, len, true))
+                return reject_key(ret_reason, "control character in key");
 
         /* field 1: the type. Anything else in front (key options like from="..." or command="...") is refused. */
-        size_t p = 0;
-        while (p < len && is_field_sep(line[p]))
-                p++;
-        size_t type_start = p;
-        while (p < len && !is_field_sep(line[p]))
-                p++;
-        size_t type_len = p - type_start;
+        size_t p = 0, type_start = next_field(line, len, &p), type_len = p - type_start;
         for (i = 0; i < ELEMENTSOF(key_types); i++)
                 if (strlen(key_types[i].name) == type_len && memcmp(line + type_start, key_types[i].name, type_len) == 0)
                         type_idx = i;
-        if (type_idx == SIZE_MAX) {
-                *ret_reason = "unsupported key type or key options";
-                return -EINVAL;
-        }
+        if (type_idx == SIZE_MAX)
+                return reject_key(ret_reason, "unsupported key type or key options");
 
         /* field 2: the base64 blob */
-        while (p < len && is_field_sep(line[p]))
-                p++;
-        size_t b64_start = p;
-        while (p < len && !is_field_sep(line[p]))
-                p++;
-        size_t b64_len = p - b64_start;
-        if (b64_len == 0) {
-                *ret_reason = "missing base64 key data";
-                return -EINVAL;
-        }
+        size_t b64_start = next_field(line, len, &p), b64_len = p - b64_start;
+        if (b64_len == 0)
+                return reject_key(ret_reason, "missing base64 key data");
 
         blob = malloc(b64_len); /* decoded is always shorter */
         if (!blob)
@@ -310,16 +283,12 @@ int sshkey_parse(const char *line, size_t len, SshKey *ret, const char **ret_rea
         const char *b64_end;
         if (sodium_base642bin(blob, b64_len, line + b64_start, b64_len, NULL, &blob_len, &b64_end,
                               sodium_base64_VARIANT_ORIGINAL) != 0 ||
-            b64_end != line + b64_start + b64_len) {
-                *ret_reason = "key data is not valid base64";
-                return -EINVAL;
-        }
+            b64_end != line + b64_start + b64_len)
+                return reject_key(ret_reason, "key data is not valid base64");
 
-        r = blob_validate(blob, blob_len, type_idx, &bits, &reason);
-        if (r < 0) {
-                *ret_reason = reason;
+        r = blob_validate(blob, blob_len, type_idx, &bits, ret_reason);
+        if (r < 0)
                 return r;
-        }
 
         /* field 3: the comment, the rest of the line */
         while (p < len && is_field_sep(line[p]))

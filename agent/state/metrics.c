@@ -3,7 +3,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,36 +19,8 @@
 static const char *const MODES[] = { "Disabled", "EntraId", "LocalUser" };
 static const char *const VERIFY[] = { "in_sync", "drift", "unknown" };
 
-typedef struct Buf {
-        char *s;
-        size_t n;
-        bool oom;
-} Buf;
-
-_printf_(2, 3) static void put(Buf *b, const char *fmt, ...) {
-        va_list ap;
-        char *x = NULL;
-        int k;
-
-        if (b->oom)
-                return;
-        va_start(ap, fmt);
-        k = vasprintf(&x, fmt, ap);
-        va_end(ap);
-        char *ns = k < 0 ? NULL : realloc(b->s, b->n + (size_t) k + 1);
-        if (!ns) {
-                free(x);
-                b->oom = true;
-                return;
-        }
-        memcpy(ns + b->n, x, (size_t) k + 1);
-        b->s = ns;
-        b->n += (size_t) k;
-        free(x);
-}
-
-static void head(Buf *b, const char *name, const char *help) {
-        put(b, "# HELP %s %s\n# TYPE %s gauge\n", name, help, name);
+static void head(FILE *f, const char *name, const char *help) {
+        fprintf(f, "# HELP %s %s\n# TYPE %s gauge\n", name, help, name);
 }
 
 /* A label value: \\, \" and \n escaped (text exposition format). */
@@ -70,56 +41,62 @@ static char *label(const char *v) {
 }
 
 char *metrics_format(const MetricsInput *m) {
-        Buf b = {};
+        _cleanup_free_ char *src = label(m->last_apply_source), *res = label(m->last_apply_result);
+        char *text = NULL;
+        size_t size = 0;
+        FILE *f;
 
-        head(&b, "aks_ssh_access_info", "aks-ssh-access agent version.");
-        put(&b, "aks_ssh_access_info{version=\"%s\"} 1\n", VERSION);
+        if (!src || !res)
+                return NULL;
+        f = open_memstream(&text, &size);
+        if (!f)
+                return NULL;
 
-        head(&b, "aks_ssh_access_mode", "SSH access mode last applied: 1 for that mode, 0 for the others (all 0: nothing applied yet).");
+        head(f, "aks_ssh_access_info", "aks-ssh-access agent version.");
+        fprintf(f, "aks_ssh_access_info{version=\"%s\"} 1\n", VERSION);
+
+        head(f, "aks_ssh_access_mode", "SSH access mode last applied: 1 for that mode, 0 for the others (all 0: nothing applied yet).");
         for (size_t i = 0; i < ELEMENTSOF(MODES); i++)
-                put(&b, "aks_ssh_access_mode{mode=\"%s\"} %d\n", MODES[i],
-                    m->mode != MODE_INVALID && streq(mode_to_string(m->mode), MODES[i]));
+                fprintf(f, "aks_ssh_access_mode{mode=\"%s\"} %d\n", MODES[i],
+                        m->mode != MODE_INVALID && streq(mode_to_string(m->mode), MODES[i]));
 
         if (m->mode != MODE_INVALID) {
-                head(&b, "aks_ssh_access_managed_keys", "Keys in the admin user's managed authorized_keys block, as last applied.");
-                put(&b, "aks_ssh_access_managed_keys %zu\n", m->managed_keys);
-                head(&b, "aks_ssh_access_fallback", "1 when the applied mode is the fallback (IMDS unavailable or its document invalid).");
-                put(&b, "aks_ssh_access_fallback %d\n", m->fallback);
+                head(f, "aks_ssh_access_managed_keys", "Keys in the admin user's managed authorized_keys block, as last applied.");
+                fprintf(f, "aks_ssh_access_managed_keys %zu\n", m->managed_keys);
+                head(f, "aks_ssh_access_fallback", "1 when the applied mode is the fallback (IMDS unavailable or its document invalid).");
+                fprintf(f, "aks_ssh_access_fallback %d\n", m->fallback);
         }
         if (m->have_last_apply) {
-                _cleanup_free_ char *src = label(m->last_apply_source), *res = label(m->last_apply_result);
                 if (m->last_apply_time >= 0) {
-                        head(&b, "aks_ssh_access_last_apply_timestamp_seconds", "When apply last ran (Unix time).");
-                        put(&b, "aks_ssh_access_last_apply_timestamp_seconds %lld\n", m->last_apply_time);
+                        head(f, "aks_ssh_access_last_apply_timestamp_seconds", "When apply last ran (Unix time).");
+                        fprintf(f, "aks_ssh_access_last_apply_timestamp_seconds %lld\n", m->last_apply_time);
                 }
-                head(&b, "aks_ssh_access_last_apply_exit_code", "Exit code of the last apply (0 ok; see aks-ssh-access(8)).");
-                put(&b, "aks_ssh_access_last_apply_exit_code %d\n", m->last_apply_exit);
-                head(&b, "aks_ssh_access_last_apply_success", "1 when the last apply exited 0.");
-                put(&b, "aks_ssh_access_last_apply_success %d\n", m->last_apply_exit == 0);
-                head(&b, "aks_ssh_access_last_apply_info", "Source and result of the last apply.");
-                if (!src || !res)
-                        b.oom = true;
-                else
-                        put(&b, "aks_ssh_access_last_apply_info{source=\"%s\",result=\"%s\"} 1\n", src, res);
+                head(f, "aks_ssh_access_last_apply_exit_code", "Exit code of the last apply (0 ok; see aks-ssh-access(8)).");
+                fprintf(f, "aks_ssh_access_last_apply_exit_code %d\n", m->last_apply_exit);
+                head(f, "aks_ssh_access_last_apply_success", "1 when the last apply exited 0.");
+                fprintf(f, "aks_ssh_access_last_apply_success %d\n", m->last_apply_exit == 0);
+                head(f, "aks_ssh_access_last_apply_info", "Source and result of the last apply.");
+                fprintf(f, "aks_ssh_access_last_apply_info{source=\"%s\",result=\"%s\"} 1\n", src, res);
         }
         if (m->verify >= 0 && m->verify <= 2) {
-                head(&b, "aks_ssh_access_in_sync", "1 when verify found the node matching the last applied state, else 0.");
-                put(&b, "aks_ssh_access_in_sync %d\n", m->verify == 0);
-                head(&b, "aks_ssh_access_verify_result", "Outcome of the last verify: 1 for that outcome, 0 for the others.");
+                head(f, "aks_ssh_access_in_sync", "1 when verify found the node matching the last applied state, else 0.");
+                fprintf(f, "aks_ssh_access_in_sync %d\n", m->verify == 0);
+                head(f, "aks_ssh_access_verify_result", "Outcome of the last verify: 1 for that outcome, 0 for the others.");
                 for (size_t i = 0; i < ELEMENTSOF(VERIFY); i++)
-                        put(&b, "aks_ssh_access_verify_result{result=\"%s\"} %d\n", VERIFY[i], (int) i == m->verify);
+                        fprintf(f, "aks_ssh_access_verify_result{result=\"%s\"} %d\n", VERIFY[i], (int) i == m->verify);
         }
         if (m->sshd_answering >= 0) {
-                head(&b, "aks_ssh_access_sshd_answering_sockets", "Listening sockets (TCP, AF_UNIX, AF_VSOCK) that answered with an SSH banner.");
-                put(&b, "aks_ssh_access_sshd_answering_sockets %ld\n", m->sshd_answering);
-                head(&b, "aks_ssh_access_sshd_listening_in_disabled", "1 when the mode is Disabled and something answers as sshd (the promise is broken).");
-                put(&b, "aks_ssh_access_sshd_listening_in_disabled %d\n", m->mode == MODE_DISABLED && m->sshd_answering > 0);
+                head(f, "aks_ssh_access_sshd_answering_sockets", "Listening sockets (TCP, AF_UNIX, AF_VSOCK) that answered with an SSH banner.");
+                fprintf(f, "aks_ssh_access_sshd_answering_sockets %ld\n", m->sshd_answering);
+                head(f, "aks_ssh_access_sshd_listening_in_disabled", "1 when the mode is Disabled and something answers as sshd (the promise is broken).");
+                fprintf(f, "aks_ssh_access_sshd_listening_in_disabled %d\n", m->mode == MODE_DISABLED && m->sshd_answering > 0);
         }
-        if (b.oom) {
-                free(b.s);
+        /* a write error of a memory stream is a failed allocation */
+        if (ferror(f) | fclose(f)) {
+                free(text);
                 return NULL;
         }
-        return b.s;
+        return text;
 }
 
 long long metrics_parse_time(const char *t) {

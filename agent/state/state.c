@@ -4,68 +4,114 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <unistd.h>
 
 #include "fs-util.h"
-#include "log.h"
 #include "json-util.h"
 #include "macro.h"
 
 #define STATE_MAX ((size_t) 16 * 1024 * 1024)
 
+/* The JSON fields that map one to one onto a struct member; the table's order is the file's. */
+typedef enum FieldKind {
+        FIELD_STRING, /* char *, written when set */
+        FIELD_BOOL,   /* bool, always written */
+        FIELD_FLAG,   /* bool, written when true */
+} FieldKind;
+
+typedef struct Field {
+        const char *key;
+        FieldKind kind;
+        size_t offset;
+} Field;
+
+#define FIELD(key, kind, type, member) { key, kind, offsetof(type, member) }
+#define STRING_FIELD(key, type, member) FIELD(key, FIELD_STRING, type, member)
+#define BOOL_FIELD(key, type, member) FIELD(key, FIELD_BOOL, type, member)
+
+static const Field state_fields[] = {
+        STRING_FIELD("mode_applied_time", State, mode_applied_time),
+        STRING_FIELD("user", State, user),
+        STRING_FIELD("authorized_keys", State, authorized_keys),
+        STRING_FIELD("vm_id", State, vm_id),
+};
+static const Field key_fields[] = {
+        STRING_FIELD("type", StateKey, type),
+        STRING_FIELD("fingerprint", StateKey, fingerprint),
+        STRING_FIELD("comment", StateKey, comment),
+        STRING_FIELD("line", StateKey, line),
+};
+static const Field image_fields[] = {
+        STRING_FIELD("service", ImageRecord, service),
+        STRING_FIELD("socket", ImageRecord, socket),
+        BOOL_FIELD("service_enabled", ImageRecord, service_enabled),
+        BOOL_FIELD("socket_enabled", ImageRecord, socket_enabled),
+};
+static const Field flag_fields[] = {
+        FIELD("generator_masked", FIELD_FLAG, State, generator_masked),
+};
+static const Field last_apply_fields[] = { /* "last_apply": {...}, into State */
+        STRING_FIELD("time", State, last_time),
+        STRING_FIELD("source", State, last_source),
+        STRING_FIELD("result", State, last_result),
+};
+
+static void free_fields(void *base, const Field *f, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                if (f[i].kind == FIELD_STRING)
+                        free(*(char **) ((char *) base + f[i].offset));
+}
+
 void image_record_done(ImageRecord *r) {
-        free(r->service);
-        free(r->socket);
+        free_fields(r, image_fields, ELEMENTSOF(image_fields));
         *r = (ImageRecord) {};
 }
 
 void state_done(State *s) {
         if (!s)
                 return;
-        free(s->user);
-        free(s->authorized_keys);
-        for (size_t i = 0; i < s->n_keys; i++) {
-                free(s->keys[i].type);
-                free(s->keys[i].fingerprint);
-                free(s->keys[i].comment);
-                free(s->keys[i].line);
-        }
+        free_fields(s, state_fields, ELEMENTSOF(state_fields));
+        free_fields(s, last_apply_fields, ELEMENTSOF(last_apply_fields));
+        for (size_t i = 0; i < s->n_keys; i++)
+                free_fields(&s->keys[i], key_fields, ELEMENTSOF(key_fields));
         free(s->keys);
         strv_free(s->units);
         image_record_done(&s->image);
-        free(s->vm_id);
-        free(s->last_time);
-        free(s->last_source);
-        free(s->last_result);
-        free(s->mode_applied_time);
         *s = (State) { .mode = MODE_INVALID };
 }
 
-static int dup_string(const cJSON *o, const char *key, char **ret) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+/* Reads the fields of o into base. Absent or null: NULL / false (older files lack newer fields); any
+ * other type makes the file invalid. */
+static int parse_fields(const cJSON *o, void *base, const Field *f, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, f[i].key);
+                void *p = (char *) base + f[i].offset;
 
-        if (!v || cJSON_IsNull(v))
-                return 0;
-        if (!cJSON_IsString(v))
-                return -EBADMSG;
-        *ret = strdup(v->valuestring);
-        return *ret ? 0 : -ENOMEM;
+                if (!v || cJSON_IsNull(v))
+                        continue;
+                if (f[i].kind == FIELD_STRING ? !cJSON_IsString(v) : !cJSON_IsBool(v))
+                        return -EBADMSG;
+                if (f[i].kind != FIELD_STRING)
+                        *(bool *) p = cJSON_IsTrue(v);
+                else if (!(*(char **) p = strdup(v->valuestring)))
+                        return -ENOMEM;
+        }
+        return 0;
 }
 
-static int dup_bool(const cJSON *o, const char *key, bool *ret) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+static void format_fields(cJSON *o, const void *base, const Field *f, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                const void *p = (const char *) base + f[i].offset;
 
-        if (!v || cJSON_IsNull(v)) {
-                *ret = false;
-                return 0;
+                if (f[i].kind == FIELD_BOOL || (f[i].kind == FIELD_FLAG && *(const bool *) p))
+                        cJSON_AddBoolToObject(o, f[i].key, *(const bool *) p);
+                else if (f[i].kind == FIELD_STRING && *(char *const *) p)
+                        cJSON_AddStringToObject(o, f[i].key, *(char *const *) p);
         }
-        if (!cJSON_IsBool(v))
-                return -EBADMSG;
-        *ret = cJSON_IsTrue(v);
-        return 0;
 }
 
 int state_parse(const char *text, size_t len, State *ret) {
@@ -87,20 +133,15 @@ int state_parse(const char *text, size_t len, State *ret) {
                 r = -EBADMSG;
 
         if (r >= 0)
-                r = dup_string(doc, "user", &s.user);
+                r = parse_fields(doc, &s, state_fields, ELEMENTSOF(state_fields));
         if (r >= 0)
-                r = dup_string(doc, "authorized_keys", &s.authorized_keys);
-        if (r >= 0)
-                r = dup_string(doc, "vm_id", &s.vm_id);
-        if (r >= 0)
-                r = dup_string(doc, "mode_applied_time", &s.mode_applied_time);
+                r = parse_fields(doc, &s, flag_fields, ELEMENTSOF(flag_fields));
 
         v = cJSON_GetObjectItemCaseSensitive(doc, "keys");
         if (r >= 0 && v && !cJSON_IsArray(v))
                 r = -EBADMSG;
         if (r >= 0 && cJSON_IsArray(v)) {
-                size_t n = (size_t) cJSON_GetArraySize(v);
-                s.keys = calloc(n ?: 1, sizeof *s.keys);
+                s.keys = calloc((size_t) cJSON_GetArraySize(v) ?: 1, sizeof *s.keys);
                 if (!s.keys)
                         r = -ENOMEM;
                 cJSON_ArrayForEach(e, v) {
@@ -111,13 +152,7 @@ int state_parse(const char *text, size_t len, State *ret) {
                                 break;
                         }
                         StateKey *k = &s.keys[s.n_keys++];
-                        r = dup_string(e, "type", &k->type);
-                        if (r >= 0)
-                                r = dup_string(e, "fingerprint", &k->fingerprint);
-                        if (r >= 0)
-                                r = dup_string(e, "comment", &k->comment);
-                        if (r >= 0)
-                                r = dup_string(e, "line", &k->line);
+                        r = parse_fields(e, k, key_fields, ELEMENTSOF(key_fields));
                         if (r >= 0 && (!k->type || !k->fingerprint))
                                 r = -EBADMSG;
                 }
@@ -128,8 +163,9 @@ int state_parse(const char *text, size_t len, State *ret) {
         if (r >= 0 && v && !cJSON_IsNull(v) && !cJSON_IsArray(v))
                 r = -EBADMSG;
         if (r >= 0 && cJSON_IsArray(v)) {
-                size_t n = (size_t) cJSON_GetArraySize(v), i = 0;
-                s.units = calloc(n + 1, sizeof *s.units);
+                size_t i = 0;
+
+                s.units = calloc((size_t) cJSON_GetArraySize(v) + 1, sizeof *s.units);
                 if (!s.units)
                         r = -ENOMEM;
                 cJSON_ArrayForEach(e, v) {
@@ -150,27 +186,14 @@ int state_parse(const char *text, size_t len, State *ret) {
                 r = -EBADMSG;
         if (r >= 0 && cJSON_IsObject(v)) {
                 s.image.recorded = true;
-                r = dup_string(v, "service", &s.image.service);
-                if (r >= 0)
-                        r = dup_string(v, "socket", &s.image.socket);
-                if (r >= 0)
-                        r = dup_bool(v, "service_enabled", &s.image.service_enabled);
-                if (r >= 0)
-                        r = dup_bool(v, "socket_enabled", &s.image.socket_enabled);
+                r = parse_fields(v, &s.image, image_fields, ELEMENTSOF(image_fields));
         }
-
-        if (r >= 0)
-                r = dup_bool(doc, "generator_masked", &s.generator_masked); /* optional: older files lack it */
 
         v = cJSON_GetObjectItemCaseSensitive(doc, "last_apply");
         if (r >= 0 && v && !cJSON_IsNull(v) && !cJSON_IsObject(v))
                 r = -EBADMSG;
         if (r >= 0 && cJSON_IsObject(v)) {
-                r = dup_string(v, "time", &s.last_time);
-                if (r >= 0)
-                        r = dup_string(v, "source", &s.last_source);
-                if (r >= 0)
-                        r = dup_string(v, "result", &s.last_result);
+                r = parse_fields(v, &s, last_apply_fields, ELEMENTSOF(last_apply_fields));
                 const cJSON *x = cJSON_GetObjectItemCaseSensitive(v, "exit");
                 if (x && !cJSON_IsNumber(x))
                         r = -EBADMSG;
@@ -195,26 +218,14 @@ char *state_format(const State *s) {
                 return NULL;
         cJSON_AddNumberToObject(doc, "version", 1);
         cJSON_AddStringToObject(doc, "mode", mode_to_string(s->mode));
-        if (s->mode_applied_time)
-                cJSON_AddStringToObject(doc, "mode_applied_time", s->mode_applied_time);
-        if (s->user)
-                cJSON_AddStringToObject(doc, "user", s->user);
-        if (s->authorized_keys)
-                cJSON_AddStringToObject(doc, "authorized_keys", s->authorized_keys);
-        if (s->vm_id)
-                cJSON_AddStringToObject(doc, "vm_id", s->vm_id);
+        format_fields(doc, s, state_fields, ELEMENTSOF(state_fields));
         keys = cJSON_AddArrayToObject(doc, "keys");
         for (size_t i = 0; keys && i < s->n_keys; i++) {
                 cJSON *k = cJSON_CreateObject();
                 if (!k)
                         return NULL;
                 cJSON_AddItemToArray(keys, k);
-                cJSON_AddStringToObject(k, "type", s->keys[i].type);
-                cJSON_AddStringToObject(k, "fingerprint", s->keys[i].fingerprint);
-                if (s->keys[i].comment)
-                        cJSON_AddStringToObject(k, "comment", s->keys[i].comment);
-                if (s->keys[i].line)
-                        cJSON_AddStringToObject(k, "line", s->keys[i].line);
+                format_fields(k, &s->keys[i], key_fields, ELEMENTSOF(key_fields));
         }
         units = cJSON_AddArrayToObject(doc, "units");
         for (char **u = s->units; units && u && *u; u++)
@@ -223,24 +234,13 @@ char *state_format(const State *s) {
                 img = cJSON_AddObjectToObject(doc, "image_ssh");
                 if (!img)
                         return NULL;
-                if (s->image.service)
-                        cJSON_AddStringToObject(img, "service", s->image.service);
-                if (s->image.socket)
-                        cJSON_AddStringToObject(img, "socket", s->image.socket);
-                cJSON_AddBoolToObject(img, "service_enabled", s->image.service_enabled);
-                cJSON_AddBoolToObject(img, "socket_enabled", s->image.socket_enabled);
+                format_fields(img, &s->image, image_fields, ELEMENTSOF(image_fields));
         }
-        if (s->generator_masked)
-                cJSON_AddBoolToObject(doc, "generator_masked", true);
+        format_fields(doc, s, flag_fields, ELEMENTSOF(flag_fields));
         last = cJSON_AddObjectToObject(doc, "last_apply");
         if (!last)
                 return NULL;
-        if (s->last_time)
-                cJSON_AddStringToObject(last, "time", s->last_time);
-        if (s->last_source)
-                cJSON_AddStringToObject(last, "source", s->last_source);
-        if (s->last_result)
-                cJSON_AddStringToObject(last, "result", s->last_result);
+        format_fields(last, s, last_apply_fields, ELEMENTSOF(last_apply_fields));
         cJSON_AddNumberToObject(last, "exit", s->last_exit);
 
         text = cJSON_Print(doc);
@@ -282,12 +282,10 @@ int state_save(int root_fd, const State *s) {
                 return -ENOMEM;
         dfd = mkdir_open_in_root(root_fd, STATE_DIR, 0700);
         if (dfd < 0)
-                return log_error_errno(dfd, "Cannot open %s: %m", STATE_DIR);
+                return dfd;
         (void) remove_stale_temp_files(dfd, STATE_FILE);
         r = write_file_atomic(dfd, STATE_FILE, text, strlen(text), 0600, 0, 0);
-        if (r < 0)
-                return log_error_errno(r, "Cannot write %s/%s: %m", STATE_DIR, STATE_FILE);
-        return 0;
+        return r < 0 ? r : 0;
 }
 
 int lock_acquire(int root_fd, int *ret_fd) {

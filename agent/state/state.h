@@ -58,7 +58,7 @@ int state_parse(const char *text, size_t len, State *ret);
 /* Serialises (pure). */
 char *state_format(const State *s);
 
-/* Writes it atomically, creating /var/lib/aks-ssh-access (0700) if needed. */
+/* Writes it atomically, creating /var/lib/aks-ssh-access (0700) if needed. Returns 0 or -errno (not logged). */
 int state_save(int root_fd, const State *s);
 
 /* Takes the lock (flock, non-blocking) under the root's /run. -EWOULDBLOCK if another run holds it. */

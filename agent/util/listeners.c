@@ -37,80 +37,27 @@ static bool listener_known(const ListenerList *l, const char *name) {
 static int listener_append(ListenerList *l, const Listener *x) {
         if (listener_known(l, x->name))
                 return 0;
-        Listener *n = realloc(l->items, (l->n + 1) * sizeof *n);
-        if (!n)
+        if (!GREEDY_REALLOC(l->items, l->n + 1))
                 return -ENOMEM;
-        l->items = n;
         l->items[l->n++] = *x;
         return 0;
 }
 
-/* The next line of [*pos, end) without its newline; false at the end. */
-static bool next_line(const char **pos, const char *end, const char **ret_line, size_t *ret_len) {
-        const char *nl;
-
-        if (*pos >= end)
-                return false;
-        nl = memchr(*pos, '\n', (size_t) (end - *pos));
-        *ret_line = *pos;
-        *ret_len = (size_t) ((nl ?: end) - *pos);
-        *pos = nl ? nl + 1 : end;
-        return true;
-}
-
-static int hexval(char c) {
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -1;
-}
-
-/* n hex digits → value; false if any is not a hex digit. */
-static bool parse_hex(const char *s, size_t n, uint32_t *ret) {
-        uint32_t v = 0;
-        for (size_t i = 0; i < n; i++) {
-                int h = hexval(s[i]);
-                if (h < 0)
-                        return false;
-                v = (v << 4) | (uint32_t) h;
-        }
-        *ret = v;
-        return true;
-}
-
 /* One line of /proc/net/tcp{,6}: "  sl: LOCALADDR:PORT REMADDR:PORT ST ...". The address is printed as the
- * kernel's 32-bit words in host byte order (%08X of each __be32 read as a u32), the port as a number. */
-static int parse_tcp_line(const char *line, size_t len, int family, Listener *ret) {
-        size_t addr_hex = family == AF_INET ? 8 : 32, i = 0;
-        uint32_t port, state, w[4];
-        const char *p;
+ * kernel's 32-bit words in host byte order (%08X of each __be32 read as a u32), the port as a number.
+ * True for a listener. */
+static bool parse_tcp_line(const char *line, int family, Listener *ret) {
+        size_t addr_hex = family == AF_INET ? 8 : 32;
+        unsigned port, state;
+        uint32_t w[4];
+        char addr[33];
 
-        while (i < len && line[i] == ' ')
-                i++;
-        while (i < len && line[i] >= '0' && line[i] <= '9')
-                i++;
-        if (i >= len || line[i] != ':')
-                return -EINVAL;
-        i++;
-        while (i < len && line[i] == ' ')
-                i++;
-        /* local address, ':', 4 hex port digits, ' ', remote address ':' port, ' ', 2 hex state digits */
-        if (len - i < addr_hex + 1 + 4 + 1 + addr_hex + 1 + 4 + 1 + 2)
-                return -EINVAL;
-        p = line + i;
+        if (sscanf(line, "%*u: %32[0-9A-Fa-f]:%4x %*[0-9A-Fa-f]:%*4x %2x", addr, &port, &state) != 3 ||
+            strlen(addr) != addr_hex || state != TCP_STATE_LISTEN)
+                return false; /* the header, another state, or garbage */
         for (size_t k = 0; k < addr_hex / 8; k++)
-                if (!parse_hex(p + 8 * k, 8, &w[k]))
-                        return -EINVAL;
-        if (p[addr_hex] != ':' || !parse_hex(p + addr_hex + 1, 4, &port) || p[addr_hex + 5] != ' ')
-                return -EINVAL;
-        p += addr_hex + 6;
-        if (p[addr_hex] != ':' || p[addr_hex + 5] != ' ' || !parse_hex(p + addr_hex + 6, 2, &state))
-                return -EINVAL;
-        if (state != TCP_STATE_LISTEN)
-                return 0;
+                if (sscanf(addr + 8 * k, "%8x", &w[k]) != 1)
+                        return false;
 
         Listener x = { .family = family };
         char host[INET6_ADDRSTRLEN];
@@ -132,49 +79,31 @@ static int parse_tcp_line(const char *line, size_t len, int family, Listener *re
                 x.addr_len = sizeof x.addr.in6;
         }
         *ret = x;
-        return 1;
-}
-
-int listeners_parse_tcp(const char *text, size_t len, int family, ListenerList *l) {
-        if (family != AF_INET && family != AF_INET6)
-                return -EINVAL;
-        const char *pos = text, *line;
-        size_t line_len;
-
-        while (next_line(&pos, text + len, &line, &line_len)) {
-                Listener x;
-                if (parse_tcp_line(line, line_len, family, &x) <= 0)
-                        continue; /* the header, another state, or garbage */
-                if (listener_append(l, &x) < 0)
-                        return -ENOMEM;
-        }
-        return 0;
+        return true;
 }
 
 /* One line of /proc/net/unix: "%pK: %08X %08X %08X %04X %02X %5lu[ PATH]" (RefCount Protocol Flags Type St
- * Inode Path). Abstract names are printed with '@' for the leading NUL. */
-static int parse_unix_line(const char *line, size_t len, Listener *ret) {
-        _cleanup_free_ char *copy = strndup(line, len);
+ * Inode Path). Abstract names are printed with '@' for the leading NUL. True for a listening stream socket
+ * under /run/ or with an abstract name. */
+static bool parse_unix_line(const char *line, int family, Listener *ret) {
         unsigned flags, type, st;
         unsigned long inode;
         int n = -1;
 
-        if (!copy)
-                return -ENOMEM;
-        if (sscanf(copy, "%*[0-9a-fA-F]: %*x %*x %x %x %x %lu%n", &flags, &type, &st, &inode, &n) != 4 || n < 0)
-                return 0;
+        if (sscanf(line, "%*[0-9a-fA-F]: %*x %*x %x %x %x %lu%n", &flags, &type, &st, &inode, &n) != 4 || n < 0)
+                return false;
         if (!(flags & UNIX_FLAG_ACCEPTCON) || type != SOCK_STREAM)
-                return 0;
-        const char *path = copy + n;
+                return false;
+        const char *path = line + n;
         if (*path != ' ')
-                return 0; /* unnamed */
+                return false; /* unnamed */
         path++;
         size_t plen = strlen(path);
         bool abstract = path[0] == '@';
         if (plen < 2 || plen >= sizeof ret->addr.un.sun_path)
-                return 0;
+                return false;
         if (!abstract && strncmp(path, "/run/", 5) != 0)
-                return 0;
+                return false;
 
         Listener x = { .family = AF_UNIX };
         x.addr.un.sun_family = AF_UNIX;
@@ -185,27 +114,37 @@ static int parse_unix_line(const char *line, size_t len, Listener *ret) {
         x.addr_len = (socklen_t) (offsetof(struct sockaddr_un, sun_path) + plen + (abstract ? 0 : 1));
         snprintf(x.name, sizeof x.name, "%s", path);
         *ret = x;
-        return 1;
+        return true;
 }
 
-int listeners_parse_unix(const char *text, size_t len, ListenerList *l) {
-        const char *pos = text, *line;
-        size_t line_len;
+/* Appends what parse_line finds in each line of the text; lines that do not parse are skipped. */
+static int parse_lines(const char *text, size_t len, int family, bool (*parse_line)(const char *, int, Listener *),
+                       ListenerList *l) {
+        _cleanup_free_ char *copy = strndup(text, len);
+        char *p = copy, *line;
 
-        while (next_line(&pos, text + len, &line, &line_len)) {
+        if (!copy)
+                return -ENOMEM;
+        while ((line = strsep(&p, "\n"))) {
                 Listener x;
-                int r = parse_unix_line(line, line_len, &x);
-                if (r < 0)
-                        return r;
-                if (r == 0)
-                        continue;
-                if (listener_append(l, &x) < 0)
+                if (parse_line(line, family, &x) && listener_append(l, &x) < 0)
                         return -ENOMEM;
         }
         return 0;
 }
 
-int listeners_add_vsock(ListenerList *l, uint32_t cid, uint32_t port) {
+int listeners_parse_tcp(const char *text, size_t len, int family, ListenerList *l) {
+        if (family != AF_INET && family != AF_INET6)
+                return -EINVAL;
+        return parse_lines(text, len, family, parse_tcp_line, l);
+}
+
+int listeners_parse_unix(const char *text, size_t len, ListenerList *l) {
+        return parse_lines(text, len, AF_UNIX, parse_unix_line, l);
+}
+
+/* Appends a listening AF_VSOCK socket on (cid, port) (from sock_diag). */
+static int listeners_add_vsock(ListenerList *l, uint32_t cid, uint32_t port) {
         Listener x = { .family = AF_VSOCK };
 
         x.addr.vm = (struct sockaddr_vm) {
@@ -463,12 +402,5 @@ size_t listeners_count_ssh(const ListenerList *l) {
         size_t c = 0;
         for (size_t i = 0; i < l->n; i++)
                 c += l->items[i].ssh;
-        return c;
-}
-
-size_t listeners_count_unchecked(const ListenerList *l) {
-        size_t c = 0;
-        for (size_t i = 0; i < l->n; i++)
-                c += !l->items[i].probed;
         return c;
 }

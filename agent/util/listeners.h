@@ -55,9 +55,6 @@ int listeners_parse_tcp(const char *text, size_t len, int family, ListenerList *
  * are abstract ('@'). Returns 0 or -ENOMEM. */
 int listeners_parse_unix(const char *text, size_t len, ListenerList *l);
 
-/* Appends a listening AF_VSOCK socket on (cid, port) (from sock_diag). */
-int listeners_add_vsock(ListenerList *l, uint32_t cid, uint32_t port);
-
 /* Appends the listening AF_VSOCK stream sockets of one sock_diag answer (netlink messages with struct
  * vsock_diag_msg, linux/vm_sockets_diag.h). Returns 1 at NLMSG_DONE, 0 when more messages follow,
  * -EOPNOTSUPP for an NLMSG_ERROR (no vsock_diag), -ENOMEM. */
@@ -75,5 +72,3 @@ int listeners_probe(ListenerList *l, uint64_t timeout_usec);
 /* The first listener that answered as sshd, or NULL. */
 const Listener *listeners_first_ssh(const ListenerList *l);
 size_t listeners_count_ssh(const ListenerList *l);
-/* How many could not be checked (probed false). */
-size_t listeners_count_unchecked(const ListenerList *l);

@@ -32,10 +32,8 @@ typedef enum LogTarget {
 
 /* Picks the journal when JOURNAL_STREAM says our stderr is connected to it (i.e. run by systemd). */
 void log_open(void);
-void log_set_target(LogTarget t);
 LogTarget log_get_target(void);
 void log_set_max_level(int level);
-int log_get_max_level(void);
 
 /* Logs and returns -abs(error) (or 0 if error is 0), so callers can write
  *   return log_error_errno(r, "Failed to ...: %m");

@@ -45,6 +45,9 @@ static int run_one(UnitBackend *b, const char *op, const char *unit) {
                 printf("%s %s = %s\n", op, unit, s);
         else
                 printf("%s %s = %d\n", op, unit, r);
+        /* The backend does not log: its caller does, as the agent's executor would. */
+        if (r < 0)
+                log_error("Failed to %s %s: %s", op, unit, b->error[0] ? b->error : strerror(-r));
         fflush(stdout);
         return r;
 }
@@ -57,8 +60,10 @@ int main(int argc, char *argv[]) {
         log_set_max_level(LOG_DEBUG);
 
         r = unit_backend_new_live(&b);
-        if (r < 0)
+        if (r < 0) {
+                log_error_errno(r, "Failed to connect to systemd (private socket and system bus): %m");
                 return 2;
+        }
 
         for (int i = 1; i < argc; i++) {
                 _cleanup_free_ char *op = strdup(argv[i]);
@@ -70,6 +75,8 @@ int main(int argc, char *argv[]) {
                 if (streq(op, "reload")) {
                         r = b->vtable->reload(b);
                         printf("reload = %d\n", r);
+                        if (r < 0)
+                                log_error("Failed to reload systemd: %s", b->error[0] ? b->error : strerror(-r));
                         fflush(stdout);
                 } else {
                         unit = strchr(op, ':');

@@ -2,6 +2,7 @@
 /* Settings files (SPEC §6/§7): defaults, `key = value` syntax, every key, every invalid value. */
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -192,8 +193,37 @@ static void test_drift_and_metrics_dir(void) {
         config_done(&c);
 }
 
+/* The loader does not log: what it finds is noted, in order, for the caller to log once. */
+static void test_notes(void) {
+        Config c;
+
+        CHECK_INTEQ(config_init(&c), 0, "init");
+        CHECK_INTEQ(parse(&c, "deadline_s = 121\ndeadline = 3\nunits = x\nno equals sign\n"), -EINVAL, "three bad lines");
+        CHECK_INTEQ(c.n_notes, 4, "the clamp warning and one note per bad line");
+        if (c.n_notes == 4) {
+                CHECK_INTEQ(c.notes[0].level, LOG_WARNING, "the clamp is a warning");
+                CHECK(strncmp(c.notes[0].text, "deadline_s = 121 is more than 120 s ", 36) == 0, c.notes[0].text);
+                CHECK_INTEQ(c.notes[1].level, LOG_ERR, "an unknown key is an error");
+                CHECK_INTEQ(c.notes[1].error, EINVAL, "with its errno");
+                CHECK_STREQ(c.notes[1].text, "test.conf:2: unknown setting \"deadline\".", "origin:line");
+                CHECK_STREQ(c.notes[2].text, "test.conf:3: invalid value for units.", "bad value");
+                CHECK_STREQ(c.notes[3].text, "test.conf:4: expected `key = value`.", "no =");
+        }
+        config_done(&c);
+        CHECK(c.notes == NULL && c.n_notes == 0, "config_done frees the notes");
+
+        /* A missing --config FILE: -ENOENT and one note naming it (SPEC §6: one line on stderr). */
+        CHECK_INTEQ(config_init(&c), 0, "init");
+        CHECK_INTEQ(config_load(&c, AT_FDCWD, "/nonexistent/aks.conf"), -ENOENT, "missing explicit file");
+        CHECK(c.n_notes >= 1 && streq(c.notes[c.n_notes - 1].text,
+                                      "Cannot open configuration /nonexistent/aks.conf: No such file or directory"),
+              "named in the last note");
+        config_done(&c);
+}
+
 int main(void) {
-        log_set_max_level(LOG_CRIT); /* the invalid lines are logged by design; keep the output readable */
+        log_set_max_level(LOG_CRIT); /* nothing here should log; keep the output readable if something does */
+        test_notes();
         test_drift_and_metrics_dir();
         test_defaults();
         test_keys();

@@ -90,6 +90,48 @@ static int fetch(const char *url, uint64_t deadline_usec, size_t max_body, char 
 
 #define OK_HELLO "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello"
 
+/* The client does not log: each retry is reported to the caller, who logs it. */
+typedef struct Retries {
+        unsigned n;
+        char what[2][64];
+        long status[2];
+} Retries;
+
+static void count_retry(const ImdsRetry *t, void *userdata) {
+        Retries *r = userdata;
+
+        if (r->n < 2) {
+                snprintf(r->what[r->n], sizeof r->what[0], "%s", t->what);
+                r->status[r->n] = t->status;
+        }
+        CHECK_INTEQ(t->requests, r->n + 1, "requests so far");
+        CHECK(t->wait_usec <= 5 * 1000000ULL, "a wait within the backoff cap");
+        r->n++;
+}
+
+static void test_retry_callback(void) {
+        const char *answers[] = {
+                "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbusy",
+                "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                OK_HELLO,
+        };
+        Server s = {};
+        Retries seen = {};
+        char *body = NULL, *detail = NULL;
+        size_t size;
+
+        CHECK(server_start(&s, answers, ELEMENTSOF(answers)) == 0, "server");
+        ImdsRequest req = { .url = s.url, .deadline_usec = 10 * 1000000ULL, .on_retry = count_retry, .userdata = &seen };
+        CHECK_INTEQ(imds_fetch(&req, &body, &size, &detail), 0, "return code");
+        CHECK_INTEQ(seen.n, 2, "two retries reported");
+        CHECK_STREQ(seen.what[0], "HTTP 503", "first");
+        CHECK_INTEQ(seen.status[0], 503, "its status");
+        CHECK_STREQ(seen.what[1], "HTTP 404", "second");
+        free(body);
+        free(detail);
+        server_stop(&s);
+}
+
 static void test_ok_after_retries(void) {
         const char *answers[] = {
                 "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbusy",
@@ -218,6 +260,7 @@ static void test_invalid_arguments(void) {
 
 int main(void) {
         test_ok_after_retries();
+        test_retry_callback();
         test_permanent("HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
                        "HTTP 403 after 1 request");
         test_permanent("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
