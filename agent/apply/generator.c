@@ -85,10 +85,9 @@ static int strv_add(char ***l, size_t *n, const char *s) {
         for (size_t i = 0; i < *n; i++)
                 if (streq((*l)[i], s))
                         return 0;
-        char **m = realloc(*l, (*n + 2) * sizeof *m);
+        char **m = GREEDY_REALLOC(*l, *n + 2);
         if (!m)
                 return -ENOMEM;
-        *l = m;
         m[*n] = strdup(s);
         if (!m[*n])
                 return -ENOMEM;

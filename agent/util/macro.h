@@ -54,6 +54,26 @@ static inline void fclosep(FILE **f) {
 #define streq(a, b) (strcmp((a), (b)) == 0)
 #define strcaseeq(a, b) (strcasecmp((a), (b)) == 0)
 
+/* systemd's endswith(): a pointer to where suffix starts in s, or NULL when s does not end with it. */
+static inline const char *endswith(const char *s, const char *suffix) {
+        size_t a = strlen(s), b = strlen(suffix);
+        return a >= b && streq(s + a - b, suffix) ? s + a - b : NULL;
+}
+
+/* Growable arrays, one way: make the heap array `array` (NULL or from malloc) hold at least `need`
+ * elements, overflow-checked like reallocarray(). On success `array` points at the new block and that
+ * pointer is returned; on failure NULL is returned and `array` is left untouched (still owned by the
+ * caller). The call shape of systemd's GREEDY_REALLOC; it grows to exactly `need` (our arrays hold a
+ * few dozen entries, and an exact size keeps _FORTIFY_SOURCE's view of the object honest). */
+static inline void *greedy_realloc(void **p, size_t need, size_t size) {
+        void *q = reallocarray(*p, need ? need : 1, size);
+        if (q)
+                *p = q;
+        return q;
+}
+#define GREEDY_REALLOC(array, need) \
+        ((__typeof__(array)) greedy_realloc((void **) &(array), (need), sizeof((array)[0])))
+
 /* strv: NULL-terminated arrays of malloc'ed strings. */
 static inline char **strv_free(char **l) {
         if (l)
