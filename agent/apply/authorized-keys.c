@@ -9,18 +9,12 @@
 
 typedef struct Buf {
         char *p;
-        size_t len, alloc;
+        size_t len;
 } Buf;
 
 static int buf_add(Buf *b, const char *s, size_t n) {
-        if (b->len + n + 1 > b->alloc) {
-                size_t na = (b->len + n + 1) * 2;
-                char *np = realloc(b->p, na);
-                if (!np)
-                        return -ENOMEM;
-                b->p = np;
-                b->alloc = na;
-        }
+        if (!GREEDY_REALLOC(b->p, b->len + n + 1))
+                return -ENOMEM;
         memcpy(b->p + b->len, s, n);
         b->len += n;
         b->p[b->len] = '\0';
@@ -85,10 +79,8 @@ static int scan(const char *text, size_t len, Block **ret_blocks, size_t *ret_n,
                         cur.end = pos + l;
                         cur.end_unterminated = text[pos + l - 1] != '\n';
                         if (ret_blocks) {
-                                Block *nb = realloc(blocks, (n + 1) * sizeof *nb);
-                                if (!nb)
+                                if (!GREEDY_REALLOC(blocks, n + 1))
                                         return -ENOMEM;
-                                blocks = nb;
                                 blocks[n] = cur;
                         }
                         n++;
@@ -138,12 +130,10 @@ int authorized_keys_block_lines(const char *text, size_t len, char ***ret_lines,
                         size_t ll = l;
                         while (ll > 0 && (text[pos + ll - 1] == '\n' || text[pos + ll - 1] == '\r'))
                                 ll--;
-                        char **nl = realloc(lines, (n + 2) * sizeof *nl);
-                        if (!nl) {
+                        if (!GREEDY_REALLOC(lines, n + 2)) {
                                 strv_free(lines);
                                 return -ENOMEM;
                         }
-                        lines = nl;
                         lines[n] = strndup(text + pos, ll);
                         if (!lines[n]) {
                                 strv_free(lines);

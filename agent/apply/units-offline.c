@@ -63,11 +63,6 @@ static void closedirp(DIR **d) {
                 closedir(*d);
 }
 
-static bool ends_with(const char *s, const char *suffix) {
-        size_t a = strlen(s), n = strlen(suffix);
-        return a >= n && streq(s + a - n, suffix);
-}
-
 /* A plain unit name: what systemctl would take as a name, never as an option or a path. */
 static bool unit_name_ok(const char *name) {
         static const char *const suffixes[] = { ".service", ".socket", ".target", ".path", ".timer", ".mount" };
@@ -79,7 +74,7 @@ static bool unit_name_ok(const char *name) {
                 if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:-_.\\@", *p))
                         return false;
         for (size_t i = 0; i < ELEMENTSOF(suffixes); i++)
-                suffix = suffix || (ends_with(name, suffixes[i]) && strlen(name) > strlen(suffixes[i]));
+                suffix = suffix || (endswith(name, suffixes[i]) && strlen(name) > strlen(suffixes[i]));
         return suffix;
 }
 
@@ -114,7 +109,7 @@ static int tree_guard(OfflineBackend *b) {
         fd = -1; /* owned by d now */
         for (struct dirent *de; (de = readdir(d));)
                 if (de->d_type == DT_LNK &&
-                    (ends_with(de->d_name, ".wants") || ends_with(de->d_name, ".requires") || ends_with(de->d_name, ".upholds")))
+                    (endswith(de->d_name, ".wants") || endswith(de->d_name, ".requires") || endswith(de->d_name, ".upholds")))
                         return fail(b, ELOOP, CONFIG_DIR "/%s is a symlink: refusing to run systemctl%s", de->d_name, "");
         return 0;
 }
@@ -306,7 +301,7 @@ static int offline_resolve_name(UnitBackend *backend, const char *unit, char **r
                         buf[n] = '\0';
                         const char *base = strrchr(buf, '/') ? strrchr(buf, '/') + 1 : buf;
                         const char *dot = strrchr(name, '.');
-                        if (!streq(buf, "/dev/null") && !streq(base, name) && unit_name_ok(base) && dot && ends_with(base, dot)) {
+                        if (!streq(buf, "/dev/null") && !streq(base, name) && unit_name_ok(base) && dot && endswith(base, dot)) {
                                 target = strdup(base);
                                 if (!target)
                                         return -ENOMEM;

@@ -189,12 +189,9 @@ static int read_loop(int fd, size_t max, size_t hint, char **ret, size_t *ret_si
                 if (size == alloc) {
                         if (alloc > max)
                                 return -EFBIG;
-                        size_t na = alloc * 2;
-                        char *nb = realloc(buf, na + 1);
-                        if (!nb)
+                        if (!GREEDY_REALLOC(buf, alloc * 2 + 1))
                                 return -ENOMEM;
-                        buf = nb;
-                        alloc = na;
+                        alloc *= 2;
                 }
                 n = read(fd, buf + size, alloc - size);
                 if (n < 0) {
