@@ -30,6 +30,7 @@
 
 #define CONFIG_DIR "etc/systemd/system"
 #define SYSTEMCTL_TIMEOUT_MS 30000
+#define SYSTEMCTL_OUTPUT_MAX 16384
 #define ALIAS_HOPS_MAX 8
 
 /* systemd's search path for the system scope, in order (Debian: /lib before /usr/lib). */
@@ -180,11 +181,9 @@ static int run_systemctl(OfflineBackend *b, const char *verb, bool force, const 
                 argv[n++] = (char *) "--force";
         argv[n++] = (char *) "--"; /* the unit is a name, never an option */
         argv[n++] = (char *) unit;
-        char *envp[] = { (char *) "PATH=/usr/sbin:/usr/bin:/sbin:/bin", (char *) "LC_ALL=C", (char *) "SYSTEMD_COLORS=0",
-                         (char *) "SYSTEMD_PAGER=", NULL };
         int r;
 
-        r = spawn_capture(argv, envp, SYSTEMCTL_TIMEOUT_MS, ret);
+        r = spawn_capture(argv, SYSTEMCTL_OUTPUT_MAX, SYSTEMCTL_TIMEOUT_MS, ret);
         if (r < 0)
                 return fail(b, r, "cannot run %s: %s", b->systemctl, strerror(-r));
         if (ret->timed_out) {

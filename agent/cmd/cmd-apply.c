@@ -684,10 +684,14 @@ static void apply_mode(Run *r) {
                 changed |= write_keys(r) > 0;
                 changed |= remove_sshd_block(r);
                 bool config_ok = true;
-                if (!r->o->root && r->plan.n > 0 && sshd_config_check() == -EBADMSG) {
+                _cleanup_free_ char *why = NULL;
+                int c = !r->o->root && r->plan.n > 0 ? sshd_config_check(&why) : 0;
+                if (c == -EBADMSG) {
+                        log_event(LOG_ERR, MID_SSHD_CONFIG_BAD, NULL, "%s", why ?: "sshd configuration check failed");
                         fail(r, EX_CONFIG, "sshd-config-invalid");
                         config_ok = false;
-                }
+                } else if (c < 0 && c != -ENOENT)
+                        log_error_errno(c, "Cannot run %s -t: %m", SSHD_BINARY);
                 if (!config_ok) {
                         /* Unmask and enable, but do not start an sshd whose configuration is broken. */
                         size_t k = 0;
