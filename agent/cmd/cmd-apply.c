@@ -119,8 +119,7 @@ static void prepare_keys(Run *r) {
 
         e = home_open(r->node.root_fd, &r->user, &r->home_fd);
         if (e != 0) {
-                log_event_errno(LOG_ERR, e < 0 ? e : 0, MID_UNSAFE_PATH, NULL, "Not touching the keys of %s: home directory %s unusable: %s.",
-                                r->user.name, r->user.home, r->user.error);
+                log_event_errno(LOG_ERR, e < 0 ? e : 0, MID_UNSAFE_PATH, NULL, "Not touching the keys of %s: %s.", r->user.name, r->user.error);
                 fail(r, e == HOME_E_NOT_FOUND ? EX_NOUSER : e == HOME_E_UNSAFE ? EX_NOPERM : exit_code_from_errno(e),
                      e == HOME_E_NOT_FOUND ? "home-missing" : "unsafe-path");
                 return;
