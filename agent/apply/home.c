@@ -96,32 +96,6 @@ static bool writable_by_others(const struct stat *st) {
         return (st->st_mode & (S_IWGRP | S_IWOTH)) != 0;
 }
 
-/* The real path of fd relative to the root (both via /proc; root "/" when root_fd is AT_FDCWD). */
-static int path_in_root(int root_fd, int fd, char **ret) {
-        _cleanup_free_ char *p = fd_path(fd), *r = NULL;
-        size_t n;
-
-        if (!p)
-                return -errno ?: -EIO;
-        if (root_fd != AT_FDCWD) {
-                r = fd_path(root_fd);
-                if (!r)
-                        return -errno ?: -EIO;
-                n = streq(r, "/") ? 0 : strlen(r);
-                if (strncmp(p, r, n) != 0 || (p[n] != '/' && p[n] != '\0'))
-                        return -EXDEV;
-                memmove(p, p + n, strlen(p + n) + 1);
-                if (!*p) {
-                        free(p);
-                        p = strdup("/");
-                        if (!p)
-                                return -ENOMEM;
-                }
-        }
-        *ret = TAKE_PTR(p);
-        return 0;
-}
-
 /* Homes the agent never creates .ssh in: the root directory, shared top-level directories, and the system
  * trees (root's home included: the admin is never uid 0). A passwd entry pointing there is a broken or
  * hostile image, not a user's home. */
@@ -151,16 +125,12 @@ int home_open(int root_fd, AdminUser *u, int *ret_fd) {
         _cleanup_free_ char *real = NULL, *copy = NULL;
         struct stat st;
         char *comp, *save = NULL;
-        int r;
 
         /* Resolve like sshd (realpath), symlinks above the home allowed but kept inside the root. */
-        resolved = open_in_root(root_fd, u->home, O_PATH | O_DIRECTORY, 0);
+        resolved = open_in_root_realpath(root_fd, u->home, O_PATH | O_DIRECTORY, &real);
         if (resolved < 0)
                 return fail(u, resolved == -ENOENT ? HOME_E_NOT_FOUND : resolved == -ENOTDIR || resolved == -ELOOP ? HOME_E_UNSAFE : resolved,
                             "cannot open home directory %s: %s", u->home, strerror(-resolved));
-        r = path_in_root(root_fd, resolved, &real);
-        if (r < 0)
-                return fail(u, r, "cannot resolve home directory %s: %m", u->home);
 
         if (system_directory(real))
                 return fail(u, HOME_E_UNSAFE, "refusing to use home %s: it is a system directory, not a user's home", real);

@@ -152,6 +152,43 @@ int open_in_root(int root_fd, const char *path, int flags, mode_t mode) {
         return fd < 0 ? -errno : fd;
 }
 
+/* The path the kernel has for fd (via /proc/self/fd), or NULL with errno set. */
+static char *fd_path(int fd) {
+        char proc[64], buf[4096];
+        ssize_t n;
+
+        snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+        n = readlink(proc, buf, sizeof buf - 1);
+        if (n < 0)
+                return NULL;
+        buf[n] = '\0';
+        return strdup(buf);
+}
+
+int open_in_root_realpath(int root_fd, const char *path, int flags, char **ret_path) {
+        _cleanup_close_ int fd = open_in_root(root_fd, path, flags, 0);
+        _cleanup_free_ char *p = NULL, *r = NULL;
+        size_t n = 0;
+
+        if (fd < 0)
+                return fd;
+        p = fd_path(fd);
+        if (!p)
+                return -errno ?: -EIO;
+        if (root_fd != AT_FDCWD) {
+                r = fd_path(root_fd);
+                if (!r)
+                        return -errno ?: -EIO;
+                n = streq(r, "/") ? 0 : strlen(r);
+                if (strncmp(p, r, n) != 0 || (p[n] != '/' && p[n] != '\0'))
+                        return -EXDEV; /* moved out of the root meanwhile */
+        }
+        *ret_path = strdup(p[n] ? p + n : "/");
+        if (!*ret_path)
+                return -ENOMEM;
+        return TAKE_FD(fd);
+}
+
 int mkdir_open_in_root(int root_fd, const char *path, mode_t mode) {
         _cleanup_free_ char *parent = strdup(path);
         _cleanup_close_ int pfd = -1;
@@ -320,17 +357,6 @@ int remove_stale_temp_files(int dir_fd, const char *name) {
         return n;
 }
 
-char *fd_path(int fd) {
-        char proc[64], buf[4096];
-        ssize_t n;
-
-        snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
-        n = readlink(proc, buf, sizeof buf - 1);
-        if (n < 0)
-                return NULL;
-        buf[n] = '\0';
-        return strdup(buf);
-}
 
 bool is_enabled_state(const char *s) {
         return s && (streq(s, "enabled") || streq(s, "enabled-runtime") || streq(s, "linked") ||
