@@ -12,6 +12,7 @@
 #include "fs-util.h"
 #include "macro.h"
 #include "spawn-util.h"
+#include "text-util.h"
 
 #define SSHD_TIMEOUT_MS 10000
 #define SSHD_CHECK_OUTPUT_MAX 4096           /* sshd -t: a message at most */
@@ -22,12 +23,6 @@
 static bool line_starts(const char *line, size_t len, const char *prefix) {
         size_t n = strlen(prefix);
         return len >= n && memcmp(line, prefix, n) == 0;
-}
-
-/* Length of the line at pos including its '\n' (or up to the end). */
-static size_t line_len(const char *text, size_t len, size_t pos) {
-        const char *nl = memchr(text + pos, '\n', len - pos);
-        return nl ? (size_t) (nl - (text + pos)) + 1 : len - pos;
 }
 
 static bool is_marker(const char *line, size_t len) {
@@ -41,7 +36,7 @@ SshdBlockState sshd_block_state(const char *text, size_t len) {
         if (ours)
                 pos = n;
         for (size_t l; pos < len; pos += l) {
-                l = line_len(text, len, pos);
+                l = line_length(text, len, pos);
                 if (is_marker(text + pos, l))
                         return SSHD_BLOCK_DAMAGED;
         }
@@ -60,8 +55,8 @@ const char *sshd_block_state_to_string(SshdBlockState s) {
 /* Offset just past the END line of the block whose BEGIN line is at pos, or 0 when there is none before
  * the next BEGIN (the BEGIN is then an orphan). */
 static size_t block_end(const char *text, size_t len, size_t pos) {
-        for (size_t l = line_len(text, len, pos); (pos += l) < len;) {
-                l = line_len(text, len, pos);
+        for (size_t l = line_length(text, len, pos); (pos += l) < len;) {
+                l = line_length(text, len, pos);
                 if (line_starts(text + pos, l, SSHD_BLOCK_END_PREFIX))
                         return pos + l;
                 if (line_starts(text + pos, l, SSHD_BLOCK_BEGIN_PREFIX))
@@ -74,7 +69,7 @@ static void strip_into(char *out, size_t *ret_len, const char *text, size_t len)
         size_t pos = 0, k = 0;
 
         while (pos < len) {
-                size_t l = line_len(text, len, pos), end;
+                size_t l = line_length(text, len, pos), end;
 
                 if (line_starts(text + pos, l, SSHD_BLOCK_BEGIN_PREFIX) && (end = block_end(text, len, pos)) > 0) {
                         pos = end;

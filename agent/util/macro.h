@@ -86,3 +86,15 @@ static inline void strv_freep(char ***l) {
         strv_free(*l);
 }
 #define _cleanup_strv_free_ _cleanup_(strv_freep)
+
+/* Appends s (malloc'ed, e.g. fresh from strdup(): NULL means that failed) to the strv l of *n entries,
+ * keeping it NULL-terminated; takes s in every case (freed on failure). 0 or -ENOMEM. */
+static inline int strv_consume(char ***l, size_t *n, char *s) {
+        if (!s || !GREEDY_REALLOC(*l, *n + 2)) {
+                free(s);
+                return -ENOMEM;
+        }
+        (*l)[(*n)++] = s;
+        (*l)[*n] = NULL;
+        return 0;
+}
