@@ -25,7 +25,6 @@
 
 #include "apply/units.h"
 #include "fs-util.h"
-#include "log.h"
 #include "macro.h"
 #include "spawn-util.h"
 
