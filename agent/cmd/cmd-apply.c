@@ -93,6 +93,16 @@ static void fail(Run *r, int code, const char *result) {
         r->exit = exit_code_worse(r->exit, code);
 }
 
+/* The exit code of a home.c result: its documented outcomes, else what the errno says. */
+static int home_exit_code(int e) {
+        switch (e) {
+        case HOME_E_NO_USER: case HOME_E_NOT_FOUND: case HOME_E_ROOT: return EX_NOUSER;
+        case HOME_E_UNSAFE: return EX_NOPERM;
+        case HOME_E_IMMUTABLE: return EX_CANTCREAT;
+        default: return exit_code_from_errno(e);
+        }
+}
+
 /* The key part's preparation: user, home, paths, the merged file. Blocks only the key part on failure. */
 static void prepare_keys(Run *r) {
         _cleanup_strv_free_ char **lines = NULL;
@@ -120,8 +130,7 @@ static void prepare_keys(Run *r) {
         e = home_open(r->node.root_fd, &r->user, &r->home_fd);
         if (e != 0) {
                 log_event_errno(LOG_ERR, e < 0 ? e : 0, MID_UNSAFE_PATH, NULL, "Not touching the keys of %s: %s.", r->user.name, r->user.error);
-                fail(r, e == HOME_E_NOT_FOUND ? EX_NOUSER : e == HOME_E_UNSAFE ? EX_NOPERM : exit_code_from_errno(e),
-                     e == HOME_E_NOT_FOUND ? "home-missing" : "unsafe-path");
+                fail(r, home_exit_code(e), e == HOME_E_NOT_FOUND ? "home-missing" : "unsafe-path");
                 return;
         }
 
@@ -147,7 +156,7 @@ static void prepare_keys(Run *r) {
                 r->ssh_fd = -1;
         } else if (e != 0) {
                 log_event_errno(LOG_ERR, e < 0 ? e : 0, MID_UNSAFE_PATH, NULL, "Not touching the keys of %s: %s.", r->user.name, r->user.error);
-                fail(r, e == HOME_E_UNSAFE ? EX_NOPERM : exit_code_from_errno(e), "unsafe-path");
+                fail(r, home_exit_code(e), "unsafe-path");
                 return;
         } else {
                 e = authorized_keys_read(r->ssh_fd, &r->user, &r->ak_old, &r->ak_old_len);
@@ -155,7 +164,7 @@ static void prepare_keys(Run *r) {
                         r->ak_exists = false;
                 else if (e != 0) {
                         log_event_errno(LOG_ERR, e < 0 ? e : 0, MID_UNSAFE_PATH, NULL, "Not touching the keys of %s: %s.", r->user.name, r->user.error);
-                        fail(r, e == HOME_E_UNSAFE ? EX_NOPERM : exit_code_from_errno(e), e == HOME_E_UNSAFE ? "unsafe-path" : "io-error");
+                        fail(r, home_exit_code(e), e == HOME_E_UNSAFE ? "unsafe-path" : "io-error");
                         return;
                 } else
                         r->ak_exists = true;
@@ -200,8 +209,7 @@ static int remove_previous_admin_keys(Run *r) {
         if (e != 0) {
                 log_event_errno(LOG_ERR, e < 0 ? e : 0, MID_UNSAFE_PATH, NULL, "Cannot remove the managed keys of the previous admin user %s: %s",
                                 who ?: "?", e == -EBADMSG ? "the managed block is damaged" : *prev.error ? prev.error : strerror(-e));
-                fail(r, e == -EBADMSG ? EX_DATAERR : e == HOME_E_UNSAFE ? EX_NOPERM : e == HOME_E_IMMUTABLE ? EX_CANTCREAT : exit_code_from_errno(e),
-                     e == -EBADMSG ? "authorized-keys-damaged" : "previous-admin-keys");
+                fail(r, e == -EBADMSG ? EX_DATAERR : home_exit_code(e), e == -EBADMSG ? "authorized-keys-damaged" : "previous-admin-keys");
                 r->prev_admin = -1;
                 r->key_part = false; /* the state keeps naming the previous admin, so the next run tries again */
                 return -1;
@@ -230,14 +238,13 @@ static int write_keys(Run *r) {
                 e = ssh_dir_tighten(r->ssh_fd, &r->user, true);
         if (e != 0) {
                 log_event_errno(LOG_ERR, e < 0 ? e : 0, MID_UNSAFE_PATH, NULL, "Not writing the keys of %s: %s.", r->user.name, r->user.error);
-                fail(r, e == HOME_E_UNSAFE ? EX_NOPERM : e == HOME_E_IMMUTABLE || e == -EACCES || e == -EROFS ? EX_CANTCREAT : exit_code_from_errno(e),
-                     e == HOME_E_UNSAFE ? "unsafe-path" : "cannot-create");
+                fail(r, home_exit_code(e), e == HOME_E_UNSAFE ? "unsafe-path" : "cannot-create");
                 return -1;
         }
         e = authorized_keys_write(r->ssh_fd, &r->user, r->ak_new, r->ak_new_len);
         if (e != 0) {
                 log_event_errno(LOG_ERR, e < 0 ? e : 0, MID_UNSAFE_PATH, NULL, "Not writing the keys of %s: %s.", r->user.name, r->user.error);
-                fail(r, e == HOME_E_IMMUTABLE ? EX_CANTCREAT : exit_code_from_errno(e), e == HOME_E_IMMUTABLE ? "cannot-create" : "io-error");
+                fail(r, home_exit_code(e), e == HOME_E_IMMUTABLE ? "cannot-create" : "io-error");
                 return -1;
         }
         char count[32];
