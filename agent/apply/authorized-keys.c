@@ -6,31 +6,20 @@
 #include <string.h>
 
 #include "macro.h"
+#include "text-util.h"
 
 typedef struct Buf {
         char *p;
-        size_t len, alloc;
+        size_t len;
 } Buf;
 
 static int buf_add(Buf *b, const char *s, size_t n) {
-        if (b->len + n + 1 > b->alloc) {
-                size_t na = (b->len + n + 1) * 2;
-                char *np = realloc(b->p, na);
-                if (!np)
-                        return -ENOMEM;
-                b->p = np;
-                b->alloc = na;
-        }
+        if (!GREEDY_REALLOC(b->p, b->len + n + 1))
+                return -ENOMEM;
         memcpy(b->p + b->len, s, n);
         b->len += n;
         b->p[b->len] = '\0';
         return 0;
-}
-
-/* Next line [pos, end-of-line incl. '\n'); returns its length incl. the terminator. */
-static size_t next_line(const char *text, size_t len, size_t pos) {
-        const char *nl = memchr(text + pos, '\n', len - pos);
-        return nl ? (size_t) (nl - (text + pos)) + 1 : len - pos;
 }
 
 /* The line's content: without its '\n' and one CR before it (also at the very end without a '\n': adding the
@@ -63,7 +52,7 @@ static int scan(const char *text, size_t len, Block **ret_blocks, size_t *ret_n,
         Block cur = {};
 
         for (size_t pos = 0; pos < len; pos += l) {
-                l = next_line(text, len, pos);
+                l = line_length(text, len, pos);
                 lineno++;
                 if (line_is(text + pos, l, AK_BEGIN)) {
                         if (inside) {
@@ -85,10 +74,8 @@ static int scan(const char *text, size_t len, Block **ret_blocks, size_t *ret_n,
                         cur.end = pos + l;
                         cur.end_unterminated = text[pos + l - 1] != '\n';
                         if (ret_blocks) {
-                                Block *nb = realloc(blocks, (n + 1) * sizeof *nb);
-                                if (!nb)
+                                if (!GREEDY_REALLOC(blocks, n + 1))
                                         return -ENOMEM;
-                                blocks = nb;
                                 blocks[n] = cur;
                         }
                         n++;
@@ -121,9 +108,9 @@ int authorized_keys_check(const char *text, size_t len, size_t *ret_line, const 
 
 int authorized_keys_block_lines(const char *text, size_t len, char ***ret_lines, bool *ret_found) {
         _cleanup_free_ Block *blocks = NULL;
+        _cleanup_strv_free_ char **lines = NULL;
         size_t nb = 0, n = 0, line;
         const char *what;
-        char **lines;
         int r;
 
         r = scan(text, len, &blocks, &nb, &line, &what);
@@ -134,24 +121,14 @@ int authorized_keys_block_lines(const char *text, size_t len, char ***ret_lines,
                 return -ENOMEM;
         for (size_t b = 0; b < nb; b++)
                 for (size_t pos = blocks[b].inner_start, l; pos < blocks[b].inner_end; pos += l) {
-                        l = next_line(text, len, pos);
+                        l = line_length(text, len, pos);
                         size_t ll = l;
                         while (ll > 0 && (text[pos + ll - 1] == '\n' || text[pos + ll - 1] == '\r'))
                                 ll--;
-                        char **nl = realloc(lines, (n + 2) * sizeof *nl);
-                        if (!nl) {
-                                strv_free(lines);
+                        if (strv_consume(&lines, &n, strndup(text + pos, ll)) < 0)
                                 return -ENOMEM;
-                        }
-                        lines = nl;
-                        lines[n] = strndup(text + pos, ll);
-                        if (!lines[n]) {
-                                strv_free(lines);
-                                return -ENOMEM;
-                        }
-                        lines[++n] = NULL;
                 }
-        *ret_lines = lines;
+        *ret_lines = TAKE_PTR(lines);
         *ret_found = nb > 0;
         return 0;
 }

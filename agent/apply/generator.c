@@ -85,21 +85,13 @@ static int strv_add(char ***l, size_t *n, const char *s) {
         for (size_t i = 0; i < *n; i++)
                 if (streq((*l)[i], s))
                         return 0;
-        char **m = realloc(*l, (*n + 2) * sizeof *m);
-        if (!m)
-                return -ENOMEM;
-        *l = m;
-        m[*n] = strdup(s);
-        if (!m[*n])
-                return -ENOMEM;
-        m[++*n] = NULL;
-        return 0;
+        return strv_consume(l, n, strdup(s));
 }
 
 int generator_socket_names(int root_fd, char ***ret) {
         static const char *const fixed[] = { "sshd-unix-local.socket", "sshd-vsock.socket", "sshd-unix-export.socket",
                                              "sshd-extra.socket" };
-        char **l = calloc(1, sizeof *l);
+        _cleanup_strv_free_ char **l = calloc(1, sizeof *l);
         size_t n = 0;
         int r = l ? 0 : -ENOMEM;
 
@@ -119,10 +111,8 @@ int generator_socket_names(int root_fd, char ***ret) {
                                 r = strv_add(&l, &n, de->d_name);
                 closedir(d);
         }
-        if (r < 0) {
-                strv_free(l);
+        if (r < 0)
                 return r;
-        }
-        *ret = l;
+        *ret = TAKE_PTR(l);
         return 0;
 }

@@ -3,34 +3,26 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "fs-util.h"
-#include "log.h"
 #include "macro.h"
+#include "spawn-util.h"
+#include "text-util.h"
 
-extern char **environ;
+#define SSHD_TIMEOUT_MS 10000
+#define SSHD_CHECK_OUTPUT_MAX 4096           /* sshd -t: a message at most */
+#define SSHD_DUMP_OUTPUT_MAX (256 * 1024)    /* sshd -T: every setting, a few KiB */
 
 /* --- Pure text functions --- */
 
 static bool line_starts(const char *line, size_t len, const char *prefix) {
         size_t n = strlen(prefix);
         return len >= n && memcmp(line, prefix, n) == 0;
-}
-
-/* Length of the line at pos including its '\n' (or up to the end). */
-static size_t line_len(const char *text, size_t len, size_t pos) {
-        const char *nl = memchr(text + pos, '\n', len - pos);
-        return nl ? (size_t) (nl - (text + pos)) + 1 : len - pos;
 }
 
 static bool is_marker(const char *line, size_t len) {
@@ -44,7 +36,7 @@ SshdBlockState sshd_block_state(const char *text, size_t len) {
         if (ours)
                 pos = n;
         for (size_t l; pos < len; pos += l) {
-                l = line_len(text, len, pos);
+                l = line_length(text, len, pos);
                 if (is_marker(text + pos, l))
                         return SSHD_BLOCK_DAMAGED;
         }
@@ -63,8 +55,8 @@ const char *sshd_block_state_to_string(SshdBlockState s) {
 /* Offset just past the END line of the block whose BEGIN line is at pos, or 0 when there is none before
  * the next BEGIN (the BEGIN is then an orphan). */
 static size_t block_end(const char *text, size_t len, size_t pos) {
-        for (size_t l = line_len(text, len, pos); (pos += l) < len;) {
-                l = line_len(text, len, pos);
+        for (size_t l = line_length(text, len, pos); (pos += l) < len;) {
+                l = line_length(text, len, pos);
                 if (line_starts(text + pos, l, SSHD_BLOCK_END_PREFIX))
                         return pos + l;
                 if (line_starts(text + pos, l, SSHD_BLOCK_BEGIN_PREFIX))
@@ -77,7 +69,7 @@ static void strip_into(char *out, size_t *ret_len, const char *text, size_t len)
         size_t pos = 0, k = 0;
 
         while (pos < len) {
-                size_t l = line_len(text, len, pos), end;
+                size_t l = line_length(text, len, pos), end;
 
                 if (line_starts(text + pos, l, SSHD_BLOCK_BEGIN_PREFIX) && (end = block_end(text, len, pos)) > 0) {
                         pos = end;
@@ -219,92 +211,6 @@ int sshd_config_verify(int root_fd, bool entraid, const char **ret_what) {
 
 /* --- sshd itself --- */
 
-/* Runs argv with stdout and stderr captured (each up to cap bytes, NUL-terminated), bounded in time: sshd
- * -t/-T are quick, a hang must not hold the boot. Returns the wait status, or a negative errno. */
-static int run_captured(char *const argv[], size_t cap, char **ret_out, char **ret_err) {
-        _cleanup_free_ char *out = calloc(1, cap + 1), *err = calloc(1, cap + 1);
-        int po[2] = { -1, -1 }, pe[2] = { -1, -1 }, status = 0, r;
-        size_t got[2] = { 0, 0 };
-        posix_spawn_file_actions_t fa;
-        struct timespec start;
-        pid_t pid;
-
-        if (!out || !err)
-                return -ENOMEM;
-        if (pipe2(po, O_CLOEXEC) < 0)
-                return -errno;
-        if (pipe2(pe, O_CLOEXEC) < 0) {
-                r = -errno;
-                close(po[0]);
-                close(po[1]);
-                return r;
-        }
-        posix_spawn_file_actions_init(&fa);
-        posix_spawn_file_actions_adddup2(&fa, po[1], STDOUT_FILENO);
-        posix_spawn_file_actions_adddup2(&fa, pe[1], STDERR_FILENO);
-        posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-        r = posix_spawn(&pid, argv[0], &fa, NULL, argv, environ);
-        posix_spawn_file_actions_destroy(&fa);
-        close(po[1]);
-        close(pe[1]);
-        if (r != 0) {
-                close(po[0]);
-                close(pe[0]);
-                return -r;
-        }
-
-        clock_gettime(CLOCK_MONOTONIC, &start);
-        struct pollfd p[2] = { { .fd = po[0], .events = POLLIN }, { .fd = pe[0], .events = POLLIN } };
-        char *buf[2] = { out, err };
-        while (p[0].fd >= 0 || p[1].fd >= 0) {
-                struct timespec now;
-                clock_gettime(CLOCK_MONOTONIC, &now);
-                long left = 10000 - ((now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000);
-                if (left <= 0) {
-                        kill(pid, SIGKILL);
-                        break;
-                }
-                if (poll(p, 2, (int) left) <= 0)
-                        continue;
-                for (int i = 0; i < 2; i++) {
-                        char sink[4096];
-                        ssize_t n;
-
-                        if (p[i].fd < 0 || !(p[i].revents & (POLLIN | POLLHUP | POLLERR)))
-                                continue;
-                        /* Past the cap, keep draining so that the child never blocks on a full pipe. */
-                        if (got[i] < cap)
-                                n = read(p[i].fd, buf[i] + got[i], cap - got[i]);
-                        else
-                                n = read(p[i].fd, sink, sizeof sink);
-                        if (n < 0 && errno == EINTR)
-                                continue;
-                        if (n <= 0) {
-                                close(p[i].fd);
-                                p[i].fd = -1;
-                        } else if (got[i] < cap)
-                                got[i] += (size_t) n;
-                }
-        }
-        for (int i = 0; i < 2; i++)
-                if (p[i].fd >= 0)
-                        close(p[i].fd);
-        while (waitpid(pid, &status, 0) < 0)
-                if (errno != EINTR)
-                        return -errno;
-        out[got[0]] = '\0';
-        err[got[1]] = '\0';
-        if (ret_out)
-                *ret_out = TAKE_PTR(out);
-        if (ret_err)
-                *ret_err = TAKE_PTR(err);
-        return status;
-}
-
-static bool exited_ok(int status) {
-        return status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
-}
-
 /* The first line of sshd's message, for one log line. */
 static const char *first_line(char *s) {
         s += strspn(s, "\n");
@@ -312,28 +218,43 @@ static const char *first_line(char *s) {
         return *s ? s : "(no message)";
 }
 
-static void ensure_privsep_dir(void) {
+static int reason(char **ret_reason, int r, const char *fmt, const char *arg) {
+        if (ret_reason && asprintf(ret_reason, fmt, arg) < 0)
+                *ret_reason = NULL;
+        return r;
+}
+
+/* Runs sshd with argv (util/spawn-util: clean environment, dies with us, 10 s at most: sshd -t/-T are
+ * quick, a hang must not hold the boot). 0 when it exited 0; -EBADMSG when it did not, with `what` and
+ * sshd's first line in *ret_reason; another negative errno when it could not be run. */
+static int run_sshd(char *const argv[], size_t cap, const char *what, SpawnResult *ret, char **ret_reason) {
+        int r;
+
         /* Debian's sshd -t/-T insist on its privilege separation directory, which ssh.service creates only
          * when it starts, i.e. after us (the agent's unit has RuntimeDirectory=sshd for that; a run by hand
          * does not). An empty /run/sshd is harmless where sshd uses another one. */
         (void) mkdir("/run/sshd", 0755);
+        r = spawn_capture(argv, cap, SSHD_TIMEOUT_MS, ret);
+        if (r < 0)
+                return reason(ret_reason, r, "cannot run %s", SSHD_BINARY);
+        if (ret->exit_status == 0)
+                return 0;
+        if (ret_reason && asprintf(ret_reason, "%s: %s", what, first_line(*ret->err ? ret->err : ret->out)) < 0)
+                *ret_reason = NULL;
+        spawn_result_done(ret);
+        return -EBADMSG;
 }
 
-int sshd_config_check(void) {
+int sshd_config_check(char **ret_reason) {
         char *argv[] = { (char *) SSHD_BINARY, (char *) "-t", (char *) "-f", (char *) SSHD_CONFIG, NULL };
-        _cleanup_free_ char *out = NULL, *err = NULL;
-        int status;
+        SpawnResult res = {};
+        int r;
 
         if (access(SSHD_BINARY, X_OK) < 0)
                 return -ENOENT;
-        ensure_privsep_dir();
-        status = run_captured(argv, 4096, &out, &err);
-        if (status < 0)
-                return log_error_errno(status, "Cannot run %s -t: %m", SSHD_BINARY);
-        if (exited_ok(status))
-                return 0;
-        log_event(LOG_ERR, MID_SSHD_CONFIG_BAD, NULL, "sshd configuration check failed: %s", first_line(*err ? err : out));
-        return -EBADMSG;
+        r = run_sshd(argv, SSHD_CHECK_OUTPUT_MAX, "sshd configuration check failed", &res, ret_reason);
+        spawn_result_done(&res);
+        return r;
 }
 
 /* The value sshd -T prints for a keyword (lower case), or NULL. Points into text (modified). */
@@ -351,42 +272,31 @@ static const char *dump_value(char *text, const char *keyword) {
         return NULL;
 }
 
-static int reason(char **ret_reason, int r, const char *fmt, const char *arg) {
-        if (ret_reason && asprintf(ret_reason, fmt, arg) < 0)
-                *ret_reason = NULL;
-        return r;
-}
-
 int sshd_check_entraid(const char *user, char **ret_reason) {
-        _cleanup_free_ char *spec = NULL, *out = NULL, *err = NULL;
-        int status;
+        _cleanup_free_ char *spec = NULL;
+        SpawnResult res = {};
+        int r;
 
         if (access(SSHD_BINARY, X_OK) < 0)
                 return reason(ret_reason, -ENOENT, "%s is missing: cannot check the setting", SSHD_BINARY);
-        ensure_privsep_dir();
 
         char *test[] = { (char *) SSHD_BINARY, (char *) "-t", (char *) "-f", (char *) SSHD_CONFIG, NULL };
-        status = run_captured(test, 4096, &out, &err);
-        if (status < 0)
-                return reason(ret_reason, status, "cannot run %s", SSHD_BINARY);
-        if (!exited_ok(status))
-                return reason(ret_reason, -EBADMSG, "sshd -t refuses the configuration: %s", first_line(*err ? err : out));
-        free(out);
-        free(err);
-        out = err = NULL;
+        r = run_sshd(test, SSHD_CHECK_OUTPUT_MAX, "sshd -t refuses the configuration", &res, ret_reason);
+        spawn_result_done(&res);
+        if (r < 0)
+                return r;
 
         /* Every connection attribute a Match line can test is given (user, host, addr, laddr, lport), so that
          * sshd evaluates the image's Match blocks instead of refusing the test specification. */
         if (asprintf(&spec, "user=%s,host=localhost,addr=127.0.0.1,laddr=127.0.0.1,lport=22", user) < 0)
                 return -ENOMEM;
         char *dump[] = { (char *) SSHD_BINARY, (char *) "-T", (char *) "-f", (char *) SSHD_CONFIG, (char *) "-C", spec, NULL };
-        status = run_captured(dump, 256 * 1024, &out, &err);
-        if (status < 0)
-                return reason(ret_reason, status, "cannot run %s", SSHD_BINARY);
-        if (!exited_ok(status))
-                return reason(ret_reason, -EBADMSG, "sshd -T fails: %s", first_line(*err ? err : out));
-        const char *v = dump_value(out, "pubkeyauthentication");
+        r = run_sshd(dump, SSHD_DUMP_OUTPUT_MAX, "sshd -T fails", &res, ret_reason);
+        if (r < 0)
+                return r;
+        const char *v = dump_value(res.out, "pubkeyauthentication");
         if (!v || !streq(v, "no"))
-                return reason(ret_reason, -EBADMSG, "sshd -T says pubkeyauthentication %s", v ?: "(nothing)");
-        return 0;
+                r = reason(ret_reason, -EBADMSG, "sshd -T says pubkeyauthentication %s", v ?: "(nothing)");
+        spawn_result_done(&res);
+        return r;
 }

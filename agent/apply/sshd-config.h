@@ -91,8 +91,10 @@ int sshd_config_verify(int root_fd, bool entraid, const char **ret_what);
 
 /* --- sshd itself, on the live node --- */
 
-/* `sshd -t`. 0 ok, -EBADMSG the check failed (logged with sshd's message), -ENOENT no sshd binary. */
-int sshd_config_check(void);
+/* `sshd -t`. 0 ok, -EBADMSG the check failed, -ENOENT no sshd binary, other negative errno when sshd could
+ * not be run. Does not log; *ret_reason (may be NULL) gets "sshd configuration check failed: <sshd's first
+ * line>" (or why it could not run), to be freed by the caller. */
+int sshd_config_check(char **ret_reason);
 
 /* EntraId's effectiveness check: `sshd -t`, then `sshd -T -C user=<user>,host=localhost,addr=127.0.0.1,
  * laddr=127.0.0.1,lport=22` must print `pubkeyauthentication no`. 0 effective; -EBADMSG not (or sshd

@@ -16,6 +16,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,12 +25,12 @@
 
 #include "apply/units.h"
 #include "fs-util.h"
-#include "log.h"
 #include "macro.h"
 #include "spawn-util.h"
 
 #define CONFIG_DIR "etc/systemd/system"
 #define SYSTEMCTL_TIMEOUT_MS 30000
+#define SYSTEMCTL_OUTPUT_MAX 16384
 #define ALIAS_HOPS_MAX 8
 
 /* systemd's search path for the system scope, in order (Debian: /lib before /usr/lib). */
@@ -53,19 +54,19 @@ static OfflineBackend *offline(UnitBackend *b) {
         return (OfflineBackend *) b;
 }
 
-static int fail(OfflineBackend *b, int error, const char *fmt, const char *a, const char *c) {
-        snprintf(b->base.error, sizeof b->base.error, fmt, a, c);
+/* Says why in b->base.error and returns -error. */
+_printf_(3, 4) static int fail(OfflineBackend *b, int error, const char *fmt, ...) {
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(b->base.error, sizeof b->base.error, fmt, ap);
+        va_end(ap);
         return -abs(error);
 }
 
 static void closedirp(DIR **d) {
         if (*d)
                 closedir(*d);
-}
-
-static bool ends_with(const char *s, const char *suffix) {
-        size_t a = strlen(s), n = strlen(suffix);
-        return a >= n && streq(s + a - n, suffix);
 }
 
 /* A plain unit name: what systemctl would take as a name, never as an option or a path. */
@@ -79,7 +80,7 @@ static bool unit_name_ok(const char *name) {
                 if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:-_.\\@", *p))
                         return false;
         for (size_t i = 0; i < ELEMENTSOF(suffixes); i++)
-                suffix = suffix || (ends_with(name, suffixes[i]) && strlen(name) > strlen(suffixes[i]));
+                suffix = suffix || (endswith(name, suffixes[i]) && strlen(name) > strlen(suffixes[i]));
         return suffix;
 }
 
@@ -110,40 +111,65 @@ static int tree_guard(OfflineBackend *b) {
 
         _cleanup_(closedirp) DIR *d = fdopendir(fd);
         if (!d)
-                return fail(b, errno, "cannot read %s%s", CONFIG_DIR, "");
+                return fail(b, errno, "cannot read %s", CONFIG_DIR);
         fd = -1; /* owned by d now */
         for (struct dirent *de; (de = readdir(d));)
                 if (de->d_type == DT_LNK &&
-                    (ends_with(de->d_name, ".wants") || ends_with(de->d_name, ".requires") || ends_with(de->d_name, ".upholds")))
-                        return fail(b, ELOOP, CONFIG_DIR "/%s is a symlink: refusing to run systemctl%s", de->d_name, "");
+                    (endswith(de->d_name, ".wants") || endswith(de->d_name, ".requires") || endswith(de->d_name, ".upholds")))
+                        return fail(b, ELOOP, CONFIG_DIR "/%s is a symlink: refusing to run systemctl", de->d_name);
         return 0;
+}
+
+/* The first unit directory along the search path with an entry named `name`: its fd (O_PATH), the index in
+ * unit_dirs and the entry's lstat. -ENOENT when no directory has one. */
+static int find_entry(OfflineBackend *b, const char *name, size_t *ret_index, struct stat *ret_st) {
+        for (size_t i = 0; i < ELEMENTSOF(unit_dirs); i++) {
+                int dfd = open_in_root(b->root_fd, unit_dirs[i], O_PATH | O_DIRECTORY, 0);
+
+                if (dfd < 0)
+                        continue;
+                if (fstatat(dfd, name, ret_st, AT_SYMLINK_NOFOLLOW) == 0) {
+                        *ret_index = i;
+                        return dfd;
+                }
+                close(dfd);
+        }
+        return -ENOENT;
 }
 
 /* The first entry named UNIT along the search path is a FIFO, device, socket or directory (or a link to
  * one inside the root): broken, and systemctl is not asked (it would block reading a FIFO). */
 static int name_guard(OfflineBackend *b, const char *unit) {
-        for (size_t i = 0; i < ELEMENTSOF(unit_dirs); i++) {
-                _cleanup_close_ int dfd = open_in_root(b->root_fd, unit_dirs[i], O_PATH | O_DIRECTORY, 0);
-                _cleanup_close_ int fd = -1;
-                struct stat st;
+        struct stat st;
+        size_t i;
+        _cleanup_close_ int dfd = find_entry(b, unit, &i, &st);
 
-                if (dfd < 0 || fstatat(dfd, unit, &st, AT_SYMLINK_NOFOLLOW) < 0)
-                        continue;
-                if (S_ISLNK(st.st_mode)) {
-                        _cleanup_free_ char *p = NULL;
-                        if (asprintf(&p, "%s/%s", unit_dirs[i], unit) < 0)
-                                return -ENOMEM;
-                        fd = open_in_root(b->root_fd, p, O_PATH, 0);
-                        if (fd < 0 || fstat(fd, &st) < 0)
-                                return 0; /* dangling or looping: systemctl says which */
-                }
-                if (S_ISDIR(st.st_mode))
-                        return fail(b, EISDIR, "/%s/%s is a directory, not a unit file", unit_dirs[i], unit);
-                if (!S_ISREG(st.st_mode) && !S_ISCHR(st.st_mode)) /* a character device: a mask (/dev/null) */
-                        return fail(b, EBADFD, "/%s/%s is not a regular file (a FIFO, socket or device)", unit_dirs[i], unit);
+        if (dfd < 0)
                 return 0;
+        if (S_ISLNK(st.st_mode)) {
+                _cleanup_free_ char *p = NULL;
+                if (asprintf(&p, "%s/%s", unit_dirs[i], unit) < 0)
+                        return -ENOMEM;
+                _cleanup_close_ int fd = open_in_root(b->root_fd, p, O_PATH, 0);
+                if (fd < 0 || fstat(fd, &st) < 0)
+                        return 0; /* dangling or looping: systemctl says which */
         }
+        if (S_ISDIR(st.st_mode))
+                return fail(b, EISDIR, "/%s/%s is a directory, not a unit file", unit_dirs[i], unit);
+        if (!S_ISREG(st.st_mode) && !S_ISCHR(st.st_mode)) /* a character device: a mask (/dev/null) */
+                return fail(b, EBADFD, "/%s/%s is not a regular file (a FIFO, socket or device)", unit_dirs[i], unit);
         return 0;
+}
+
+/* What every call that runs systemctl checks first: the name, the tree, the entry. */
+static int guards(OfflineBackend *b, const char *unit) {
+        int r;
+
+        b->base.error[0] = '\0';
+        if (!unit_name_ok(unit))
+                return fail(b, EINVAL, "\"%s\" is not a valid unit name", unit);
+        r = tree_guard(b);
+        return r < 0 ? r : name_guard(b, unit);
 }
 
 /* The errno whose text ends systemctl's message ("Failed to ...: Link has been severed"), else EIO. */
@@ -185,11 +211,9 @@ static int run_systemctl(OfflineBackend *b, const char *verb, bool force, const 
                 argv[n++] = (char *) "--force";
         argv[n++] = (char *) "--"; /* the unit is a name, never an option */
         argv[n++] = (char *) unit;
-        char *envp[] = { (char *) "PATH=/usr/sbin:/usr/bin:/sbin:/bin", (char *) "LC_ALL=C", (char *) "SYSTEMD_COLORS=0",
-                         (char *) "SYSTEMD_PAGER=", NULL };
         int r;
 
-        r = spawn_capture(argv, envp, SYSTEMCTL_TIMEOUT_MS, ret);
+        r = spawn_capture(argv, SYSTEMCTL_OUTPUT_MAX, SYSTEMCTL_TIMEOUT_MS, ret);
         if (r < 0)
                 return fail(b, r, "cannot run %s: %s", b->systemctl, strerror(-r));
         if (ret->timed_out) {
@@ -205,13 +229,7 @@ static int offline_get_file_state(UnitBackend *backend, const char *unit, char *
         char word[64] = "";
         int r;
 
-        b->base.error[0] = '\0';
-        if (!unit_name_ok(unit))
-                return fail(b, EINVAL, "\"%s\" is not a valid unit name%s", unit, "");
-        r = tree_guard(b);
-        if (r < 0)
-                return r;
-        r = name_guard(b, unit);
+        r = guards(b, unit);
         if (r < 0)
                 return r;
         r = run_systemctl(b, "is-enabled", false, unit, &res);
@@ -237,13 +255,7 @@ static int offline_change(UnitBackend *backend, const char *verb, const char *un
         SpawnResult res = {};
         int r;
 
-        b->base.error[0] = '\0';
-        if (!unit_name_ok(unit))
-                return fail(b, EINVAL, "\"%s\" is not a valid unit name%s", unit, "");
-        r = tree_guard(b);
-        if (r < 0)
-                return r;
-        r = name_guard(b, unit);
+        r = guards(b, unit);
         if (r < 0)
                 return r;
         r = run_systemctl(b, verb, streq(verb, "mask"), unit, &res);
@@ -286,38 +298,28 @@ static int offline_resolve_name(UnitBackend *backend, const char *unit, char **r
         if (!unit_name_ok(unit))
                 return -EINVAL;
         for (int hop = 0; hop < ALIAS_HOPS_MAX; hop++) {
-                _cleanup_free_ char *target = NULL;
-                bool found = false;
+                struct stat st;
+                size_t i;
+                char buf[4096];
+                _cleanup_close_ int dfd = find_entry(b, name, &i, &st);
 
-                for (size_t i = 0; i < ELEMENTSOF(unit_dirs) && !found; i++) {
-                        _cleanup_close_ int dfd = open_in_root(b->root_fd, unit_dirs[i], O_PATH | O_DIRECTORY, 0);
-                        char buf[4096];
-                        struct stat st;
-                        ssize_t n;
-
-                        if (dfd < 0 || fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-                                continue;
-                        found = true;
-                        if (!S_ISLNK(st.st_mode))
-                                break;
-                        n = readlinkat(dfd, name, buf, sizeof buf - 1);
-                        if (n < 0)
-                                return -errno;
-                        buf[n] = '\0';
-                        const char *base = strrchr(buf, '/') ? strrchr(buf, '/') + 1 : buf;
-                        const char *dot = strrchr(name, '.');
-                        if (!streq(buf, "/dev/null") && !streq(base, name) && unit_name_ok(base) && dot && ends_with(base, dot)) {
-                                target = strdup(base);
-                                if (!target)
-                                        return -ENOMEM;
-                        }
-                }
-                if (!found)
+                if (dfd < 0)
                         return hop == 0 ? -ENOENT : (*ret_name = TAKE_PTR(name), 0);
-                if (!target)
+                if (!S_ISLNK(st.st_mode))
                         break;
+                ssize_t n = readlinkat(dfd, name, buf, sizeof buf - 1);
+                if (n < 0)
+                        return -errno;
+                buf[n] = '\0';
+                const char *base = strrchr(buf, '/') ? strrchr(buf, '/') + 1 : buf;
+                const char *dot = strrchr(name, '.');
+                if (streq(buf, "/dev/null") || streq(base, name) || !unit_name_ok(base) || !dot || !endswith(base, dot))
+                        break; /* a mask, or a link that is no alias: this name is the unit's */
+                char *target = strdup(base);
+                if (!target)
+                        return -ENOMEM;
                 free(name);
-                name = TAKE_PTR(target);
+                name = target;
         }
         *ret_name = TAKE_PTR(name);
         return 0;

@@ -93,6 +93,16 @@ static void fail(Run *r, int code, const char *result) {
         r->exit = exit_code_worse(r->exit, code);
 }
 
+/* The exit code of a home.c result: its documented outcomes, else what the errno says. */
+static int home_exit_code(int e) {
+        switch (e) {
+        case HOME_E_NO_USER: case HOME_E_NOT_FOUND: case HOME_E_ROOT: return EX_NOUSER;
+        case HOME_E_UNSAFE: return EX_NOPERM;
+        case HOME_E_IMMUTABLE: return EX_CANTCREAT;
+        default: return exit_code_from_errno(e);
+        }
+}
+
 /* The key part's preparation: user, home, paths, the merged file. Blocks only the key part on failure. */
 static void prepare_keys(Run *r) {
         _cleanup_strv_free_ char **lines = NULL;
@@ -100,10 +110,10 @@ static void prepare_keys(Run *r) {
         int e;
 
         e = admin_user_lookup(r->node.root_fd, r->policy.admin_user, &r->user);
-        if (e < 0) {
-                log_event_errno(LOG_ERR, e, MID_USER_MISSING, NULL, "Admin user %s not found in the passwd database%s%s: %s",
+        if (e != 0) {
+                log_event_errno(LOG_ERR, e < 0 ? e : 0, MID_USER_MISSING, NULL, "Admin user %s not found in the passwd database%s%s: %s",
                                 r->policy.admin_user, r->o->root ? " of " : "", r->o->root ?: "",
-                                e == -ENOENT ? "no such user" : strerror(-e));
+                                *r->user.error ? r->user.error : e == HOME_E_NO_USER ? "no such user" : strerror(-e));
                 fail(r, EX_NOUSER, "admin-user-missing");
                 return;
         }
@@ -118,10 +128,9 @@ static void prepare_keys(Run *r) {
         r->have_user = true;
 
         e = home_open(r->node.root_fd, &r->user, &r->home_fd);
-        if (e < 0) {
-                log_event_errno(LOG_ERR, e, MID_UNSAFE_PATH, NULL, "Not touching the keys of %s: home directory %s unusable.",
-                                r->user.name, r->user.home);
-                fail(r, e == -ENOENT ? EX_NOUSER : exit_code_from_errno(e), e == -ENOENT ? "home-missing" : "unsafe-path");
+        if (e != 0) {
+                log_event_errno(LOG_ERR, e < 0 ? e : 0, MID_UNSAFE_PATH, NULL, "Not touching the keys of %s: %s.", r->user.name, r->user.error);
+                fail(r, home_exit_code(e), e == HOME_E_NOT_FOUND ? "home-missing" : "unsafe-path");
                 return;
         }
 
@@ -143,19 +152,19 @@ static void prepare_keys(Run *r) {
         }
 
         e = ssh_dir_open(r->home_fd, &r->user, false, &r->ssh_fd);
-        if (e == -ENOENT) {
+        if (e == HOME_E_NOT_FOUND) {
                 r->ssh_fd = -1;
-        } else if (e < 0) {
-                log_event_errno(LOG_ERR, e, MID_UNSAFE_PATH, NULL, "Not touching the keys of %s.", r->user.name);
-                fail(r, exit_code_from_errno(e), "unsafe-path");
+        } else if (e != 0) {
+                log_event_errno(LOG_ERR, e < 0 ? e : 0, MID_UNSAFE_PATH, NULL, "Not touching the keys of %s: %s.", r->user.name, r->user.error);
+                fail(r, home_exit_code(e), "unsafe-path");
                 return;
         } else {
                 e = authorized_keys_read(r->ssh_fd, &r->user, &r->ak_old, &r->ak_old_len);
-                if (e == -ENOENT)
+                if (e == HOME_E_NOT_FOUND)
                         r->ak_exists = false;
-                else if (e < 0) {
-                        log_event_errno(LOG_ERR, e, MID_UNSAFE_PATH, NULL, "Not touching the keys of %s.", r->user.name);
-                        fail(r, exit_code_from_errno(e), e == -EPERM ? "unsafe-path" : "io-error");
+                else if (e != 0) {
+                        log_event_errno(LOG_ERR, e < 0 ? e : 0, MID_UNSAFE_PATH, NULL, "Not touching the keys of %s: %s.", r->user.name, r->user.error);
+                        fail(r, home_exit_code(e), e == HOME_E_UNSAFE ? "unsafe-path" : "io-error");
                         return;
                 } else
                         r->ak_exists = true;
@@ -184,29 +193,31 @@ static void prepare_keys(Run *r) {
 
 /* The admin changed: the previous admin's managed block goes, every other byte of their file stays. */
 static int remove_previous_admin_keys(Run *r) {
-        int e = authorized_keys_remove_managed(r->node.root_fd, r->prev.user);
+        _cleanup_(admin_user_done) AdminUser prev = {};
         _cleanup_free_ char *who = text_escape(r->prev.user); /* from state.json: printed escaped */
+        bool removed = false;
+        int e = authorized_keys_remove_managed(r->node.root_fd, r->prev.user, &prev, &removed);
 
-        if (e == -ENOENT) {
+        if (e == HOME_E_NO_USER) {
                 log_warning("Previous admin user %s no longer exists; no managed keys of theirs to remove.", who ?: "?");
                 e = 0;
         }
-        if (e < 0) {
-                log_event_errno(LOG_ERR, e, MID_UNSAFE_PATH, NULL, "Cannot remove the managed keys of the previous admin user %s: %s",
-                                who ?: "?", e == -EBADMSG ? "the managed block is damaged" : e == -EPERM ? "unsafe path" : strerror(-e));
-                fail(r, e == -EBADMSG ? EX_DATAERR : exit_code_from_errno(e), e == -EBADMSG ? "authorized-keys-damaged" : "previous-admin-keys");
-                r->prev_admin = -1;
-                r->key_part = false; /* the state keeps naming the previous admin, so the next run tries again */
-                return e;
-        }
-        if (e == 2) {
+        if (e == HOME_E_ROOT) {
                 log_warning("Previous admin user %s has uid 0; its authorized_keys is never touched.", who ?: "?");
                 e = 0;
         }
-        if (e > 0)
+        if (e != 0) {
+                log_event_errno(LOG_ERR, e < 0 ? e : 0, MID_UNSAFE_PATH, NULL, "Cannot remove the managed keys of the previous admin user %s: %s",
+                                who ?: "?", e == -EBADMSG ? "the managed block is damaged" : *prev.error ? prev.error : strerror(-e));
+                fail(r, e == -EBADMSG ? EX_DATAERR : home_exit_code(e), e == -EBADMSG ? "authorized-keys-damaged" : "previous-admin-keys");
+                r->prev_admin = -1;
+                r->key_part = false; /* the state keeps naming the previous admin, so the next run tries again */
+                return -1;
+        }
+        if (removed)
                 log_event(LOG_INFO, MID_KEYS_WRITTEN, NULL, "Removed the managed keys of the previous admin user %s.", who ?: "?");
         r->prev_admin = 1;
-        return e;
+        return removed;
 }
 
 static int write_keys(Run *r) {
@@ -225,19 +236,16 @@ static int write_keys(Run *r) {
                 e = ssh_dir_open(r->home_fd, &r->user, true, &r->ssh_fd);
         else
                 e = ssh_dir_tighten(r->ssh_fd, &r->user, true);
-        if (e < 0) {
-                /* ENOENT: .ssh vanished between creating and opening it (a race in the home): the user
-                 * exists, the directory could not be made, 73 — not "no such user" (67). */
-                fail(r, e == -EPERM ? EX_NOPERM : e == -EACCES || e == -EROFS || e == -ENOENT ? EX_CANTCREAT : exit_code_from_errno(e),
-                     e == -EPERM ? "unsafe-path" : "cannot-create");
-                return e;
+        if (e != 0) {
+                log_event_errno(LOG_ERR, e < 0 ? e : 0, MID_UNSAFE_PATH, NULL, "Not writing the keys of %s: %s.", r->user.name, r->user.error);
+                fail(r, home_exit_code(e), e == HOME_E_UNSAFE ? "unsafe-path" : "cannot-create");
+                return -1;
         }
         e = authorized_keys_write(r->ssh_fd, &r->user, r->ak_new, r->ak_new_len);
-        if (e < 0) {
-                /* The paths were checked already: EPERM here is an immutable/append-only file or directory
-                 * (or an LSM), i.e. "cannot create" (73), not an unsafe path (77). */
-                fail(r, e == -EPERM ? EX_CANTCREAT : exit_code_from_errno(e), e == -EPERM ? "cannot-create" : "io-error");
-                return e;
+        if (e != 0) {
+                log_event_errno(LOG_ERR, e < 0 ? e : 0, MID_UNSAFE_PATH, NULL, "Not writing the keys of %s: %s.", r->user.name, r->user.error);
+                fail(r, home_exit_code(e), e == HOME_E_IMMUTABLE ? "cannot-create" : "io-error");
+                return -1;
         }
         char count[32];
         snprintf(count, sizeof count, "KEY_COUNT=%zu", r->mode == MODE_LOCALUSER ? r->policy.n_keys : 0);
@@ -686,10 +694,14 @@ static void apply_mode(Run *r) {
                 changed |= write_keys(r) > 0;
                 changed |= remove_sshd_block(r);
                 bool config_ok = true;
-                if (!r->o->root && r->plan.n > 0 && sshd_config_check() == -EBADMSG) {
+                _cleanup_free_ char *why = NULL;
+                int c = !r->o->root && r->plan.n > 0 ? sshd_config_check(&why) : 0;
+                if (c == -EBADMSG) {
+                        log_event(LOG_ERR, MID_SSHD_CONFIG_BAD, NULL, "%s", why ?: "sshd configuration check failed");
                         fail(r, EX_CONFIG, "sshd-config-invalid");
                         config_ok = false;
-                }
+                } else if (c < 0 && c != -ENOENT)
+                        log_error_errno(c, "Cannot run %s -t: %m", SSHD_BINARY);
                 if (!config_ok) {
                         /* Unmask and enable, but do not start an sshd whose configuration is broken. */
                         size_t k = 0;

@@ -234,8 +234,8 @@ int cmd_status(const Options *o) {
                 log_warning_errno(r, "State file %s/%s is unreadable: %m", STATE_DIR, STATE_FILE);
         if (have_state) {
                 sync = node_verify(&n, &s, &what);
-                if (s.user && admin_user_lookup(n.root_fd, s.user, &u) >= 0) {
-                        have_block = node_read_block(&n, &u, &block) >= 0;
+                if (s.user && admin_user_lookup(n.root_fd, s.user, &u) == 0) {
+                        have_block = node_read_block(&n, &u, &block) == 0;
                         if (u.real_home && asprintf(&ak_path, "%s/.ssh/authorized_keys", u.real_home) < 0)
                                 ak_path = NULL;
                 }
@@ -383,10 +383,10 @@ int cmd_show_imds(const Options *o) {
                 return r == -ENOMEM ? EX_SOFTWARE : EX_DATAERR;
         }
         r = admin_user_lookup(n.root_fd, p.admin_user, &u);
-        if (r >= 0) {
+        if (r == 0) {
                 int home_fd = -1;
                 user_ok = true;
-                if (home_open(n.root_fd, &u, &home_fd) >= 0)
+                if (home_open(n.root_fd, &u, &home_fd) == 0)
                         close(home_fd);
                 (void) policy_check_paths(&p, u.home, u.real_home);
         }

@@ -281,21 +281,21 @@ int node_read_block(const Node *n, AdminUser *u, BlockKeys *ret) {
         int r;
 
         r = home_open(n->root_fd, u, &home_fd);
-        if (r < 0)
+        if (r != 0)
                 return r;
         r = ssh_dir_open(home_fd, u, false, &ssh_fd);
-        if (r == -ENOENT) {
+        if (r == HOME_E_NOT_FOUND) {
                 *ret = b;
                 return 0;
         }
-        if (r < 0)
+        if (r != 0)
                 return r;
         r = authorized_keys_read(ssh_fd, u, &text, &len);
-        if (r == -ENOENT) {
+        if (r == HOME_E_NOT_FOUND) {
                 *ret = b;
                 return 0;
         }
-        if (r < 0)
+        if (r != 0)
                 return r;
         r = authorized_keys_block_lines(text, len, &lines, &b.found);
         if (r == -EBADMSG) {
@@ -416,12 +416,12 @@ int node_verify(Node *n, const State *s, char **ret_what) {
                 BlockKeys b = {};
 
                 r = admin_user_lookup(n->root_fd, s->user, &u);
-                if (r >= 0)
+                if (r == 0)
                         r = node_read_block(n, &u, &b);
                 admin_user_done(&u);
-                if (r == -EPERM)
+                if (r == HOME_E_UNSAFE)
                         rc = 1;
-                else if (r < 0)
+                else if (r != 0)
                         rc = 2;
                 else if (b.damage) {
                         if (asprintf(ret_what, "drift: managed block of %s damaged (%s, line %zu)", s->user, b.damage, b.damage_line) < 0)
@@ -433,7 +433,7 @@ int node_verify(Node *n, const State *s, char **ret_what) {
                         rc = m < 0 ? 2 : m == 0 ? 1 : 0;
                 }
                 if (rc && asprintf(ret_what, "%s: managed keys of %s %s", rc == 1 ? "drift" : "unknown", s->user,
-                                   r == -EPERM ? "are behind an unsafe path" : r < 0 ? "cannot be read" : "differ from the last apply") < 0)
+                                   r == HOME_E_UNSAFE ? "are behind an unsafe path" : r != 0 ? "cannot be read" : "differ from the last apply") < 0)
                         *ret_what = NULL;
                 block_keys_done(&b);
                 if (rc)

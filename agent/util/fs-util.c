@@ -152,6 +152,43 @@ int open_in_root(int root_fd, const char *path, int flags, mode_t mode) {
         return fd < 0 ? -errno : fd;
 }
 
+/* The path the kernel has for fd (via /proc/self/fd), or NULL with errno set. */
+static char *fd_path(int fd) {
+        char proc[64], buf[4096];
+        ssize_t n;
+
+        snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+        n = readlink(proc, buf, sizeof buf - 1);
+        if (n < 0)
+                return NULL;
+        buf[n] = '\0';
+        return strdup(buf);
+}
+
+int open_in_root_realpath(int root_fd, const char *path, int flags, char **ret_path) {
+        _cleanup_close_ int fd = open_in_root(root_fd, path, flags, 0);
+        _cleanup_free_ char *p = NULL, *r = NULL;
+        size_t n = 0;
+
+        if (fd < 0)
+                return fd;
+        p = fd_path(fd);
+        if (!p)
+                return -errno ?: -EIO;
+        if (root_fd != AT_FDCWD) {
+                r = fd_path(root_fd);
+                if (!r)
+                        return -errno ?: -EIO;
+                n = streq(r, "/") ? 0 : strlen(r);
+                if (strncmp(p, r, n) != 0 || (p[n] != '/' && p[n] != '\0'))
+                        return -EXDEV; /* moved out of the root meanwhile */
+        }
+        *ret_path = strdup(p[n] ? p + n : "/");
+        if (!*ret_path)
+                return -ENOMEM;
+        return TAKE_FD(fd);
+}
+
 int mkdir_open_in_root(int root_fd, const char *path, mode_t mode) {
         _cleanup_free_ char *parent = strdup(path);
         _cleanup_close_ int pfd = -1;
@@ -189,12 +226,9 @@ static int read_loop(int fd, size_t max, size_t hint, char **ret, size_t *ret_si
                 if (size == alloc) {
                         if (alloc > max)
                                 return -EFBIG;
-                        size_t na = alloc * 2;
-                        char *nb = realloc(buf, na + 1);
-                        if (!nb)
+                        if (!GREEDY_REALLOC(buf, alloc * 2 + 1))
                                 return -ENOMEM;
-                        buf = nb;
-                        alloc = na;
+                        alloc *= 2;
                 }
                 n = read(fd, buf + size, alloc - size);
                 if (n < 0) {
@@ -323,17 +357,6 @@ int remove_stale_temp_files(int dir_fd, const char *name) {
         return n;
 }
 
-char *fd_path(int fd) {
-        char proc[64], buf[4096];
-        ssize_t n;
-
-        snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
-        n = readlink(proc, buf, sizeof buf - 1);
-        if (n < 0)
-                return NULL;
-        buf[n] = '\0';
-        return strdup(buf);
-}
 
 bool is_enabled_state(const char *s) {
         return s && (streq(s, "enabled") || streq(s, "enabled-runtime") || streq(s, "linked") ||

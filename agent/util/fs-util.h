@@ -12,6 +12,10 @@ int open_in_root(int root_fd, const char *path, int flags, mode_t mode);
 /* The same without openat2 (used when the kernel, valgrind or a seccomp filter refuses it). */
 int open_in_root_by_hand(int root_fd, const char *path, int flags, mode_t mode);
 
+/* open_in_root() that also gives the real path of what it opened as seen from the root ("/home/a" for
+ * <root>/home/a): realpath(3) inside the root, as sshd resolves a home. -EXDEV if it is no longer inside. */
+int open_in_root_realpath(int root_fd, const char *path, int flags, char **ret_path);
+
 /* Creates directory `path` (one level) inside the root if missing, then opens it. */
 int mkdir_open_in_root(int root_fd, const char *path, mode_t mode);
 
@@ -32,8 +36,5 @@ int write_file_atomic(int dir_fd, const char *name, const void *data, size_t len
 
 /* Removes temp files of write_file_atomic() for `name` left behind by a killed run. Returns how many. */
 int remove_stale_temp_files(int dir_fd, const char *name);
-
-/* Renders the fd's path for messages (via /proc/self/fd). */
-char *fd_path(int fd);
 
 bool is_enabled_state(const char *file_state);

@@ -21,9 +21,11 @@ static long elapsed_ms(const struct timespec *start) {
         return (now.tv_sec - start->tv_sec) * 1000 + (now.tv_nsec - start->tv_nsec) / 1000000;
 }
 
-int spawn_capture(char *const argv[], char *const envp[], unsigned timeout_ms, SpawnResult *ret) {
+int spawn_capture(char *const argv[], size_t cap, unsigned timeout_ms, SpawnResult *ret) {
+        static char *const envp[] = { (char *) "PATH=/usr/sbin:/usr/bin:/sbin:/bin", (char *) "LC_ALL=C",
+                                      (char *) "SYSTEMD_COLORS=0", (char *) "SYSTEMD_PAGER=", NULL };
         int outp[2] = { -1, -1 }, errp[2] = { -1, -1 }, status = 0, r;
-        char *buf[2] = { calloc(1, SPAWN_OUTPUT_MAX + 1), calloc(1, SPAWN_OUTPUT_MAX + 1) };
+        char *buf[2] = { calloc(1, cap + 1), calloc(1, cap + 1) };
         size_t len[2] = {};
         struct timespec start;
         bool timed_out = false;
@@ -54,12 +56,9 @@ int spawn_capture(char *const argv[], char *const envp[], unsigned timeout_ms, S
                 execve(argv[0], argv, envp);
                 _exit(127);
         }
-        r = 0;
         close(outp[1]);
         close(errp[1]);
         outp[1] = errp[1] = -1;
-        if (r < 0)
-                goto fail;
 
         /* Read both pipes to their end, bounded in time: a helper that hangs must not hold the agent. */
         clock_gettime(CLOCK_MONOTONIC, &start);
@@ -80,9 +79,9 @@ int spawn_capture(char *const argv[], char *const envp[], unsigned timeout_ms, S
                         if (p[i].fd < 0 || !(p[i].revents & (POLLIN | POLLHUP | POLLERR)))
                                 continue;
                         char scratch[4096];
-                        bool room = len[i] < SPAWN_OUTPUT_MAX;
-                        ssize_t n = read(p[i].fd, room ? buf[i] + len[i] : scratch,
-                                         room ? SPAWN_OUTPUT_MAX - len[i] : sizeof scratch);
+                        /* Past the cap, keep draining so that the child never blocks on a full pipe. */
+                        bool room = len[i] < cap;
+                        ssize_t n = read(p[i].fd, room ? buf[i] + len[i] : scratch, room ? cap - len[i] : sizeof scratch);
                         if (n > 0 && room)
                                 len[i] += (size_t) n;
                         if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) {

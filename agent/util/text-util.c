@@ -90,3 +90,8 @@ char *text_escape(const char *s) {
         out[o] = '\0';
         return out;
 }
+
+size_t line_length(const char *text, size_t len, size_t pos) {
+        const char *nl = memchr(text + pos, '\n', len - pos);
+        return nl ? (size_t) (nl - (text + pos)) + 1 : len - pos;
+}

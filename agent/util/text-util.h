@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
-/* Text that reaches people (terminals) and JSON readers: strict UTF-8 checks and escaping. Pure. */
+/* Text that reaches people (terminals) and JSON readers: strict UTF-8 checks and escaping; and the line
+ * walk that the line-based files (authorized_keys, sshd_config) share. Pure. */
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -17,3 +18,6 @@ bool text_is_clean(const char *s, size_t len, bool allow_tab);
  * (so a terminal never sees an escape sequence and JSON stays valid UTF-8); everything else is kept.
  * NULL in, NULL out; NULL on ENOMEM. */
 char *text_escape(const char *s);
+
+/* The length of the line that starts at pos in text[0..len), its '\n' included (up to len without one). */
+size_t line_length(const char *text, size_t len, size_t pos);

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* fs-util: resolution inside a root (openat2 and by hand must agree and never escape), atomic writes. */
+#include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,6 +92,24 @@ int main(void) {
         /* with O_DIRECTORY the kernel says ENOTDIR for a symlink: both ways alike */
         CHECK_INTEQ(open_in_root(root, "a/abs", O_RDONLY | O_NOFOLLOW | O_DIRECTORY, 0), -ENOTDIR, "dir symlink with O_NOFOLLOW");
         CHECK_INTEQ(open_in_root_by_hand(root, "a/abs", O_RDONLY | O_NOFOLLOW | O_DIRECTORY, 0), -ENOTDIR, "dir symlink with O_NOFOLLOW (by hand)");
+
+        /* The real path inside the root, as sshd's realpath of a home would be (symlinks resolved in it). */
+        static const struct {
+                const char *path, *want;
+        } reals[] = {
+                { "a/abs", "/etc" }, { "a/b/rel/", "/etc" }, { "/a/b/..", "/a" }, { "../..", "/" }, { "/", "/" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(reals); i++) {
+                _cleanup_free_ char *real = NULL;
+                int rfd = open_in_root_realpath(root, reals[i].path, O_PATH | O_DIRECTORY, &real);
+                CHECK(rfd >= 0, reals[i].path);
+                CHECK_STREQ(real, reals[i].want, reals[i].path);
+                if (rfd >= 0)
+                        close(rfd);
+        }
+        _cleanup_free_ char *none = NULL;
+        CHECK_INTEQ(open_in_root_realpath(root, "dangling", O_PATH, &none), -ENOENT, "a dangling link has no real path");
+        CHECK(!none, "nothing returned on failure");
 
         /* O_CREAT through an absolute link lands inside the root. */
         int fd = open_in_root_by_hand(root, "a/abs/new", O_WRONLY | O_CREAT | O_EXCL, 0600);

@@ -108,9 +108,9 @@ int main(void) {
 
         /* sshd -t alone (before starting sshd in LocalUser) */
         write_config("NoSuchOption yes\n", "", "");
-        CHECK_INTEQ(sshd_config_check(), -EBADMSG, "sshd -t refuses an unknown keyword");
+        CHECK_INTEQ(sshd_config_check(NULL), -EBADMSG, "sshd -t refuses an unknown keyword");
         write_config(debian_stock, "", "");
-        CHECK_INTEQ(sshd_config_check(), 0, "sshd -t accepts Debian's stock file");
+        CHECK_INTEQ(sshd_config_check(NULL), 0, "sshd -t accepts Debian's stock file");
 
         free(debian_stock);
         return unit_finish();

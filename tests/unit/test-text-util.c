@@ -45,5 +45,19 @@ int main(void) {
         check_escape("a\xff\xc3", "a\\xff\\xc3", "invalid bytes escaped one by one");
         check_escape("\xc3\xa9\xc3", "\xc3\xa9\\xc3", "valid then truncated");
         CHECK(text_escape(NULL) == NULL, "NULL in, NULL out");
+
+        /* macro.h: endswith() and GREEDY_REALLOC(), the one suffix test and the one way to grow an array. */
+        const char *name = "ssh.socket";
+        CHECK(endswith(name, ".socket") == name + 3, "endswith points at the suffix");
+        CHECK(endswith(name, "") == name + strlen(name), "the empty suffix is at the end");
+        CHECK(!endswith(name, ".service"), "another suffix");
+        CHECK(!endswith(".socket", "x.socket"), "a suffix longer than the string must not match");
+
+        _cleanup_free_ int *a = NULL;
+        for (size_t i = 0; i < 1000; i++) {
+                CHECK(GREEDY_REALLOC(a, i + 1) == a, "grown, and the new pointer is returned");
+                a[i] = (int) i;
+        }
+        CHECK_INTEQ(a[999] + a[0], 999, "the elements survive every growth");
         return unit_finish();
 }
