@@ -233,13 +233,9 @@ int cmd_status(const Options *o) {
                 log_warning_errno(r, "State file %s/%s is unreadable: %m", STATE_DIR, STATE_FILE);
         if (have_state) {
                 sync = node_verify(&n, &s, &what);
-                if (s.user && node_observe_user(&n, s.user, &snap) >= 0 && snap.user_r == 0) {
-                        have_block = snap.home_r >= 0 && (snap.ssh_dir_r >= 0 || snap.ssh_dir_r == -ENOENT) &&
-                                     (snap.keys_r >= 0 || snap.keys_r == -ENOENT) &&
-                                     block_keys_parse(snap.keys_r == 0 ? snap.keys_text : NULL, snap.keys_len, &block) >= 0;
-                        if (snap.user.real_home && asprintf(&ak_path, "%s/.ssh/authorized_keys", snap.user.real_home) < 0)
-                                ak_path = NULL;
-                }
+                have_block = s.user && node_read_block(&n, s.user, &snap, &block) >= 0;
+                if (snap.user_r == 0 && snap.user.real_home && asprintf(&ak_path, "%s/.ssh/authorized_keys", snap.user.real_home) < 0)
+                        ak_path = NULL;
         }
         snap.prev.generator_masked = s.generator_masked;
         node_observe_units(&n, &snap);

@@ -155,14 +155,9 @@ static int verify_units(Node *n, const State *st, char **ret_what) {
 static int verify_keys(Node *n, const State *st, char **ret_what) {
         Snapshot s = { .prev.mode = MODE_INVALID, .home_fd = -1, .ssh_fd = -1, .sshd.dir_fd = -1 };
         BlockKeys b = {};
-        int r, rc;
+        int rc, r;
 
-        r = node_observe_user(n, st->user, &s);
-        if (r >= 0)
-                r = s.user_r < 0 ? s.user_r : s.home_r < 0 ? s.home_r : s.ssh_dir_r < 0 && s.ssh_dir_r != -ENOENT ? s.ssh_dir_r
-                  : s.ssh_dir_r == 0 && s.keys_r < 0 && s.keys_r != -ENOENT ? s.keys_r : 0;
-        if (r >= 0)
-                r = block_keys_parse(s.keys_r == 0 ? s.keys_text : NULL, s.keys_len, &b);
+        r = node_read_block(n, st->user, &s, &b);
         snapshot_done(&s);
         if (r >= 0 && b.damage) {
                 if (asprintf(ret_what, "drift: managed block of %s damaged (%s, line %zu)", st->user, b.damage, b.damage_line) < 0)

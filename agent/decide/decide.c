@@ -393,6 +393,15 @@ static int strdup_or_null(const char *s, char **ret) {
         return s && !*ret ? -ENOMEM : 0;
 }
 
+/* A state file key from a written key (its line formatted) or from the previous state's. */
+static int key_dup(const SshKey *k, const StateKey *sk, StateKey *ret) {
+        *ret = (StateKey) { .type = strdup(k ? k->type : sk->type), .fingerprint = strdup(k ? k->fingerprint : sk->fingerprint) };
+        if ((k ? k->comment : sk->comment) && !(ret->comment = strdup(k ? k->comment : sk->comment)))
+                return -ENOMEM;
+        ret->line = k ? sshkey_format(k) : sk->line ? strdup(sk->line) : NULL;
+        return !ret->type || !ret->fingerprint || ((k || sk->line) && !ret->line) ? -ENOMEM : 0;
+}
+
 int decide_record(const Snapshot *s, const Decision *d, const char *now, State *ret) {
         State st = { .mode = d->mode, .generator_masked = d->gen_ours, .last_exit = d->exit };
         const Policy *p = &s->policy;
@@ -405,11 +414,8 @@ int decide_record(const Snapshot *s, const Decision *d, const char *now, State *
                 if (r >= 0 && asprintf(&st.authorized_keys, "%s/.ssh/authorized_keys", s->user.real_home) < 0)
                         r = -ENOMEM;
                 st.keys = calloc(n ?: 1, sizeof *st.keys);
-                for (size_t i = 0; st.keys && i < n; i++) {
-                        const SshKey *k = &p->keys[i].key;
-                        st.keys[st.n_keys++] = (StateKey) { strdup(k->type), strdup(k->fingerprint), k->comment ? strdup(k->comment) : NULL,
-                                                            sshkey_format(k) };
-                }
+                for (size_t i = 0; st.keys && i < n; i++)
+                        r = key_dup(&p->keys[i].key, NULL, &st.keys[st.n_keys++]) ?: r;
         } else if (d->prev_admin >= 0 && (d->prev_admin > 0 || d->refused_root)) {
                 /* The previous admin's keys are gone (or there was none); the new admin's could not be written.
                  * A uid-0 admin is not recorded: verify and status must not go looking in root's home. */
@@ -419,11 +425,8 @@ int decide_record(const Snapshot *s, const Decision *d, const char *now, State *
                 r = strdup_or_null(s->prev.user ?: (s->have_policy ? p->admin_user : NULL), &st.user) ?:
                     strdup_or_null(s->prev.authorized_keys, &st.authorized_keys);
                 st.keys = calloc(s->prev.n_keys ?: 1, sizeof *st.keys);
-                for (size_t i = 0; st.keys && i < s->prev.n_keys; i++) {
-                        const StateKey *k = &s->prev.keys[i];
-                        st.keys[st.n_keys++] = (StateKey) { strdup(k->type), strdup(k->fingerprint), k->comment ? strdup(k->comment) : NULL,
-                                                            k->line ? strdup(k->line) : NULL };
-                }
+                for (size_t i = 0; st.keys && i < s->prev.n_keys; i++)
+                        r = key_dup(NULL, &s->prev.keys[i], &st.keys[st.n_keys++]) ?: r;
         }
         st.units = calloc(s->units.n + 1, sizeof *st.units);
         for (size_t i = 0, k = 0; st.units && i < s->units.n; i++)

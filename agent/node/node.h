@@ -41,8 +41,6 @@ typedef struct BlockKeys {
         const char *damage; /* unpaired markers (authorized_keys_check()): what, at damage_line; else NULL */
         size_t damage_line;
 } BlockKeys;
-/* From the authorized_keys text of a snapshot (text NULL: no file). -ENOMEM only. */
-int block_keys_parse(const char *text, size_t len, BlockKeys *ret);
 void block_keys_done(BlockKeys *b);
 
 /* The admin user `name` (NULL: none): passwd entry, home (not for a uid-0 user), .ssh and authorized_keys
@@ -51,6 +49,10 @@ int node_observe_user(Node *n, const char *name, Snapshot *s);
 
 /* The generator (gen.ours from s->prev.generator_masked) and the managed units into s (units_r). */
 void node_observe_units(Node *n, Snapshot *s);
+
+/* The managed block of user `name` (node_observe_user() into s): 0, or the first error of the passwd
+ * lookup, the home, .ssh, authorized_keys (a missing .ssh or file: an empty block). */
+int node_read_block(Node *n, const char *name, Snapshot *s, BlockKeys *ret);
 
 /* Reads the node once, for the policy (and previous state) the caller put into *s: the admin user, home
  * and authorized_keys, the units and the generator, sshd_config and the old drop-in. -ENOMEM only: what

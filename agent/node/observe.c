@@ -114,44 +114,40 @@ static int query_unit(UnitBackend *b, const char *name, UnitInfo *ret, char **re
         return 0;
 }
 
+static size_t strv_length(char *const *l) {
+        size_t n = 0;
+
+        while (l && l[n])
+                n++;
+        return n;
+}
+
 int node_query_units(Node *n, const GeneratorInfo *gen, UnitInfoList *ret) {
         _cleanup_strv_free_ char **names = NULL;
         UnitInfoList l = {};
-        size_t count = 0, n_config = 0;
-        int r;
+        size_t count;
+        int r = 0;
 
         /* The managed set: the configured units, and with systemd's ssh generator in the tree its sockets. */
-        if (gen->present) {
-                r = generator_socket_names(n->root_fd, &names);
-                if (r == -ENOMEM)
-                        return r;
-        }
-        for (char **u = n->config.units; *u; u++)
-                n_config++;
-        count = n_config;
-        for (char **u = names; u && *u; u++)
-                count++;
+        if (gen->present && generator_socket_names(n->root_fd, &names) == -ENOMEM)
+                return -ENOMEM;
+        count = strv_length(n->config.units) + strv_length(names);
         l.units = calloc(count ?: 1, sizeof *l.units);
         l.errors = calloc(count ?: 1, sizeof *l.errors);
-        if (!l.units || !l.errors) {
-                free(l.units);
-                free(l.errors);
-                return -ENOMEM;
-        }
         /* Every unit is tried: one that cannot be read does not stop the others (SPEC §4). */
-        for (size_t k = 0; k < count; k++) {
-                const char *u = k < n_config ? n->config.units[k] : names[k - n_config];
+        for (size_t k = 0; l.units && l.errors && r >= 0 && k < count; k++) {
+                const char *u = k < strv_length(n->config.units) ? n->config.units[k] : names[k - strv_length(n->config.units)];
                 bool dup = false;
                 for (size_t j = 0; j < l.n; j++)
                         dup = dup || streq(l.units[j].name, u);
                 if (dup)
                         continue;
                 r = query_unit(n->backend, u, &l.units[l.n], &l.errors[l.n]);
-                l.n++;
-                if (r < 0) {
-                        unit_info_list_done(&l);
-                        return r;
-                }
+                l.n++; /* also a half-filled one: freed below */
+        }
+        if (!l.units || !l.errors || r < 0) {
+                unit_info_list_done(&l);
+                return -ENOMEM;
         }
         *ret = l;
         return 0;
@@ -164,7 +160,7 @@ void block_keys_done(BlockKeys *b) {
         *b = (BlockKeys) {};
 }
 
-int block_keys_parse(const char *text, size_t len, BlockKeys *ret) {
+static int block_keys_parse(const char *text, size_t len, BlockKeys *ret) {
         _cleanup_strv_free_ char **lines = NULL;
         BlockKeys b = {};
         size_t count = 0;
@@ -226,6 +222,15 @@ void node_observe_units(Node *n, Snapshot *s) {
                 s->gen = (GeneratorInfo) { .ours = s->gen.ours };
         s->gen.ours = s->gen.ours && s->gen.masked; /* a mask someone removed is no longer ours */
         s->units_r = node_query_units(n, &s->gen, &s->units);
+}
+
+int node_read_block(Node *n, const char *name, Snapshot *s, BlockKeys *ret) {
+        int r = node_observe_user(n, name, s);
+
+        if (r >= 0)
+                r = s->user_r < 0 ? s->user_r : s->home_r < 0 ? s->home_r : s->ssh_dir_r < 0 && s->ssh_dir_r != -ENOENT ? s->ssh_dir_r
+                  : s->ssh_dir_r == 0 && s->keys_r < 0 && s->keys_r != -ENOENT ? s->keys_r : 0;
+        return r < 0 ? r : block_keys_parse(s->keys_r == 0 ? s->keys_text : NULL, s->keys_len, ret);
 }
 
 int node_observe(Node *n, Snapshot *s) {
