@@ -30,24 +30,6 @@ static void line_fit(char *s, size_t max) {
         s[n] = '\0';
 }
 
-int node_listeners(Node *n, const ListenerList **ret) {
-        if (!n->listeners_probed) {
-                _cleanup_free_ char *dir = NULL;
-
-                n->listeners_probed = true;
-                /* /proc/self/net, not /proc/net: the verify unit's ProcSubset=pid hides the latter. */
-                if (asprintf(&dir, "%s/proc/self/net", n->root ?: "") < 0)
-                        return -ENOMEM;
-                n->listeners_r = listeners_read(dir, &n->listeners);
-                if (n->listeners_r >= 0) {
-                        int r = listeners_probe(&n->listeners, LISTENERS_PROBE_TIMEOUT_USEC);
-                        n->listeners_r = r < 0 ? r : 0;
-                }
-        }
-        *ret = &n->listeners;
-        return n->listeners_r;
-}
-
 int node_verify_listeners(Node *n, char **ret_what) {
         const ListenerList *l;
         const Listener *x;

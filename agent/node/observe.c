@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sysexits.h>
@@ -254,6 +255,24 @@ int node_observe(Node *n, Snapshot *s) {
                 log_warning_errno(s->legacy_dropin, "Cannot look for the old EntraId drop-in %s/%s: %m", SSHD_LEGACY_DROPIN_DIR,
                                   SSHD_LEGACY_DROPIN_NAME);
         return 0;
+}
+
+int node_listeners(Node *n, const ListenerList **ret) {
+        if (!n->listeners_probed) {
+                _cleanup_free_ char *dir = NULL;
+
+                n->listeners_probed = true;
+                /* /proc/self/net, not /proc/net: the verify unit's ProcSubset=pid hides the latter. */
+                if (asprintf(&dir, "%s/proc/self/net", n->root ?: "") < 0)
+                        return -ENOMEM;
+                n->listeners_r = listeners_read(dir, &n->listeners);
+                if (n->listeners_r >= 0) {
+                        int r = listeners_probe(&n->listeners, LISTENERS_PROBE_TIMEOUT_USEC);
+                        n->listeners_r = r < 0 ? r : 0;
+                }
+        }
+        *ret = &n->listeners;
+        return n->listeners_r;
 }
 
 void snapshot_done(Snapshot *s) {
