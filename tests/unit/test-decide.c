@@ -3,6 +3,9 @@
  * exit code and result word; the feedback of failed steps; the state record; the error table. */
 
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +13,7 @@
 
 #include "apply/authorized-keys.h"
 #include "decide/decide.h"
+#include "node/node.h"
 #include "log.h"
 #include "macro.h"
 #include "unit.h"
@@ -417,6 +421,93 @@ static void test_error_table(void) {
         CHECK_INTEQ(exit_code_worse(EX_CANTCREAT, EX_NOUSER), EX_CANTCREAT, "73 is worse than 67");
 }
 
+
+/* ---- The executor with a fake unit backend: the calls in order, and each result fed back ---------------- */
+
+typedef struct FakeBackend {
+        UnitBackend base;
+        char calls[1024];
+        const char *fail_unit; /* this unit's file changes fail with fail_errno */
+        int fail_errno;
+        const char *enabled;   /* get_file_state answers "enabled" for it */
+} FakeBackend;
+
+static int fake_call(UnitBackend *b, const char *what, const char *unit) {
+        FakeBackend *f = (FakeBackend *) b;
+        size_t len = strlen(f->calls);
+
+        snprintf(f->calls + len, sizeof f->calls - len, "%s%s%s%s", len ? "; " : "", what, unit ? " " : "", unit ?: "");
+        return f->fail_unit && unit && streq(unit, f->fail_unit) && !streq(what, "stop") ? f->fail_errno : 0;
+}
+static int fake_file_state(UnitBackend *b, const char *unit, char **ret) {
+        FakeBackend *f = (FakeBackend *) b;
+        *ret = strdup(f->enabled && streq(unit, f->enabled) ? "enabled" : "disabled");
+        return *ret ? 0 : -ENOMEM;
+}
+static int fake_stop(UnitBackend *b, const char *u) { return fake_call(b, "stop", u); }
+static int fake_start(UnitBackend *b, const char *u) { return fake_call(b, "start", u); }
+static int fake_mask(UnitBackend *b, const char *u) { return fake_call(b, "mask", u); }
+static int fake_unmask(UnitBackend *b, const char *u) { return fake_call(b, "unmask", u); }
+static int fake_enable(UnitBackend *b, const char *u) { return fake_call(b, "enable", u); }
+static int fake_disable(UnitBackend *b, const char *u) { return fake_call(b, "disable", u); }
+static int fake_reload(UnitBackend *b) { return fake_call(b, "daemon-reload", NULL); }
+
+static const UnitBackendVTable fake_vtable = {
+        .name = "fake", .get_file_state = fake_file_state, .stop_no_block = fake_stop, .start_no_block = fake_start,
+        .mask = fake_mask, .unmask = fake_unmask, .enable = fake_enable, .disable = fake_disable, .reload = fake_reload,
+};
+
+static void test_execute(void) {
+        char dir[] = "/tmp/test-decide-XXXXXX";
+        FakeBackend fake = { .base.vtable = &fake_vtable };
+        Snapshot s;
+        Decision d = {};
+        bool changed = false;
+
+        CHECK(mkdtemp(dir) != NULL, "scratch root");
+        Node n = { .root_fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC), .root = dir, .backend = &fake.base };
+        char var[64];
+        snprintf(var, sizeof var, "%s/var", dir);
+        CHECK(mkdir(var, 0755) == 0, "var");
+        snprintf(var, sizeof var, "%s/var/lib", dir);
+        CHECK(mkdir(var, 0755) == 0, "var/lib");
+
+        /* a fallback to Disabled (no key part): the image record is saved first, then every unit is tried */
+        node(&s, NULL, NULL, UNITS(debian));
+        s.root = dir;
+        fake.fail_unit = "sshd.service";
+        fake.fail_errno = -EROFS;
+        CHECK_INTEQ(decide(&s, &d), 0, "decide");
+        CHECK_INTEQ(node_execute(&n, &s, &d, &changed), 0, "execute");
+        CHECK_STREQ(fake.calls, "stop ssh.service; stop sshd.service; stop ssh.socket; disable ssh.service; mask ssh.service; "
+                                "mask sshd.service; mask ssh.socket; daemon-reload", "the calls, in the plan's order, all of them");
+        CHECK(changed, "changed");
+        CHECK_INTEQ(d.exit, EX_CANTCREAT, "a read-only unit file (73) is more severe than IMDS unavailable (69)");
+        CHECK_STREQ(d.result, "unit-control-failed", "result word");
+        decision_done(&d);
+        State st = {};
+        CHECK_INTEQ(state_load(n.root_fd, &st), 0, "the image record was saved before the first mask");
+        CHECK(st.image.recorded && st.image.service_enabled && st.mode == MODE_DISABLED, "with how the image had sshd");
+        state_done(&st);
+        snap_free(&s);
+
+        /* LocalUser: enabling the service also enabled the socket (Also=): it is disabled again */
+        node(&s, NULL, NULL, UNITS(debian_masked));
+        s.root = dir;
+        s.fallback_mode = MODE_LOCALUSER;
+        fake = (FakeBackend) { .base.vtable = &fake_vtable, .enabled = "ssh.socket" };
+        CHECK_INTEQ(decide(&s, &d), 0, "decide");
+        CHECK_INTEQ(node_execute(&n, &s, &d, &changed), 0, "execute");
+        CHECK_STREQ(fake.calls, "unmask ssh.service; unmask sshd.service; unmask ssh.socket; enable ssh.service; disable ssh.socket; "
+                                "daemon-reload; start ssh.service", "never both for port 22");
+        decision_done(&d);
+        snap_free(&s);
+        close(n.root_fd);
+        char cmd[128];
+        snprintf(cmd, sizeof cmd, "rm -rf -- '%s'", dir);
+        CHECK(system(cmd) == 0, "cleanup");
+}
+
 int main(void) {
         log_set_max_level(-1);
         test_disabled();
@@ -428,5 +519,6 @@ int main(void) {
         test_entraid();
         test_unit_feedback();
         test_error_table();
+        test_execute();
         return unit_finish();
 }
