@@ -54,7 +54,8 @@ typedef struct ErrorRow {
         const char *message_id;
 } ErrorRow;
 
-/* The first row of the part that lists the code, else the part's row without codes. */
+/* The first row of the part that lists the code, else the part's row without codes. MESSAGE_ID NULL: the
+ * event is logged without one (or by the module itself, e.g. sshd -t's message). */
 static const ErrorRow table[] = {
         { PART_OOM, {}, EX_SOFTWARE, "out-of-memory", NULL },
         { PART_IMDS, {}, EX_UNAVAILABLE, "imds-unavailable", MID_IMDS_UNAVAILABLE },
@@ -74,25 +75,25 @@ static const ErrorRow table[] = {
         { PART_PREVIOUS_KEYS, {}, BY_ERRNO, "previous-admin-keys", MID_UNSAFE_PATH },
         /* ENOENT: .ssh vanished between creating and opening it (a race in the home): the user exists, the
          * directory could not be made, 73 — not "no such user" (67). */
-        { PART_SSH_DIR_CREATE, { -EPERM }, EX_NOPERM, "unsafe-path", MID_UNSAFE_PATH },
-        { PART_SSH_DIR_CREATE, { -EACCES, -EROFS, -ENOENT }, EX_CANTCREAT, "cannot-create", MID_UNSAFE_PATH },
-        { PART_SSH_DIR_CREATE, {}, BY_ERRNO, "cannot-create", MID_UNSAFE_PATH },
+        { PART_SSH_DIR_CREATE, { -EPERM }, EX_NOPERM, "unsafe-path", NULL },
+        { PART_SSH_DIR_CREATE, { -EACCES, -EROFS, -ENOENT }, EX_CANTCREAT, "cannot-create", NULL },
+        { PART_SSH_DIR_CREATE, {}, BY_ERRNO, "cannot-create", NULL },
         /* The paths were checked already: EPERM here is an immutable/append-only file or directory (or an
          * LSM), i.e. "cannot create" (73), not an unsafe path (77). */
-        { PART_KEYS_WRITE, { -EPERM }, EX_CANTCREAT, "cannot-create", MID_UNSAFE_PATH },
-        { PART_KEYS_WRITE, {}, BY_ERRNO, "io-error", MID_UNSAFE_PATH },
-        { PART_UNIT_QUERY, {}, EX_SOFTWARE, "unit-control-failed", MID_UNIT_FAILED },
+        { PART_KEYS_WRITE, { -EPERM }, EX_CANTCREAT, "cannot-create", NULL },
+        { PART_KEYS_WRITE, {}, BY_ERRNO, "io-error", NULL },
+        { PART_UNIT_QUERY, {}, EX_SOFTWARE, "unit-control-failed", NULL },
         { PART_UNIT_BROKEN, {}, EX_SOFTWARE, "unit-broken", MID_UNIT_FAILED },
         { PART_UNITS, { E_CANTCREAT }, EX_CANTCREAT, "unit-control-failed", MID_UNIT_FAILED },
         { PART_UNITS, {}, EX_SOFTWARE, "unit-control-failed", MID_UNIT_FAILED },
-        { PART_SSHD_READ, { E_CLASSIFIED }, BY_ERRNO, "sshd-config-unreadable", MID_SSHD_CONFIG_BAD },
-        { PART_SSHD_READ, {}, EX_IOERR, "sshd-config-unreadable", MID_SSHD_CONFIG_BAD },
-        { PART_SSHD_WRITE, { -EPERM, -EBUSY }, EX_CANTCREAT, "cannot-create", MID_SSHD_CONFIG_BAD },
-        { PART_SSHD_WRITE, {}, BY_ERRNO, "cannot-create", MID_SSHD_CONFIG_BAD },
-        { PART_LEGACY_DROPIN, { E_CLASSIFIED }, BY_ERRNO, "cannot-create", MID_SSHD_CONFIG_BAD },
-        { PART_LEGACY_DROPIN, {}, EX_CANTCREAT, "cannot-create", MID_SSHD_CONFIG_BAD },
-        { PART_LEGACY_DROPIN_ENTRAID, {}, EX_CANTCREAT, "cannot-create", MID_SSHD_CONFIG_BAD },
-        { PART_SSHD_CHECK, {}, EX_CONFIG, "sshd-config-invalid", MID_SSHD_CONFIG_BAD },
+        { PART_SSHD_READ, { E_CLASSIFIED }, BY_ERRNO, "sshd-config-unreadable", NULL },
+        { PART_SSHD_READ, {}, EX_IOERR, "sshd-config-unreadable", NULL },
+        { PART_SSHD_WRITE, { -EPERM, -EBUSY }, EX_CANTCREAT, "cannot-create", NULL },
+        { PART_SSHD_WRITE, {}, BY_ERRNO, "cannot-create", NULL },
+        { PART_LEGACY_DROPIN, { E_CLASSIFIED }, BY_ERRNO, "cannot-create", NULL },
+        { PART_LEGACY_DROPIN, {}, EX_CANTCREAT, "cannot-create", NULL },
+        { PART_LEGACY_DROPIN_ENTRAID, {}, EX_CANTCREAT, "cannot-create", NULL },
+        { PART_SSHD_CHECK, {}, EX_CONFIG, "sshd-config-invalid", NULL },
         { PART_ENTRAID, {}, EX_CONFIG, "entraid-not-effective", MID_SSHD_CONFIG_BAD },
         { PART_STATE, { E_CANTCREAT }, EX_CANTCREAT, "state-write-failed", NULL },
         { PART_STATE, {}, EX_IOERR, "state-write-failed", NULL },

@@ -137,7 +137,7 @@ static int run_unit_action(Node *n, const Decision *d, const Step *st) {
                 char unit_field[300];
                 snprintf(unit_field, sizeof unit_field, "UNIT_NAME=%s", st->unit ?: "");
                 const char *fields[] = { unit_field, NULL };
-                log_event_errno(LOG_ERR, e, MID_UNIT_FAILED, fields, "Failed to %s %s: %s", unit_action_to_string(st->action),
+                log_event_errno(LOG_ERR, e, error_lookup(PART_UNITS, e).message_id, fields, "Failed to %s %s: %s", unit_action_to_string(st->action),
                                 st->unit ?: "systemd", b->error[0] ? b->error : strerror(-e));
         }
         return e;
@@ -172,7 +172,7 @@ static int remove_previous_keys(Node *n, const Snapshot *s) {
                 return 0;
         }
         if (e < 0)
-                return log_event_errno(LOG_ERR, e, MID_UNSAFE_PATH, NULL, "Cannot remove the managed keys of the previous admin user %s: %s",
+                return log_event_errno(LOG_ERR, e, error_lookup(PART_PREVIOUS_KEYS, e).message_id, NULL, "Cannot remove the managed keys of the previous admin user %s: %s",
                                        who ?: "?", e == -EBADMSG ? "the managed block is damaged" : e == -EPERM ? "unsafe path" : strerror(-e));
         if (e == 2) {
                 log_warning("Previous admin user %s has uid 0; its authorized_keys is never touched.", who ?: "?");
