@@ -13,9 +13,6 @@
 #include "macro.h"
 #include "text-util.h"
 
-/* How many rejected publicKeys entries --dry-run lists one by one; the rest are counted. */
-#define REJECTED_PRINT_MAX 10
-
 /* The keys the run manages (LocalUser with the key part done), for the plan, --json and the log. */
 static size_t managed_keys(const Snapshot *s, const Decision *d) {
         return d->key_part && d->mode == MODE_LOCALUSER ? s->policy.n_keys : 0;
@@ -48,10 +45,10 @@ static void print_plan(const Options *o, const Snapshot *s, const Decision *d) {
                 _cleanup_free_ char *who = text_escape(s->prev.user);
                 printf("  previous admin %s: remove the managed block\n", who ?: "?");
         }
-        for (size_t i = 0; s->have_policy && i < s->policy.n_rejected && i < REJECTED_PRINT_MAX; i++)
+        for (size_t i = 0; s->have_policy && i < s->policy.n_rejected && i < REJECTED_NAMED_MAX; i++)
                 printf("  rejected publicKeys[%zu]: %s\n", s->policy.rejected[i].index, s->policy.rejected[i].reason);
-        if (s->have_policy && s->policy.n_rejected > REJECTED_PRINT_MAX)
-                printf("  rejected: %zu more entries\n", s->policy.n_rejected - REJECTED_PRINT_MAX);
+        if (s->have_policy && s->policy.n_rejected > REJECTED_NAMED_MAX)
+                printf("  rejected: %zu more entries\n", s->policy.n_rejected - REJECTED_NAMED_MAX);
         if (d->sshd_change)
                 printf("  %s%s: %s\n", root, SSHD_CONFIG, d->mode == MODE_ENTRAID ? "write the EntraId block at the top" : "remove the EntraId block");
         else if (d->mode == MODE_ENTRAID && s->sshd_r < 0)

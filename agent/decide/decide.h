@@ -88,6 +88,9 @@ typedef struct Problem {
         size_t unit; /* PART_UNIT_BROKEN: index into the snapshot's units */
 } Problem;
 
+/* How many rejected publicKeys entries are named one by one (log, --dry-run); the rest are counted. */
+#define REJECTED_NAMED_MAX 10
+
 typedef struct Decision {
         Mode mode;
         bool fallback;

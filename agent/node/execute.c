@@ -16,9 +16,6 @@
 #include "node.h"
 #include "text-util.h"
 
-/* How many rejected publicKeys entries are logged one by one; the rest are counted. */
-#define REJECTED_LOG_MAX 10
-
 static void log_problem(const Snapshot *s, const Decision *d, const Problem *p) {
         const char *root = s->root ?: "", *mid = error_lookup(p->part, p->code).message_id;
         int e = p->code < 0 ? p->code : 0;
@@ -27,16 +24,16 @@ static void log_problem(const Snapshot *s, const Decision *d, const Problem *p) 
         case PART_REJECTED:
                 /* Skipped and named (index and reason, never key material): the first few one by one, then a
                  * count (a document with a million bad entries must not flood the log). */
-                for (size_t i = 0; i < s->policy.n_rejected && i < REJECTED_LOG_MAX; i++) {
+                for (size_t i = 0; i < s->policy.n_rejected && i < REJECTED_NAMED_MAX; i++) {
                         char idx[48];
                         snprintf(idx, sizeof idx, "KEY_INDEX=%zu", s->policy.rejected[i].index);
                         const char *fields[] = { idx, NULL };
                         log_event(LOG_WARNING, mid, fields, "Rejected publicKeys[%zu]: %s.", s->policy.rejected[i].index,
                                   s->policy.rejected[i].reason);
                 }
-                if (s->policy.n_rejected > REJECTED_LOG_MAX)
+                if (s->policy.n_rejected > REJECTED_NAMED_MAX)
                         log_event(LOG_WARNING, mid, NULL, "Rejected %zu more publicKeys entries (not logged one by one).",
-                                  s->policy.n_rejected - REJECTED_LOG_MAX);
+                                  s->policy.n_rejected - REJECTED_NAMED_MAX);
                 break;
         case PART_USER:
                 if (p->code == USER_E_ROOT)
