@@ -30,24 +30,6 @@ static void line_fit(char *s, size_t max) {
         s[n] = '\0';
 }
 
-int node_listeners(Node *n, const ListenerList **ret) {
-        if (!n->listeners_probed) {
-                _cleanup_free_ char *dir = NULL;
-
-                n->listeners_probed = true;
-                /* /proc/self/net, not /proc/net: the verify unit's ProcSubset=pid hides the latter. */
-                if (asprintf(&dir, "%s/proc/self/net", n->root ?: "") < 0)
-                        return -ENOMEM;
-                n->listeners_r = listeners_read(dir, &n->listeners);
-                if (n->listeners_r >= 0) {
-                        int r = listeners_probe(&n->listeners, LISTENERS_PROBE_TIMEOUT_USEC);
-                        n->listeners_r = r < 0 ? r : 0;
-                }
-        }
-        *ret = &n->listeners;
-        return n->listeners_r;
-}
-
 int node_verify_listeners(Node *n, char **ret_what) {
         const ListenerList *l;
         const Listener *x;
@@ -183,7 +165,7 @@ int cmd_verify(const Options *o) {
         _cleanup_free_ char *what = NULL;
         int code, r;
 
-        code = node_open(o, true, &n);
+        code = node_open(o->root, NULL, NULL, true, &n);
         if (code != 0)
                 return verify_report(o, 2, (char[]) { "unknown: cannot open the node's configuration or unit control" });
         r = state_load(n.root_fd, &s);
@@ -216,14 +198,13 @@ int cmd_verify(const Options *o) {
 int cmd_status(const Options *o) {
         Node n = {};
         State s = { .mode = MODE_INVALID };
-        UnitInfoList units = {};
+        Snapshot snap = { .prev.mode = MODE_INVALID, .home_fd = -1, .ssh_fd = -1, .sshd.dir_fd = -1 };
         BlockKeys block = {};
-        AdminUser u = {};
         _cleanup_free_ char *what = NULL, *ak_path = NULL;
         bool have_state, have_block = false;
         int code, r, sync = 2;
 
-        code = node_open(o, true, &n);
+        code = node_open(o->root, NULL, NULL, true, &n);
         if (code != 0) {
                 fprintf(stderr, "aks-ssh-access: status: cannot start (see above)\n");
                 return code;
@@ -234,15 +215,15 @@ int cmd_status(const Options *o) {
                 log_warning_errno(r, "State file %s/%s is unreadable: %m", STATE_DIR, STATE_FILE);
         if (have_state) {
                 sync = node_verify(&n, &s, &what);
-                if (s.user && admin_user_lookup(n.root_fd, s.user, &u) == 0) {
-                        have_block = node_read_block(&n, &u, &block) == 0;
-                        if (u.real_home && asprintf(&ak_path, "%s/.ssh/authorized_keys", u.real_home) < 0)
-                                ak_path = NULL;
-                }
+                have_block = s.user && node_read_block(&n, s.user, &snap, &block) == 0;
+                if (snap.user_r == 0 && snap.user.real_home && asprintf(&ak_path, "%s/.ssh/authorized_keys", snap.user.real_home) < 0)
+                        ak_path = NULL;
         }
-        r = node_query_units(&n, &units);
-        if (r < 0)
-                log_warning_errno(r, "Cannot read unit states: %m");
+        snap.prev.generator_masked = s.generator_masked;
+        node_observe_units(&n, &snap);
+        if (snap.units_r < 0)
+                log_warning_errno(snap.units_r, "Cannot read unit states: %m");
+        const UnitInfoList units = snap.units;
         char **printed[] = { &s.user, &s.authorized_keys, &s.last_time, &s.last_source, &s.last_result, &ak_path, &what };
         for (size_t i = 0; i < ELEMENTSOF(printed); i++)
                 escape_in_place(printed[i]);
@@ -346,9 +327,8 @@ int cmd_status(const Options *o) {
                         printf("In sync:          %s\n", v);
         }
 
-        admin_user_done(&u);
         block_keys_done(&block);
-        unit_info_list_done(&units);
+        snapshot_done(&snap);
         state_done(&s);
         node_done(&n);
         return 0;
@@ -364,7 +344,7 @@ int cmd_show_imds(const Options *o) {
         int code, r;
         bool user_ok = false;
 
-        code = node_open(o, false, &n);
+        code = node_open(o->root, o->config_file, o->imds_url, false, &n);
         if (code != 0) {
                 fprintf(stderr, "aks-ssh-access: show-imds: cannot start (see above)\n");
                 return code;

@@ -11,22 +11,18 @@
 #include "macro.h"
 
 int policy_from_state(const State *s, Policy *ret, const char **ret_source) {
-        Policy p = { .mode = s->mode, .mode_from_tag = true };
+        _cleanup_(policy_done) Policy p = { .mode = s->mode, .mode_from_tag = true };
 
         if (s->mode == MODE_INVALID)
                 return EX_NOINPUT;
         if (s->user && !(p.admin_user = strdup(s->user)))
                 return EX_SOFTWARE;
         if (s->mode == MODE_LOCALUSER && s->n_keys > 0) {
-                if (!s->authorized_keys) {
-                        policy_done(&p);
+                if (!s->authorized_keys)
                         return EX_NOINPUT;
-                }
                 p.keys = calloc(s->n_keys, sizeof *p.keys);
-                if (!p.keys) {
-                        policy_done(&p);
+                if (!p.keys)
                         return EX_SOFTWARE;
-                }
                 p.n_keys_alloc = s->n_keys;
                 for (size_t i = 0; i < s->n_keys; i++) {
                         PolicyKey *k = &p.keys[p.n_keys];
@@ -34,19 +30,17 @@ int policy_from_state(const State *s, Policy *ret, const char **ret_source) {
                         if (!s->keys[i].line || sshkey_parse(s->keys[i].line, strlen(s->keys[i].line), &k->key, NULL) < 0 ||
                             !streq(k->key.fingerprint, s->keys[i].fingerprint)) {
                                 sshkey_done(&k->key);
-                                policy_done(&p);
                                 return EX_NOINPUT;
                         }
                         k->index = i;
                         k->path = strdup(s->authorized_keys);
                         p.n_keys++;
-                        if (!k->path) {
-                                policy_done(&p);
+                        if (!k->path)
                                 return EX_SOFTWARE;
-                        }
                 }
         }
         *ret = p;
+        p = (Policy) {};
         /* The record keeps saying where the state came from (imds, file, fallback). */
         *ret_source = s->last_source ?: "repair";
         return 0;

@@ -2,7 +2,9 @@
 # Fuzzing (libFuzzer, clang -fsanitize=fuzzer,address,undefined) of the pure parsers: the IMDS document
 # (policy_parse + policy_check_paths), the public-key validator/fingerprinter (sshkey_parse), the
 # authorized_keys block parser/merger, the config parser, the state file parser and the unit planner
-# (unit_plan_build: SPEC §4 ordering and "never service and socket" as properties). Seeds: tests/fuzz/corpus/.
+# (unit_plan_build: SPEC §4 ordering and "never service and socket" as properties) and the whole decision
+# (fuzz-decide: decide + decide_feedback + decide_record; ordering per mode, the exit code the most severe
+# of the problems, the state record parses back). Seeds: tests/fuzz/corpus/.
 #   make fuzz [FUZZ_SECONDS=auto|N] [FUZZ_RUNS=10000000]
 #                                      each target until FUZZ_RUNS executions, within its own time budget
 #                                      (auto: sized from measured rates for >= 10^7, see run-fuzz), or N s each

@@ -1,0 +1,449 @@
+/* SPDX-License-Identifier: MIT */
+/* What one apply does, per mode (SPEC §1, §3, §4): decide_disabled(), decide_localuser(), decide_entraid().
+ * Pure: the snapshot in, the decision out. */
+
+#include "decide.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+
+#include "apply/authorized-keys.h"
+#include "apply/sshd-config.h"
+#include "macro.h"
+
+static const char *const step_names[_STEP_MAX] = {
+        [STEP_SAVE_IMAGE_RECORD] = "save-image-record",   [STEP_UNIT] = "unit",
+        [STEP_REMOVE_PREVIOUS_KEYS] = "remove-previous-keys", [STEP_REMOVE_STALE_TEMPS] = "remove-stale-temps",
+        [STEP_MAKE_SSH_DIR] = "make-ssh-dir",             [STEP_WRITE_KEYS] = "write-keys",
+        [STEP_WRITE_SSHD_CONFIG] = "write-sshd-config",   [STEP_REMOVE_LEGACY_DROPIN] = "remove-legacy-dropin",
+        [STEP_CHECK_ENTRAID] = "check-entraid",           [STEP_RESTORE_SSHD_CONFIG] = "restore-sshd-config",
+        [STEP_CHECK_SSHD] = "check-sshd",
+};
+
+const char *step_kind_to_string(StepKind k) {
+        return k >= 0 && k < _STEP_MAX ? step_names[k] : "?";
+}
+
+void decision_done(Decision *d) {
+        free(d->problems);
+        free(d->steps);
+        unit_plan_done(&d->plan);
+        image_record_done(&d->image);
+        free(d->keys_new);
+        free(d->sshd_new);
+        free(d->entraid_failed);
+        *d = (Decision) {};
+}
+
+void decision_fail(Decision *d, Part part, int code) {
+        ErrorInfo e = error_lookup(part, code);
+
+        if (!d->result || (e.exit != d->exit && exit_code_worse(d->exit, e.exit) == e.exit))
+                d->result = e.result;
+        d->exit = exit_code_worse(d->exit, e.exit);
+}
+
+/* A problem found: failed in the decision, kept for the caller to log. */
+static int problem(Decision *d, Part part, int code, size_t unit) {
+        Problem *p = realloc(d->problems, (d->n_problems + 1) * sizeof *p);
+
+        if (!p)
+                return -ENOMEM;
+        d->problems = p;
+        d->problems[d->n_problems++] = (Problem) { part, code, unit };
+        decision_fail(d, part, code);
+        return 0;
+}
+
+static int add_step(Decision *d, StepKind kind, UnitActionKind action, const char *unit) {
+        Step *s = realloc(d->steps, (d->n_steps + 1) * sizeof *s);
+
+        if (!s)
+                return -ENOMEM;
+        d->steps = s;
+        d->steps[d->n_steps++] = (Step) { kind, action, unit };
+        return 0;
+}
+#define ADD(d, kind) add_step(d, kind, 0, NULL)
+
+int decide_units(Mode mode, const Snapshot *s, const ImageRecord *image, UnitPlan *ret) {
+        if (s->units_r < 0) {
+                *ret = (UnitPlan) {};
+                return 0; /* not readable: nothing to act on (reported as PART_UNIT_QUERY) */
+        }
+        return unit_plan_build_gen(mode, s->units.units, s->units.n, image, &s->gen, ret);
+}
+
+/* The unit plan as steps; the image record is saved first when a mask is about to be made and the state
+ * has none yet, or the generator mask is about to be made (so that LocalUser knows it is the agent's). */
+static int add_unit_steps(Decision *d, const Snapshot *s) {
+        bool masks = false, gen_mask = false;
+        int r;
+
+        for (size_t i = 0; i < d->plan.n; i++) {
+                masks = masks || d->plan.actions[i].kind == UNIT_MASK;
+                gen_mask = gen_mask || d->plan.actions[i].kind == UNIT_MASK_GENERATOR;
+        }
+        if ((!s->prev.image.recorded && masks) || gen_mask) {
+                r = ADD(d, STEP_SAVE_IMAGE_RECORD);
+                if (r < 0)
+                        return r;
+        }
+        for (size_t i = 0; i < d->plan.n; i++) {
+                r = add_step(d, STEP_UNIT, d->plan.actions[i].kind, d->plan.actions[i].unit);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* The key part: the user, the home, the merged file. A problem blocks only the key part (SPEC §4). */
+static int decide_keys(const Snapshot *s, Decision *d) {
+        const Policy *p = &s->policy;
+        _cleanup_strv_free_ char **lines = NULL;
+        size_t n = 0;
+        int r;
+
+        /* The state names a user whose file the agent managed (authorized_keys is recorded only when the key
+         * part was done): if the document names another admin now, that block goes. */
+        d->admin_changed = p->admin_user && s->prev.user && s->prev.authorized_keys && !streq(s->prev.user, p->admin_user);
+        if (!p->admin_user) /* a repair of a state that never had a user: no key part */
+                return 0;
+        if (s->user_r != 0)
+                return problem(d, PART_USER, s->user_r, 0);
+        if (s->user.uid == 0) {
+                /* Azure never provisions root as the admin: such a document is not trusted with root's keys. */
+                d->refused_root = true;
+                return problem(d, PART_USER, HOME_E_ROOT, 0);
+        }
+        if (s->home_r != 0)
+                return problem(d, PART_HOME, s->home_r, 0);
+        if (d->mode == MODE_LOCALUSER) {
+                lines = calloc(p->n_keys + 1, sizeof *lines);
+                if (!lines)
+                        return -ENOMEM;
+                for (; n < p->n_keys; n++)
+                        if (!(lines[n] = sshkey_format(&p->keys[n].key)))
+                                return -ENOMEM;
+        }
+        if (s->ssh_dir_r != 0 && s->ssh_dir_r != HOME_E_NOT_FOUND)
+                return problem(d, PART_SSH_DIR, s->ssh_dir_r, 0);
+        if (s->ssh_dir_r == 0 && s->keys_r != 0 && s->keys_r != HOME_E_NOT_FOUND)
+                return problem(d, PART_KEYS_READ, s->keys_r, 0);
+        r = authorized_keys_merge(s->keys_text ?: "", s->keys_len, lines, n, &d->keys_new, &d->keys_new_len);
+        if (r == -EBADMSG)
+                return problem(d, PART_KEYS_MERGE, r, 0);
+        if (r < 0)
+                return r;
+        /* Nothing to write when the bytes would not change, or when there is no file and nothing to add. */
+        bool exists = s->ssh_dir_r == 0 && s->keys_r == 0;
+        d->keys_change = exists ? d->keys_new_len != s->keys_len || memcmp(d->keys_new, s->keys_text, s->keys_len) != 0 : n > 0;
+        d->key_part = true;
+        return 0;
+}
+
+static int add_key_steps(const Snapshot *s, Decision *d) {
+        int r = 0;
+
+        if (d->admin_changed)
+                r = ADD(d, STEP_REMOVE_PREVIOUS_KEYS);
+        if (r < 0 || !d->key_part)
+                return r;
+        /* A killed run's temp files go even when the file itself is already right (SPEC §4). */
+        if (s->ssh_dir_r == 0)
+                r = ADD(d, STEP_REMOVE_STALE_TEMPS);
+        if (r >= 0 && d->keys_change)
+                r = ADD(d, STEP_MAKE_SSH_DIR) ?: ADD(d, STEP_WRITE_KEYS);
+        return r;
+}
+
+/* What sshd_config is to hold: EntraId's block at the top, else no block. */
+static int decide_sshd(const Snapshot *s, Decision *d) {
+        bool entraid = d->mode == MODE_ENTRAID;
+        int r;
+
+        if (s->sshd_r < 0) {
+                /* Outside EntraId, a missing file, a symlink or a non-regular file holds nothing of ours (we
+                 * only ever write a regular file); anything else may hide a block we cannot remove. */
+                if (!entraid && s->sshd_r != -ENOENT && s->sshd_r != -ELOOP && s->sshd_r != -EBADFD)
+                        return problem(d, PART_SSHD_READ, s->sshd_r, 0);
+                return 0;
+        }
+        SshdBlockState st = sshd_block_state(s->sshd.text, s->sshd.len);
+        if (entraid ? st == SSHD_BLOCK_OURS : st == SSHD_BLOCK_ABSENT)
+                return 0;
+        r = entraid ? sshd_block_insert(s->sshd.text, s->sshd.len, &d->sshd_new, &d->sshd_new_len)
+                    : sshd_block_strip(s->sshd.text, s->sshd.len, &d->sshd_new, &d->sshd_new_len);
+        if (r < 0)
+                return r;
+        d->sshd_change = true;
+        return 0;
+}
+
+/* Outside EntraId: the block goes (and the old drop-in); sshd's config is the image's again. */
+static int add_sshd_steps(const Snapshot *s, Decision *d) {
+        int r = 0;
+
+        if (d->sshd_change)
+                r = ADD(d, STEP_WRITE_SSHD_CONFIG);
+        if (r >= 0 && s->legacy_dropin > 0)
+                r = ADD(d, STEP_REMOVE_LEGACY_DROPIN);
+        return r;
+}
+
+const char *sshd_read_error_to_string(int e) {
+        switch (-e) {
+        case ENOENT: return "missing";
+        case ELOOP: return "a symlink";
+        case EBADFD: return "not a regular file";
+        case EFBIG: return "larger than 1 MiB";
+        default: return strerror(-e);
+        }
+}
+
+/* EntraId cannot be made effective: the steps from `from` on are replaced by Disabled's unit steps (stopped,
+ * masked: fail closed). */
+static int fail_closed(const Snapshot *s, Decision *d, size_t from, const char *why) {
+        if (!d->entraid_failed && !(d->entraid_failed = strdup(why)))
+                return -ENOMEM;
+        d->n_steps = from;
+        unit_plan_done(&d->plan);
+        return problem(d, PART_ENTRAID, 0, 0) ?: decide_units(MODE_DISABLED, s, &d->image, &d->plan) ?: add_unit_steps(d, s);
+}
+
+/* Disabled: close first — sshd stopped and masked before the keys go (SPEC §4); then EntraId's block and
+ * the old drop-in go. */
+static int decide_disabled(const Snapshot *s, Decision *d) {
+        return add_unit_steps(d, s) ?: add_key_steps(s, d) ?: add_sshd_steps(s, d);
+}
+
+/* LocalUser: keys (and sshd's config) before sshd is unmasked and started; `sshd -t` before a start. */
+static int decide_localuser(const Snapshot *s, Decision *d) {
+        int r = add_key_steps(s, d) ?: add_sshd_steps(s, d);
+
+        if (r >= 0 && s->live && d->plan.n > 0)
+                r = ADD(d, STEP_CHECK_SSHD);
+        return r ?: add_unit_steps(d, s);
+}
+
+/* EntraId: keys removed, then public-key authentication off, proven (sshd -T) before sshd may start; when
+ * that cannot be had, sshd is masked as in Disabled (SPEC §1). */
+static int decide_entraid(const Snapshot *s, Decision *d) {
+        int r = add_key_steps(s, d);
+
+        if (r < 0)
+                return r;
+        if (s->sshd_r < 0) {
+                _cleanup_free_ char *why = NULL;
+                if (asprintf(&why, "%s%s is %s", s->root ?: "", SSHD_CONFIG, sshd_read_error_to_string(s->sshd_r)) < 0)
+                        return -ENOMEM;
+                return fail_closed(s, d, d->n_steps, why);
+        }
+        r = add_sshd_steps(s, d);
+        if (r >= 0 && s->live)
+                r = ADD(d, STEP_CHECK_ENTRAID);
+        return r ?: add_unit_steps(d, s);
+}
+
+static int copy_image(const ImageRecord *from, ImageRecord *to) {
+        *to = *from;
+        to->service = from->service ? strdup(from->service) : NULL;
+        to->socket = from->socket ? strdup(from->socket) : NULL;
+        return (from->service && !to->service) || (from->socket && !to->socket) ? -ENOMEM : 0;
+}
+
+int decide(const Snapshot *s, Decision *ret) {
+        Decision d = { .mode = s->have_policy ? s->policy.mode : s->prev.mode != MODE_INVALID ? s->prev.mode : s->fallback_mode,
+                       .fallback = !s->have_policy };
+        int r = 0;
+
+        if (d.fallback) {
+                /* No valid configuration: re-assert the last applied mode, else fail closed; keys untouched. */
+                r = problem(&d, s->fetch_exit == EX_UNAVAILABLE ? PART_IMDS : PART_DOCUMENT, 0, 0);
+        } else {
+                r = decide_keys(s, &d);
+                if (r >= 0 && s->policy.n_rejected > 0)
+                        r = problem(&d, PART_REJECTED, 0, 0);
+        }
+        if (r >= 0 && s->units_r < 0)
+                r = problem(&d, PART_UNIT_QUERY, s->units_r, 0);
+        /* A broken unit does not stop the others: the plan still treats it (Disabled masks it), the exit says
+         * it was found. */
+        for (size_t i = 0; r >= 0 && s->units_r >= 0 && i < s->units.n; i++)
+                if (s->units.errors[i]) {
+                        d.n_broken++;
+                        r = problem(&d, PART_UNIT_BROKEN, 0, i);
+                }
+        /* The image's record is kept once taken; it is taken before anything is first masked, from the units
+         * that could be read (never from a failed query). */
+        if (r >= 0 && s->prev.image.recorded)
+                r = copy_image(&s->prev.image, &d.image);
+        else if (r >= 0 && s->units_r >= 0)
+                unit_plan_image_record(s->units.units, s->units.n, &d.image);
+        d.gen_ours = s->gen.ours;
+        if (r >= 0)
+                r = decide_units(d.mode, s, &d.image, &d.plan) ?: decide_sshd(s, &d);
+        if (r >= 0)
+                r = d.mode == MODE_DISABLED ? decide_disabled(s, &d)
+                  : d.mode == MODE_ENTRAID  ? decide_entraid(s, &d)
+                                            : decide_localuser(s, &d);
+        if (r < 0) {
+                decision_done(&d);
+                return r;
+        }
+        *ret = d;
+        return 0;
+}
+
+int decide_feedback(const Snapshot *s, Decision *d, size_t i, int r, const char *reason) {
+        const Step *st = &d->steps[i];
+        bool entraid = d->mode == MODE_ENTRAID;
+
+        switch (st->kind) {
+        case STEP_UNIT:
+                if (st->action == UNIT_MASK_GENERATOR && r > 0)
+                        d->gen_ours = true;
+                if (st->action == UNIT_UNMASK_GENERATOR && r >= 0)
+                        d->gen_ours = false;
+                /* The first failed action says how: for Disabled every further step closes more; for the
+                 * other modes a failed step leaves sshd off, which the exit code reports. */
+                if (r < 0 && !d->units_failed) {
+                        d->units_failed = true;
+                        decision_fail(d, PART_UNITS, r);
+                }
+                return 0;
+        /* The key part's steps: 0, else a HOME_E_* outcome or a negative errno. */
+        case STEP_REMOVE_PREVIOUS_KEYS:
+                d->prev_admin = r != 0 ? -1 : 1;
+                if (r == 0)
+                        return 0;
+                decision_fail(d, PART_PREVIOUS_KEYS, r);
+                /* The state keeps naming the previous admin, so the next run tries again; the new admin's
+                 * keys wait for that. */
+                d->key_part = false;
+                break;
+        case STEP_MAKE_SSH_DIR:
+        case STEP_WRITE_KEYS:
+                if (r == 0)
+                        return 0;
+                decision_fail(d, st->kind == STEP_MAKE_SSH_DIR ? PART_SSH_DIR_CREATE : PART_KEYS_WRITE, r);
+                break;
+        case STEP_WRITE_SSHD_CONFIG:
+                if (r >= 0) {
+                        d->sshd_written = true;
+                        return 0;
+                }
+                if (entraid) {
+                        _cleanup_free_ char *why = NULL;
+                        if (asprintf(&why, "cannot write %s%s: %s", s->root ?: "", SSHD_CONFIG, strerror(-r)) < 0)
+                                return -ENOMEM;
+                        return fail_closed(s, d, i + 1, why);
+                }
+                decision_fail(d, PART_SSHD_WRITE, r);
+                return 0;
+        case STEP_REMOVE_LEGACY_DROPIN:
+                if (r < 0)
+                        decision_fail(d, entraid ? PART_LEGACY_DROPIN_ENTRAID : PART_LEGACY_DROPIN, r);
+                return 0;
+        case STEP_CHECK_ENTRAID:
+                if (r >= 0)
+                        return 0;
+                r = fail_closed(s, d, i + 1, reason ?: strerror(-r));
+                /* sshd's configuration as it was before this run. */
+                if (r >= 0 && d->sshd_written) {
+                        r = add_step(d, STEP_UNIT, 0, NULL); /* room for one more */
+                        if (r >= 0) {
+                                memmove(d->steps + i + 2, d->steps + i + 1, (d->n_steps - i - 2) * sizeof *d->steps);
+                                d->steps[i + 1] = (Step) { .kind = STEP_RESTORE_SSHD_CONFIG };
+                        }
+                }
+                return r;
+        case STEP_RESTORE_SSHD_CONFIG:
+                if (r >= 0)
+                        d->sshd_written = false;
+                return 0;
+        case STEP_CHECK_SSHD:
+                if (r != -EBADMSG)
+                        return 0;
+                /* Unmask and enable, but do not start an sshd whose configuration is broken. */
+                decision_fail(d, PART_SSHD_CHECK, r);
+                size_t k = i + 1;
+                for (size_t j = i + 1; j < d->n_steps; j++)
+                        if (!(d->steps[j].kind == STEP_UNIT && d->steps[j].action == UNIT_START))
+                                d->steps[k++] = d->steps[j];
+                d->n_steps = k;
+                return 0;
+        default:
+                return 0;
+        }
+        /* A failed key step: the rest of the key part is not done. */
+        size_t k = i + 1;
+        for (size_t j = i + 1; j < d->n_steps; j++)
+                if (d->steps[j].kind != STEP_REMOVE_STALE_TEMPS && d->steps[j].kind != STEP_MAKE_SSH_DIR &&
+                    d->steps[j].kind != STEP_WRITE_KEYS)
+                        d->steps[k++] = d->steps[j];
+        d->n_steps = k;
+        return 0;
+}
+
+static int strdup_or_null(const char *s, char **ret) {
+        *ret = s ? strdup(s) : NULL;
+        return s && !*ret ? -ENOMEM : 0;
+}
+
+/* A state file key from a written key (its line formatted) or from the previous state's. */
+static int key_dup(const SshKey *k, const StateKey *sk, StateKey *ret) {
+        *ret = (StateKey) { .type = strdup(k ? k->type : sk->type), .fingerprint = strdup(k ? k->fingerprint : sk->fingerprint) };
+        if ((k ? k->comment : sk->comment) && !(ret->comment = strdup(k ? k->comment : sk->comment)))
+                return -ENOMEM;
+        ret->line = k ? sshkey_format(k) : sk->line ? strdup(sk->line) : NULL;
+        return !ret->type || !ret->fingerprint || ((k || sk->line) && !ret->line) ? -ENOMEM : 0;
+}
+
+int decide_record(const Snapshot *s, const Decision *d, const char *now, State *ret) {
+        State st = { .mode = d->mode, .generator_masked = d->gen_ours, .last_exit = d->exit };
+        const Policy *p = &s->policy;
+        int r = 0;
+
+        /* Keys and user: what this run made them, or (fallback, blocked key part) what they were. */
+        if (d->key_part) {
+                size_t n = d->mode == MODE_LOCALUSER ? p->n_keys : 0;
+                r = strdup_or_null(s->user.name, &st.user);
+                if (r >= 0 && asprintf(&st.authorized_keys, "%s/.ssh/authorized_keys", s->user.real_home) < 0)
+                        r = -ENOMEM;
+                st.keys = calloc(n ?: 1, sizeof *st.keys);
+                for (size_t i = 0; st.keys && i < n; i++)
+                        r = key_dup(&p->keys[i].key, NULL, &st.keys[st.n_keys++]) ?: r;
+        } else if (d->prev_admin >= 0 && (d->prev_admin > 0 || d->refused_root)) {
+                /* The previous admin's keys are gone (or there was none); the new admin's could not be written.
+                 * A uid-0 admin is not recorded: verify and status must not go looking in root's home. */
+                r = strdup_or_null(d->refused_root ? NULL : p->admin_user, &st.user);
+                st.keys = calloc(1, sizeof *st.keys);
+        } else {
+                r = strdup_or_null(s->prev.user ?: (s->have_policy ? p->admin_user : NULL), &st.user) ?:
+                    strdup_or_null(s->prev.authorized_keys, &st.authorized_keys);
+                st.keys = calloc(s->prev.n_keys ?: 1, sizeof *st.keys);
+                for (size_t i = 0; st.keys && i < s->prev.n_keys; i++)
+                        r = key_dup(NULL, &s->prev.keys[i], &st.keys[st.n_keys++]) ?: r;
+        }
+        st.units = calloc(s->units.n + 1, sizeof *st.units);
+        for (size_t i = 0, k = 0; st.units && i < s->units.n; i++)
+                if (!streq(s->units.units[i].file_state, "not-found"))
+                        st.units[k++] = strdup(s->units.units[i].name);
+        if (r >= 0)
+                r = copy_image(&d->image, &st.image) ?:
+                    strdup_or_null(s->have_policy && p->vm_id ? p->vm_id : s->prev.vm_id, &st.vm_id) ?:
+                    strdup_or_null(now, &st.last_time) ?: strdup_or_null(d->source, &st.last_source) ?:
+                    strdup_or_null(d->result ?: "ok", &st.last_result) ?:
+                    strdup_or_null((d->fallback || s->from_state) && s->prev.mode_applied_time ? s->prev.mode_applied_time : now,
+                                   &st.mode_applied_time);
+        if (r < 0 || !st.keys || !st.units) {
+                state_done(&st);
+                return -ENOMEM;
+        }
+        *ret = st;
+        return 0;
+}
