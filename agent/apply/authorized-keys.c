@@ -44,7 +44,7 @@ typedef struct Block {
         bool end_unterminated;         /* the END line is the file's last and has no '\n' */
 } Block;
 
-/* Splits the text into complete blocks; -EBADMSG (with line and what) at the first unpaired marker. */
+/* Splits the text into complete blocks; AK_E_DAMAGED (with line and what) at the first unpaired marker. */
 static int scan(const char *text, size_t len, Block **ret_blocks, size_t *ret_n, size_t *ret_line, const char **ret_what) {
         _cleanup_free_ Block *blocks = NULL;
         size_t n = 0, lineno = 0, begin_line = 0, l;
@@ -58,7 +58,7 @@ static int scan(const char *text, size_t len, Block **ret_blocks, size_t *ret_n,
                         if (inside) {
                                 *ret_line = begin_line;
                                 *ret_what = "BEGIN marker without END";
-                                return -EBADMSG;
+                                return AK_E_DAMAGED;
                         }
                         inside = true;
                         begin_line = lineno;
@@ -67,7 +67,7 @@ static int scan(const char *text, size_t len, Block **ret_blocks, size_t *ret_n,
                         if (!inside) {
                                 *ret_line = lineno;
                                 *ret_what = "END marker without BEGIN";
-                                return -EBADMSG;
+                                return AK_E_DAMAGED;
                         }
                         inside = false;
                         cur.inner_end = pos;
@@ -84,7 +84,7 @@ static int scan(const char *text, size_t len, Block **ret_blocks, size_t *ret_n,
         if (inside) {
                 *ret_line = begin_line;
                 *ret_what = "BEGIN marker without END";
-                return -EBADMSG;
+                return AK_E_DAMAGED;
         }
         if (ret_blocks)
                 *ret_blocks = TAKE_PTR(blocks);
@@ -97,7 +97,7 @@ int authorized_keys_check(const char *text, size_t len, size_t *ret_line, const 
         const char *what = NULL;
         int r = scan(text, len, NULL, &n, &line, &what);
 
-        if (r == -EBADMSG) {
+        if (r == AK_E_DAMAGED) {
                 if (ret_line)
                         *ret_line = line;
                 if (ret_what)
@@ -114,7 +114,7 @@ int authorized_keys_block_lines(const char *text, size_t len, char ***ret_lines,
         int r;
 
         r = scan(text, len, &blocks, &nb, &line, &what);
-        if (r < 0)
+        if (r != 0)
                 return r;
         lines = calloc(1, sizeof *lines);
         if (!lines)
@@ -154,7 +154,7 @@ int authorized_keys_merge(const char *text, size_t len, char *const *lines, size
         int r;
 
         r = scan(text, len, &blocks, &nb, &line, &what);
-        if (r < 0)
+        if (r != 0)
                 return r;
         r = buf_add(&b, "", 0);
         for (size_t i = 0; r >= 0 && i < nb; i++) {

@@ -350,7 +350,9 @@ int authorized_keys_remove_managed(int root_fd, const char *name, AdminUser *u, 
         else if (r == 0) {
                 (void) remove_stale_temp_files(ssh_fd, "authorized_keys");
                 r = authorized_keys_merge(text, len, NULL, 0, &merged, &merged_len);
-                if (r >= 0 && (merged_len != len || memcmp(merged, text, len) != 0)) {
+                if (r == AK_E_DAMAGED)
+                        r = HOME_E_DAMAGED;
+                if (r == 0 && (merged_len != len || memcmp(merged, text, len) != 0)) {
                         r = authorized_keys_write(ssh_fd, u, merged, merged_len);
                         removed = r == 0;
                 }

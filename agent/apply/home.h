@@ -22,6 +22,7 @@ enum {
         HOME_E_IMMUTABLE,   /* a checked path the kernel will not change (EPERM: immutable, append-only, an
                              * LSM), or .ssh removed while creating / writing it: "cannot create" (73) */
         HOME_E_ROOT,        /* the user has uid 0: its keys are never touched for a document */
+        HOME_E_DAMAGED,     /* the managed block's markers do not pair up (AK_E_DAMAGED): left as it is */
 };
 
 #define HOME_ERROR_MAX 512
@@ -65,8 +66,7 @@ int authorized_keys_write(int ssh_fd, AdminUser *u, const char *text, size_t len
 /* Removes the managed block from the authorized_keys of user `name` (a previous admin), with every check above;
  * every other byte stays. u receives the user (free it with admin_user_done()) and the reason of a failure.
  * 0 done: *ret_removed says whether a block went (nothing to remove: no home, .ssh, file or block);
- * HOME_E_NO_USER, HOME_E_ROOT (never touched), HOME_E_UNSAFE, HOME_E_IMMUTABLE; -EBADMSG a damaged block
- * (left as it is). */
+ * HOME_E_NO_USER, HOME_E_ROOT (never touched), HOME_E_UNSAFE, HOME_E_IMMUTABLE, HOME_E_DAMAGED. */
 int authorized_keys_remove_managed(int root_fd, const char *name, AdminUser *u, bool *ret_removed);
 
 #define AUTHORIZED_KEYS_MAX ((size_t) 64 * 1024 * 1024)

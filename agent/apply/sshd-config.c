@@ -125,17 +125,23 @@ int sshd_config_read(int root_fd, SshdConfigFile *ret) {
         int r;
 
         dfd = open_in_root(root_fd, SSHD_CONFIG_DIR, O_RDONLY | O_DIRECTORY, 0);
+        if (dfd == -ENOENT)
+                return SSHD_E_NOT_FOUND;
+        if (dfd == -ELOOP) /* a symlink loop on the way: nothing sshd reads either */
+                return SSHD_E_SYMLINK;
         if (dfd < 0)
                 return dfd;
         /* O_NONBLOCK: a FIFO at the name must not hang the boot; it is refused below. */
         fd = openat(dfd, SSHD_CONFIG_NAME, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
         if (fd < 0)
-                return -errno;
+                return errno == ENOENT ? SSHD_E_NOT_FOUND : errno == ELOOP ? SSHD_E_SYMLINK : -errno;
         if (fstat(fd, &st) < 0)
                 return -errno;
         if (!S_ISREG(st.st_mode))
-                return -EBADFD;
+                return SSHD_E_NOT_REGULAR;
         r = read_full_fd(fd, SSHD_CONFIG_MAX, &text, &len);
+        if (r == -EFBIG)
+                return SSHD_E_TOO_LARGE;
         if (r < 0)
                 return r;
         *ret = (SshdConfigFile) {
@@ -190,11 +196,11 @@ int sshd_config_verify(int root_fd, bool entraid, const char **ret_what) {
                 return r > 0 ? 1 : 2;
         }
         r = sshd_config_read(root_fd, &f);
-        if (r < 0) {
+        if (r != 0) {
                 /* Without a readable regular file there is no block of ours: right outside EntraId. */
-                *ret_what = r == -ENOENT ? "sshd_config is missing" : r == -ELOOP ? "sshd_config is a symlink"
-                          : r == -EBADFD ? "sshd_config is not a regular file" : "sshd_config cannot be read";
-                bool known = r == -ENOENT || r == -ELOOP || r == -EBADFD;
+                *ret_what = r == SSHD_E_NOT_FOUND ? "sshd_config is missing" : r == SSHD_E_SYMLINK ? "sshd_config is a symlink"
+                          : r == SSHD_E_NOT_REGULAR ? "sshd_config is not a regular file" : "sshd_config cannot be read";
+                bool known = r == SSHD_E_NOT_FOUND || r == SSHD_E_SYMLINK || r == SSHD_E_NOT_REGULAR;
                 return !known ? 2 : entraid ? 1 : 0;
         }
         SshdBlockState s = sshd_block_state(f.text, f.len);
@@ -225,8 +231,8 @@ static int reason(char **ret_reason, int r, const char *fmt, const char *arg) {
 }
 
 /* Runs sshd with argv (util/spawn-util: clean environment, dies with us, 10 s at most: sshd -t/-T are
- * quick, a hang must not hold the boot). 0 when it exited 0; -EBADMSG when it did not, with `what` and
- * sshd's first line in *ret_reason; another negative errno when it could not be run. */
+ * quick, a hang must not hold the boot). 0 when it exited 0; SSHD_E_REJECTED when it did not, with `what`
+ * and sshd's first line in *ret_reason; a negative errno when it could not be run. */
 static int run_sshd(char *const argv[], size_t cap, const char *what, SpawnResult *ret, char **ret_reason) {
         int r;
 
@@ -242,7 +248,7 @@ static int run_sshd(char *const argv[], size_t cap, const char *what, SpawnResul
         if (ret_reason && asprintf(ret_reason, "%s: %s", what, first_line(*ret->err ? ret->err : ret->out)) < 0)
                 *ret_reason = NULL;
         spawn_result_done(ret);
-        return -EBADMSG;
+        return SSHD_E_REJECTED;
 }
 
 int sshd_config_check(char **ret_reason) {
@@ -251,7 +257,7 @@ int sshd_config_check(char **ret_reason) {
         int r;
 
         if (access(SSHD_BINARY, X_OK) < 0)
-                return -ENOENT;
+                return SSHD_E_NO_SSHD;
         r = run_sshd(argv, SSHD_CHECK_OUTPUT_MAX, "sshd configuration check failed", &res, ret_reason);
         spawn_result_done(&res);
         return r;
@@ -278,12 +284,12 @@ int sshd_check_entraid(const char *user, char **ret_reason) {
         int r;
 
         if (access(SSHD_BINARY, X_OK) < 0)
-                return reason(ret_reason, -ENOENT, "%s is missing: cannot check the setting", SSHD_BINARY);
+                return reason(ret_reason, SSHD_E_NO_SSHD, "%s is missing: cannot check the setting", SSHD_BINARY);
 
         char *test[] = { (char *) SSHD_BINARY, (char *) "-t", (char *) "-f", (char *) SSHD_CONFIG, NULL };
         r = run_sshd(test, SSHD_CHECK_OUTPUT_MAX, "sshd -t refuses the configuration", &res, ret_reason);
         spawn_result_done(&res);
-        if (r < 0)
+        if (r != 0)
                 return r;
 
         /* Every connection attribute a Match line can test is given (user, host, addr, laddr, lport), so that
@@ -292,11 +298,11 @@ int sshd_check_entraid(const char *user, char **ret_reason) {
                 return -ENOMEM;
         char *dump[] = { (char *) SSHD_BINARY, (char *) "-T", (char *) "-f", (char *) SSHD_CONFIG, (char *) "-C", spec, NULL };
         r = run_sshd(dump, SSHD_DUMP_OUTPUT_MAX, "sshd -T fails", &res, ret_reason);
-        if (r < 0)
+        if (r != 0)
                 return r;
         const char *v = dump_value(res.out, "pubkeyauthentication");
         if (!v || !streq(v, "no"))
-                r = reason(ret_reason, -EBADMSG, "sshd -T says pubkeyauthentication %s", v ?: "(nothing)");
+                r = reason(ret_reason, SSHD_E_NOT_EFFECTIVE, "sshd -T says pubkeyauthentication %s", v ?: "(nothing)");
         spawn_result_done(&res);
         return r;
 }

@@ -35,6 +35,18 @@
 /* The largest sshd_config the agent reads (Debian's is 3 KiB). */
 #define SSHD_CONFIG_MAX (1024 * 1024)
 
+/* Outcomes the caller must handle (dbus-broker's split): 0 success, a positive SSHD_E_* below, or a negative
+ * errno for an unexpected failure, passed up unchanged. Nothing here logs. */
+enum {
+        SSHD_E_NOT_FOUND = 1, /* sshd_config (or /etc/ssh) does not exist */
+        SSHD_E_SYMLINK,       /* sshd_config is a symlink: never followed */
+        SSHD_E_NOT_REGULAR,   /* sshd_config is a FIFO, directory, device or socket */
+        SSHD_E_TOO_LARGE,     /* sshd_config is larger than SSHD_CONFIG_MAX */
+        SSHD_E_NO_SSHD,       /* no SSHD_BINARY to run the checks with */
+        SSHD_E_REJECTED,      /* sshd -t (or -T) refuses the configuration */
+        SSHD_E_NOT_EFFECTIVE, /* sshd -T does not show `pubkeyauthentication no` */
+};
+
 #define SSHD_LEGACY_DROPIN_DIR "/etc/ssh/sshd_config.d"
 #define SSHD_LEGACY_DROPIN_NAME "50-aks-ssh-access.conf"
 
@@ -71,7 +83,7 @@ typedef struct SshdConfigFile {
 void sshd_config_file_done(SshdConfigFile *f);
 
 /* Reads <root>/etc/ssh/sshd_config: the directory resolved inside the root, the file itself never
- * followed. -ENOENT missing, -ELOOP a symlink, -EBADFD not a regular file, -EFBIG over SSHD_CONFIG_MAX. */
+ * followed. SSHD_E_NOT_FOUND, SSHD_E_SYMLINK, SSHD_E_NOT_REGULAR, SSHD_E_TOO_LARGE. */
 int sshd_config_read(int root_fd, SshdConfigFile *ret);
 
 /* Replaces the file's contents atomically (temp file in the same directory, fsync, rename, fsync of the
@@ -91,13 +103,13 @@ int sshd_config_verify(int root_fd, bool entraid, const char **ret_what);
 
 /* --- sshd itself, on the live node --- */
 
-/* `sshd -t`. 0 ok, -EBADMSG the check failed, -ENOENT no sshd binary, other negative errno when sshd could
- * not be run. Does not log; *ret_reason (may be NULL) gets "sshd configuration check failed: <sshd's first
- * line>" (or why it could not run), to be freed by the caller. */
+/* `sshd -t`. 0 ok, SSHD_E_REJECTED, SSHD_E_NO_SSHD, a negative errno when sshd could not be run.
+ * *ret_reason (may be NULL) gets "sshd configuration check failed: <sshd's first line>" (or why it could
+ * not run), to be freed by the caller. */
 int sshd_config_check(char **ret_reason);
 
 /* EntraId's effectiveness check: `sshd -t`, then `sshd -T -C user=<user>,host=localhost,addr=127.0.0.1,
- * laddr=127.0.0.1,lport=22` must print `pubkeyauthentication no`. 0 effective; -EBADMSG not (or sshd
- * refused the configuration), -ENOENT no sshd binary, other negative errno when sshd could not be run.
- * Does not log; *ret_reason (may be NULL) gets a one-line reason to be freed by the caller. */
+ * laddr=127.0.0.1,lport=22` must print `pubkeyauthentication no`. 0 effective; SSHD_E_NOT_EFFECTIVE,
+ * SSHD_E_REJECTED, SSHD_E_NO_SSHD; a negative errno when sshd could not be run. *ret_reason (may be NULL)
+ * gets a one-line reason (also for SSHD_E_NO_SSHD) to be freed by the caller. */
 int sshd_check_entraid(const char *user, char **ret_reason);

@@ -51,7 +51,7 @@ static void print_plan(const Options *o, const Snapshot *s, const Decision *d) {
                 printf("  rejected: %zu more entries\n", s->policy.n_rejected - REJECTED_NAMED_MAX);
         if (d->sshd_change)
                 printf("  %s%s: %s\n", root, SSHD_CONFIG, d->mode == MODE_ENTRAID ? "write the EntraId block at the top" : "remove the EntraId block");
-        else if (d->mode == MODE_ENTRAID && s->sshd_r < 0)
+        else if (d->mode == MODE_ENTRAID && s->sshd_r != 0)
                 printf("  %s%s: unusable (%s): sshd fails closed\n", root, SSHD_CONFIG, sshd_read_error_to_string(s->sshd_r));
         if (s->legacy_dropin > 0)
                 printf("  %s%s/%s: remove\n", root, SSHD_LEGACY_DROPIN_DIR, SSHD_LEGACY_DROPIN_NAME);

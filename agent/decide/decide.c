@@ -134,7 +134,7 @@ static int decide_keys(const Snapshot *s, Decision *d) {
         if (s->ssh_dir_r == 0 && s->keys_r != 0 && s->keys_r != HOME_E_NOT_FOUND)
                 return problem(d, PART_KEYS_READ, s->keys_r, 0);
         r = authorized_keys_merge(s->keys_text ?: "", s->keys_len, lines, n, &d->keys_new, &d->keys_new_len);
-        if (r == -EBADMSG)
+        if (r == AK_E_DAMAGED)
                 return problem(d, PART_KEYS_MERGE, r, 0);
         if (r < 0)
                 return r;
@@ -165,10 +165,10 @@ static int decide_sshd(const Snapshot *s, Decision *d) {
         bool entraid = d->mode == MODE_ENTRAID;
         int r;
 
-        if (s->sshd_r < 0) {
+        if (s->sshd_r != 0) {
                 /* Outside EntraId, a missing file, a symlink or a non-regular file holds nothing of ours (we
                  * only ever write a regular file); anything else may hide a block we cannot remove. */
-                if (!entraid && s->sshd_r != -ENOENT && s->sshd_r != -ELOOP && s->sshd_r != -EBADFD)
+                if (!entraid && s->sshd_r != SSHD_E_NOT_FOUND && s->sshd_r != SSHD_E_SYMLINK && s->sshd_r != SSHD_E_NOT_REGULAR)
                         return problem(d, PART_SSHD_READ, s->sshd_r, 0);
                 return 0;
         }
@@ -195,11 +195,14 @@ static int add_sshd_steps(const Snapshot *s, Decision *d) {
 }
 
 const char *sshd_read_error_to_string(int e) {
-        switch (-e) {
-        case ENOENT: return "missing";
-        case ELOOP: return "a symlink";
-        case EBADFD: return "not a regular file";
-        case EFBIG: return "larger than 1 MiB";
+        switch (e) {
+        case SSHD_E_NOT_FOUND: return "missing";
+        case SSHD_E_SYMLINK: return "a symlink";
+        case SSHD_E_NOT_REGULAR: return "not a regular file";
+        case SSHD_E_TOO_LARGE: return "larger than 1 MiB";
+        case SSHD_E_NO_SSHD: return "not checked: no " SSHD_BINARY;
+        case SSHD_E_REJECTED: return "refused by sshd";
+        case SSHD_E_NOT_EFFECTIVE: return "not effective";
         default: return strerror(-e);
         }
 }
@@ -236,7 +239,7 @@ static int decide_entraid(const Snapshot *s, Decision *d) {
 
         if (r < 0)
                 return r;
-        if (s->sshd_r < 0) {
+        if (s->sshd_r != 0) {
                 _cleanup_free_ char *why = NULL;
                 if (asprintf(&why, "%s%s is %s", s->root ?: "", SSHD_CONFIG, sshd_read_error_to_string(s->sshd_r)) < 0)
                         return -ENOMEM;
@@ -349,9 +352,9 @@ int decide_feedback(const Snapshot *s, Decision *d, size_t i, int r, const char 
                         decision_fail(d, entraid ? PART_LEGACY_DROPIN_ENTRAID : PART_LEGACY_DROPIN, r);
                 return 0;
         case STEP_CHECK_ENTRAID:
-                if (r >= 0)
+                if (r == 0)
                         return 0;
-                r = fail_closed(s, d, i + 1, reason ?: strerror(-r));
+                r = fail_closed(s, d, i + 1, reason ?: sshd_read_error_to_string(r));
                 /* sshd's configuration as it was before this run. */
                 if (r >= 0 && d->sshd_written) {
                         r = add_step(d, STEP_UNIT, 0, NULL); /* room for one more */
@@ -366,7 +369,7 @@ int decide_feedback(const Snapshot *s, Decision *d, size_t i, int r, const char 
                         d->sshd_written = false;
                 return 0;
         case STEP_CHECK_SSHD:
-                if (r != -EBADMSG)
+                if (r != SSHD_E_REJECTED)
                         return 0;
                 /* Unmask and enable, but do not start an sshd whose configuration is broken. */
                 decision_fail(d, PART_SSHD_CHECK, r);

@@ -60,7 +60,7 @@ typedef struct Snapshot {
         UnitInfoList units;
         GeneratorInfo gen;     /* ours: the state file's generator_masked, and the mask still there */
         /* sshd's configuration */
-        int sshd_r;            /* sshd_config_read: 0, -ENOENT, -ELOOP, -EBADFD, -EFBIG, -errno */
+        int sshd_r;            /* sshd_config_read: 0, an SSHD_E_* outcome (sshd-config.h), -errno */
         SshdConfigFile sshd;   /* text, len (and, for the executor, the directory fd, mode, owner) */
         int legacy_dropin;     /* sshd_legacy_dropin_state: 1 present, 0 absent, -errno unknown */
 } Snapshot;
@@ -146,5 +146,5 @@ void decision_fail(Decision *d, Part part, int code);
 int decide_record(const Snapshot *s, const Decision *d, const char *now, State *ret);
 
 const char *step_kind_to_string(StepKind k);
-/* Why sshd_config_read() failed, as a phrase: "missing", "a symlink", "not a regular file", ... */
+/* An SSHD_E_* outcome (or a negative errno) as a phrase: "missing", "a symlink", "not a regular file", ... */
 const char *sshd_read_error_to_string(int e);

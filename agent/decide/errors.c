@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <sysexits.h>
 
+#include "apply/authorized-keys.h"
+#include "apply/sshd-config.h"
 #include "log.h"
 #include "macro.h"
 
@@ -28,36 +30,36 @@ int exit_code_worse(int a, int b) {
         return severity(b) > severity(a) ? b : a;
 }
 
-int exit_code_from_errno(int r) {
-        switch (r < 0 ? -r : r) {
-        case 0: return 0;
+/* The unexpected failures (a negative errno) by class; 0: none, the row says. */
+static int errno_class(int r) {
+        switch (-r) {
         case EPERM: case ELOOP: case ENOTDIR: case EMLINK: return EX_NOPERM;
         case ENOENT: return EX_NOUSER;
         case EACCES: case EROFS: case EEXIST: case ENAMETOOLONG: return EX_CANTCREAT;
         case EIO: case ENOSPC: case EDQUOT: case EFBIG: return EX_IOERR;
-        case EBADMSG: return EX_CONFIG;
-        default: return EX_SOFTWARE;
+        default: return 0;
         }
 }
 
 /* home.c's documented outcomes (home.h). */
-static int exit_code_from_home(int code) {
+static int home_class(int code) {
         switch (code) {
         case HOME_E_UNSAFE: return EX_NOPERM;
         case HOME_E_IMMUTABLE: return EX_CANTCREAT;
+        case HOME_E_DAMAGED: return EX_DATAERR;
         default: return EX_NOUSER; /* HOME_E_NO_USER, HOME_E_NOT_FOUND, HOME_E_ROOT */
         }
 }
 
-/* exit BY_ERRNO: a negative errno by exit_code_from_errno(), a positive HOME_E_* by exit_code_from_home(). */
-#define BY_ERRNO (-1)
+/* exit ERRNO_OR(x): a negative errno's class, else x. BY_HOME (the parts of home.c): a HOME_E_* by
+ * home_class(), a negative errno by its class, else 70. */
+#define ERRNO_OR(exit) (-(exit))
+#define BY_HOME (-1)
 #define E_CANTCREAT -EACCES, -EROFS, -EEXIST, -ENAMETOOLONG
-/* Every errno exit_code_from_errno() has a class for (the rest is 70). */
-#define E_CLASSIFIED -EPERM, -ELOOP, -ENOTDIR, -EMLINK, -ENOENT, E_CANTCREAT, -EIO, -ENOSPC, -EDQUOT, -EFBIG, -EBADMSG
 
 typedef struct ErrorRow {
         Part part;
-        int codes[16]; /* the codes this row is for (0-terminated); none: every other code of the part */
+        int codes[4]; /* the codes this row is for (0-terminated); none: every other code of the part */
         int exit;
         const char *result;
         const char *message_id;
@@ -73,34 +75,34 @@ static const ErrorRow table[] = {
         { PART_USER, { HOME_E_ROOT }, EX_NOUSER, "admin-user-root", MID_USER_MISSING },
         { PART_USER, {}, EX_NOUSER, "admin-user-missing", MID_USER_MISSING },
         { PART_HOME, { HOME_E_NOT_FOUND, -ENOENT }, EX_NOUSER, "home-missing", MID_UNSAFE_PATH },
-        { PART_HOME, {}, BY_ERRNO, "unsafe-path", MID_UNSAFE_PATH },
-        { PART_SSH_DIR, {}, BY_ERRNO, "unsafe-path", MID_UNSAFE_PATH },
+        { PART_HOME, {}, BY_HOME, "unsafe-path", MID_UNSAFE_PATH },
+        { PART_SSH_DIR, {}, BY_HOME, "unsafe-path", MID_UNSAFE_PATH },
         { PART_KEYS_READ, { HOME_E_UNSAFE, -EPERM }, EX_NOPERM, "unsafe-path", MID_UNSAFE_PATH },
-        { PART_KEYS_READ, {}, BY_ERRNO, "io-error", MID_UNSAFE_PATH },
+        { PART_KEYS_READ, {}, BY_HOME, "io-error", MID_UNSAFE_PATH },
         /* Unpaired markers: which lines are ours cannot be told, so the file is left as it is. */
-        { PART_KEYS_MERGE, { -EBADMSG }, EX_DATAERR, "authorized-keys-damaged", MID_UNSAFE_PATH },
+        { PART_KEYS_MERGE, { AK_E_DAMAGED }, EX_DATAERR, "authorized-keys-damaged", MID_UNSAFE_PATH },
         { PART_KEYS_MERGE, {}, EX_SOFTWARE, "out-of-memory", NULL },
-        { PART_PREVIOUS_KEYS, { -EBADMSG }, EX_DATAERR, "authorized-keys-damaged", MID_UNSAFE_PATH },
-        { PART_PREVIOUS_KEYS, {}, BY_ERRNO, "previous-admin-keys", MID_UNSAFE_PATH },
+        { PART_PREVIOUS_KEYS, { HOME_E_DAMAGED }, EX_DATAERR, "authorized-keys-damaged", MID_UNSAFE_PATH },
+        { PART_PREVIOUS_KEYS, {}, BY_HOME, "previous-admin-keys", MID_UNSAFE_PATH },
         /* ENOENT: .ssh vanished between creating and opening it (a race in the home): the user exists, the
          * directory could not be made, 73 — not "no such user" (67). */
         { PART_SSH_DIR_CREATE, { HOME_E_UNSAFE, -EPERM }, EX_NOPERM, "unsafe-path", MID_UNSAFE_PATH },
-        { PART_SSH_DIR_CREATE, { -EACCES, -EROFS, -ENOENT }, EX_CANTCREAT, "cannot-create", MID_UNSAFE_PATH },
-        { PART_SSH_DIR_CREATE, {}, BY_ERRNO, "cannot-create", MID_UNSAFE_PATH },
+        { PART_SSH_DIR_CREATE, { -ENOENT }, EX_CANTCREAT, "cannot-create", MID_UNSAFE_PATH },
+        { PART_SSH_DIR_CREATE, {}, BY_HOME, "cannot-create", MID_UNSAFE_PATH },
         /* The paths were checked already: EPERM here is an immutable/append-only file or directory (or an
          * LSM), i.e. "cannot create" (73), not an unsafe path (77). */
         { PART_KEYS_WRITE, { HOME_E_IMMUTABLE, -EPERM }, EX_CANTCREAT, "cannot-create", MID_UNSAFE_PATH },
-        { PART_KEYS_WRITE, {}, BY_ERRNO, "io-error", MID_UNSAFE_PATH },
+        { PART_KEYS_WRITE, {}, BY_HOME, "io-error", MID_UNSAFE_PATH },
         { PART_UNIT_QUERY, {}, EX_SOFTWARE, "unit-control-failed", NULL },
         { PART_UNIT_BROKEN, {}, EX_SOFTWARE, "unit-broken", MID_UNIT_FAILED },
         { PART_UNITS, { E_CANTCREAT }, EX_CANTCREAT, "unit-control-failed", MID_UNIT_FAILED },
         { PART_UNITS, {}, EX_SOFTWARE, "unit-control-failed", MID_UNIT_FAILED },
-        { PART_SSHD_READ, { E_CLASSIFIED }, BY_ERRNO, "sshd-config-unreadable", NULL },
-        { PART_SSHD_READ, {}, EX_IOERR, "sshd-config-unreadable", NULL },
+        { PART_SSHD_READ, { SSHD_E_TOO_LARGE }, EX_IOERR, "sshd-config-unreadable", NULL },
+        { PART_SSHD_READ, {}, ERRNO_OR(EX_IOERR), "sshd-config-unreadable", NULL },
+        /* EPERM: an immutable sshd_config; EBUSY: a bind-mounted one (rename fails). */
         { PART_SSHD_WRITE, { -EPERM, -EBUSY }, EX_CANTCREAT, "cannot-create", NULL },
-        { PART_SSHD_WRITE, {}, BY_ERRNO, "cannot-create", NULL },
-        { PART_LEGACY_DROPIN, { E_CLASSIFIED }, BY_ERRNO, "cannot-create", NULL },
-        { PART_LEGACY_DROPIN, {}, EX_CANTCREAT, "cannot-create", NULL },
+        { PART_SSHD_WRITE, {}, ERRNO_OR(EX_SOFTWARE), "cannot-create", NULL },
+        { PART_LEGACY_DROPIN, {}, ERRNO_OR(EX_CANTCREAT), "cannot-create", NULL },
         { PART_LEGACY_DROPIN_ENTRAID, {}, EX_CANTCREAT, "cannot-create", NULL },
         { PART_SSHD_CHECK, {}, EX_CONFIG, "sshd-config-invalid", NULL },
         { PART_ENTRAID, {}, EX_CONFIG, "entraid-not-effective", MID_SSHD_CONFIG_BAD },
@@ -126,6 +128,7 @@ ErrorInfo error_lookup(Part part, int code) {
         hit = hit ?: any;
         if (!hit)
                 return (ErrorInfo) { EX_SOFTWARE, "failed", NULL };
-        return (ErrorInfo) { hit->exit != BY_ERRNO ? hit->exit
-                             : code > 0 ? exit_code_from_home(code) : exit_code_from_errno(code), hit->result, hit->message_id };
+        int exit = hit->exit >= 0 ? hit->exit : hit->exit == BY_HOME && code > 0 ? home_class(code)
+                 : errno_class(code) ?: hit->exit == BY_HOME ? EX_SOFTWARE : -hit->exit;
+        return (ErrorInfo) { exit, hit->result, hit->message_id };
 }

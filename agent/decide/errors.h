@@ -2,8 +2,9 @@
 #pragma once
 
 /* One error table: (part of the run, code) → exit code (SPEC §6), the result word recorded in state.json
- * and the MESSAGE_ID of the event. Codes are what the parts return today: a negative errno, or a positive
- * documented code; a part that moves to positive codes (HOME_E_UNSAFE ...) gets rows for them in errors.c.
+ * and the MESSAGE_ID of the event. Codes are what the parts return: a positive documented outcome of the
+ * module (HOME_E_*, AK_E_*, SSHD_E_*), or a negative errno for an unexpected failure, mapped by its class
+ * (EPERM 77, EACCES/EROFS 73, EIO/ENOSPC 74, ...) unless the part's row says otherwise.
  * Pure: no I/O, no logging. */
 
 #include <stdbool.h>
@@ -19,7 +20,7 @@ typedef enum Part {
         PART_HOME,             /* home_open */
         PART_SSH_DIR,          /* ssh_dir_open, reading */
         PART_KEYS_READ,        /* authorized_keys_read */
-        PART_KEYS_MERGE,       /* authorized_keys_merge: -EBADMSG a damaged block */
+        PART_KEYS_MERGE,       /* authorized_keys_merge: AK_E_DAMAGED */
         PART_PREVIOUS_KEYS,    /* authorized_keys_remove_managed of the previous admin */
         PART_SSH_DIR_CREATE,   /* ssh_dir_open(create) / ssh_dir_tighten before writing */
         PART_KEYS_WRITE,       /* authorized_keys_write */
@@ -48,6 +49,3 @@ ErrorInfo error_lookup(Part part, int code);
 
 /* Exit codes (SPEC §6), by severity when several things went wrong: the most severe wins. */
 int exit_code_worse(int a, int b);
-/* The errno classes: EPERM/ELOOP/ENOTDIR/EMLINK 77, ENOENT 67, EACCES/EROFS/EEXIST/ENAMETOOLONG 73,
- * EIO/ENOSPC/EDQUOT/EFBIG 74, EBADMSG 78, anything else 70. */
-int exit_code_from_errno(int r);

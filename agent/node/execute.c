@@ -171,7 +171,7 @@ static int remove_previous_keys(Node *n, const Snapshot *s, bool *ret_removed) {
         else if (e != 0)
                 log_event_errno(LOG_ERR, e < 0 ? e : 0, error_lookup(PART_PREVIOUS_KEYS, e).message_id, NULL,
                                 "Cannot remove the managed keys of the previous admin user %s: %s", who ?: "?",
-                                e == -EBADMSG ? "the managed block is damaged" : *prev.error ? prev.error : strerror(-e));
+                                e == HOME_E_DAMAGED ? "the managed block is damaged" : *prev.error ? prev.error : strerror(-e));
         else if (*ret_removed)
                 log_event(LOG_INFO, MID_KEYS_WRITTEN, NULL, "Removed the managed keys of the previous admin user %s.", who ?: "?");
         return e == HOME_E_NO_USER || e == HOME_E_ROOT ? 0 : e;
@@ -255,9 +255,9 @@ int node_execute(Node *n, Snapshot *s, Decision *d, bool *ret_changed) {
                         break;
                 case STEP_CHECK_SSHD:
                         e = sshd_config_check(&why);
-                        if (e == -EBADMSG)
+                        if (e == SSHD_E_REJECTED)
                                 log_event(LOG_ERR, MID_SSHD_CONFIG_BAD, NULL, "%s", why ?: "sshd configuration check failed");
-                        else if (e < 0 && e != -ENOENT)
+                        else if (e < 0)
                                 log_error_errno(e, "Cannot run %s -t: %m", SSHD_BINARY);
                         break;
                 default:

@@ -174,7 +174,7 @@ static int block_keys_parse(const char *text, size_t len, BlockKeys *ret) {
                 return 0;
         }
         r = authorized_keys_block_lines(text, len, &lines, &b.found);
-        if (r == -EBADMSG) {
+        if (r == AK_E_DAMAGED) {
                 (void) authorized_keys_check(text, len, &b.damage_line, &b.damage);
                 *ret = b;
                 return 0;

@@ -6,7 +6,7 @@
  * come from sshkey_format() of a validated key) they get a key type in front and hold no CR/LF.
  * Properties (against a reference model written independently from the agent's code):
  *   0. a text whose exact marker lines do not pair up is damaged: check, block_lines and merge all refuse it
- *      with -EBADMSG and build nothing (no user byte can be lost, no managed key silently kept);
+ *      with AK_E_DAMAGED and build nothing (no user byte can be lost, no managed key silently kept);
  *   1. removing (merge with n = 0) gives exactly the model's "every byte outside the complete blocks" (a
  *      block at the very end without a final newline takes the '\n' before it along);
  *   2. the new block holds exactly `lines` (block_lines of the output), and there is no block when n = 0;
@@ -153,10 +153,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
         if (!model) {
                 /* 0. damaged */
-                ASSERT(authorized_keys_check(text, text_len, NULL, NULL) == -EBADMSG);
-                ASSERT(authorized_keys_block_lines(text, text_len, &in_lines, &in_found) == -EBADMSG && !in_lines);
-                ASSERT(authorized_keys_merge(text, text_len, lines, n, &out, &out_len) == -EBADMSG && !out);
-                ASSERT(authorized_keys_merge(text, text_len, NULL, 0, &out, &out_len) == -EBADMSG && !out);
+                ASSERT(authorized_keys_check(text, text_len, NULL, NULL) == AK_E_DAMAGED);
+                ASSERT(authorized_keys_block_lines(text, text_len, &in_lines, &in_found) == AK_E_DAMAGED && !in_lines);
+                ASSERT(authorized_keys_merge(text, text_len, lines, n, &out, &out_len) == AK_E_DAMAGED && !out);
+                ASSERT(authorized_keys_merge(text, text_len, NULL, 0, &out, &out_len) == AK_E_DAMAGED && !out);
                 goto done;
         }
         ASSERT(authorized_keys_check(text, text_len, NULL, NULL) == 0);

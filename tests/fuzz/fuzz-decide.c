@@ -200,7 +200,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         s.gen.ours = s.gen.masked && s.prev.generator_masked;
         s.sshd_r = take(&in, 4) == 0 ? TAKE(&in, errnos) : 0;
         if (s.sshd_r > 0)
-                s.sshd_r = -ELOOP;
+                s.sshd_r = SSHD_E_SYMLINK;
         if (s.sshd_r == 0) {
                 s.sshd.text = strdup(TAKE(&in, sshd_texts));
                 s.sshd.len = strlen(s.sshd.text);

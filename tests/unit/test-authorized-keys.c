@@ -27,11 +27,11 @@ static void check_damaged(const char *text, size_t line, const char *what, const
         const char *w = NULL;
         bool found = false;
 
-        CHECK_INTEQ(authorized_keys_merge(text, strlen(text), keys2, 2, &out, &len), -EBADMSG, why);
+        CHECK_INTEQ(authorized_keys_merge(text, strlen(text), keys2, 2, &out, &len), AK_E_DAMAGED, why);
         CHECK(!out, "nothing built for a damaged text");
-        CHECK_INTEQ(authorized_keys_merge(text, strlen(text), NULL, 0, &out, &len), -EBADMSG, why);
-        CHECK_INTEQ(authorized_keys_block_lines(text, strlen(text), &got, &found), -EBADMSG, why);
-        CHECK_INTEQ(authorized_keys_check(text, strlen(text), &l, &w), -EBADMSG, why);
+        CHECK_INTEQ(authorized_keys_merge(text, strlen(text), NULL, 0, &out, &len), AK_E_DAMAGED, why);
+        CHECK_INTEQ(authorized_keys_block_lines(text, strlen(text), &got, &found), AK_E_DAMAGED, why);
+        CHECK_INTEQ(authorized_keys_check(text, strlen(text), &l, &w), AK_E_DAMAGED, why);
         CHECK_INTEQ(l, line, "the unpaired marker's line");
         CHECK_STREQ(w, what, "what is wrong");
 }
@@ -219,8 +219,8 @@ static void test_block_lines(void) {
                 CHECK(found, "END line complete inside the length");
                 strv_free(got);
                 got = NULL;
-                CHECK_INTEQ(authorized_keys_block_lines(t, strlen(BLOCK2) - 2, &got, &found), -EBADMSG, "cut inside END");
-                CHECK_INTEQ(authorized_keys_block_lines(t, strlen(B) + 5, &got, &found), -EBADMSG, "cut inside the block");
+                CHECK_INTEQ(authorized_keys_block_lines(t, strlen(BLOCK2) - 2, &got, &found), AK_E_DAMAGED, "cut inside END");
+                CHECK_INTEQ(authorized_keys_block_lines(t, strlen(B) + 5, &got, &found), AK_E_DAMAGED, "cut inside the block");
         }
 }
 

@@ -182,12 +182,12 @@ static void test_localuser(void) {
         s.live = true;
         check_decide(&s, &d, "make-ssh-dir; write-keys; check-sshd; " OPEN_UNITS, 0, "ok", "live: sshd -t before the units");
         /* sshd -t fails: unmask and enable, but no start */
-        CHECK_INTEQ(decide_feedback(&s, &d, find_step(&d, STEP_CHECK_SSHD), -EBADMSG, NULL), 0, "feedback");
+        CHECK_INTEQ(decide_feedback(&s, &d, find_step(&d, STEP_CHECK_SSHD), SSHD_E_REJECTED, NULL), 0, "feedback");
         check_steps(&d, "make-ssh-dir; write-keys; check-sshd; unmask ssh.service; unmask sshd.service; unmask ssh.socket; "
                         "enable ssh.service; daemon-reload", EX_CONFIG, "sshd-config-invalid", "a failed sshd -t drops the start");
         decision_done(&d);
         check_decide(&s, &d, "make-ssh-dir; write-keys; check-sshd; " OPEN_UNITS, 0, "ok", "again");
-        CHECK_INTEQ(decide_feedback(&s, &d, find_step(&d, STEP_CHECK_SSHD), -ENOENT, NULL), 0, "feedback");
+        CHECK_INTEQ(decide_feedback(&s, &d, find_step(&d, STEP_CHECK_SSHD), SSHD_E_NO_SSHD, NULL), 0, "feedback");
         CHECK_INTEQ(d.exit, 0, "no sshd binary to check with: not a failure");
         decision_done(&d);
         s.live = false;
@@ -348,7 +348,7 @@ static void test_entraid(void) {
         s.live = true;
         check_decide(&s, &d, "write-sshd-config; check-entraid; " OPEN_UNITS, 0, "ok", "live: sshd -T before any unmask");
         CHECK_INTEQ(decide_feedback(&s, &d, 0, 0, NULL), 0, "written");
-        CHECK_INTEQ(decide_feedback(&s, &d, 1, -EBADMSG, "sshd -T shows pubkeyauthentication yes"), 0, "not effective");
+        CHECK_INTEQ(decide_feedback(&s, &d, 1, SSHD_E_NOT_EFFECTIVE, "sshd -T shows pubkeyauthentication yes"), 0, "not effective");
         check_steps(&d, "write-sshd-config; check-entraid; restore-sshd-config", EX_CONFIG, "entraid-not-effective",
                     "fail closed: the image's sshd_config back, the units stay masked (Disabled's steps: none here)");
         CHECK_STREQ(d.entraid_failed, "sshd -T shows pubkeyauthentication yes", "why");
@@ -360,7 +360,7 @@ static void test_entraid(void) {
         s.units = UNITS(debian_masked);
 
         /* sshd_config a symlink: known before anything is done */
-        s.sshd_r = -ELOOP;
+        s.sshd_r = SSHD_E_SYMLINK;
         check_decide(&s, &d, "", EX_CONFIG, "entraid-not-effective", "EntraId with an unusable sshd_config fails closed at once");
         CHECK_STREQ(d.entraid_failed, "/r/etc/ssh/sshd_config is a symlink", "why");
         decision_done(&d);
@@ -417,7 +417,7 @@ static void test_error_table(void) {
                 { PART_LEGACY_DROPIN, -EPERM, EX_NOPERM, "cannot-create" }, { PART_LEGACY_DROPIN_ENTRAID, -EPERM, EX_CANTCREAT, "cannot-create" },
                 { PART_STATE, -EACCES, EX_CANTCREAT, "state-write-failed" }, { PART_STATE, -EIO, EX_IOERR, "state-write-failed" },
                 { PART_LOCK, -EWOULDBLOCK, EX_TEMPFAIL, "locked" },     { PART_LOCK, -EINVAL, EX_IOERR, "io-error" },
-                { PART_USER, HOME_E_ROOT, EX_NOUSER, "admin-user-root" }, { PART_PREVIOUS_KEYS, -EBADMSG, EX_DATAERR, "authorized-keys-damaged" },
+                { PART_USER, HOME_E_ROOT, EX_NOUSER, "admin-user-root" }, { PART_PREVIOUS_KEYS, HOME_E_DAMAGED, EX_DATAERR, "authorized-keys-damaged" },
         };
         for (size_t i = 0; i < ELEMENTSOF(t); i++) {
                 ErrorInfo e = error_lookup(t[i].part, t[i].code);

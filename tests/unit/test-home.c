@@ -228,7 +228,7 @@ static void test_remove_managed(void) {
 
         put("home/azureuser/.ssh/authorized_keys", "own\n" AK_BEGIN "\nmanaged\n", 0600, UID);
         admin_user_done(&u);
-        CHECK_INTEQ(authorized_keys_remove_managed(root_fd, "azureuser", &u, &removed), -EBADMSG, "a damaged block is left");
+        CHECK_INTEQ(authorized_keys_remove_managed(root_fd, "azureuser", &u, &removed), HOME_E_DAMAGED, "a damaged block is left");
 }
 
 int main(void) {

@@ -88,13 +88,13 @@ int main(void) {
         }
 
         check(SSHD_BLOCK_TEXT, debian_stock, aad_match, 0, NULL, "Debian's stock file with the block on top");
-        check("", debian_stock, aad_match, -EBADMSG, "sshd -T says pubkeyauthentication yes",
+        check("", debian_stock, aad_match, SSHD_E_NOT_EFFECTIVE, "sshd -T says pubkeyauthentication yes",
               "without the block sshd's default (yes) is what the admin gets");
         check(SSHD_BLOCK_TEXT, "PubkeyAuthentication yes\n", "", 0, NULL, "a later explicit yes loses to the block");
         /* Match blocks do override the top: one that catches the admin makes EntraId ineffective. */
-        check(SSHD_BLOCK_TEXT, debian_stock, "Match User azureuser\n    PubkeyAuthentication yes\n", -EBADMSG,
+        check(SSHD_BLOCK_TEXT, debian_stock, "Match User azureuser\n    PubkeyAuthentication yes\n", SSHD_E_NOT_EFFECTIVE,
               "sshd -T says pubkeyauthentication yes", "a Match block for the admin re-enables it: not effective");
-        check(SSHD_BLOCK_TEXT, "", "Match all\n    PubkeyAuthentication yes\n", -EBADMSG, "pubkeyauthentication yes",
+        check(SSHD_BLOCK_TEXT, "", "Match all\n    PubkeyAuthentication yes\n", SSHD_E_NOT_EFFECTIVE, "pubkeyauthentication yes",
               "Match all re-enables it for everyone");
         /* Match LocalPort / LocalAddress / Address / Host need those in the test specification, else sshd -T
          * refuses to run: the check gives them all. */
@@ -102,13 +102,13 @@ int main(void) {
               "Match LocalPort 2222\n    X11Forwarding no\nMatch LocalAddress 10.0.0.1\n    X11Forwarding no\n"
               "Match Address 10.0.0.0/8 Host *.example\n    X11Forwarding no\n",
               0, NULL, "Match criteria of every kind are evaluated, not refused");
-        check(SSHD_BLOCK_TEXT, "NoSuchOption yes\n", "", -EBADMSG, "sshd -t refuses the configuration: ",
+        check(SSHD_BLOCK_TEXT, "NoSuchOption yes\n", "", SSHD_E_REJECTED, "sshd -t refuses the configuration: ",
               "a configuration sshd refuses is not effective");
         check(SSHD_BLOCK_TEXT, "Include /etc/ssh/sshd_config.d/*.conf\n", "", 0, NULL, "an Include of an empty directory");
 
         /* sshd -t alone (before starting sshd in LocalUser) */
         write_config("NoSuchOption yes\n", "", "");
-        CHECK_INTEQ(sshd_config_check(NULL), -EBADMSG, "sshd -t refuses an unknown keyword");
+        CHECK_INTEQ(sshd_config_check(NULL), SSHD_E_REJECTED, "sshd -t refuses an unknown keyword");
         write_config(debian_stock, "", "");
         CHECK_INTEQ(sshd_config_check(NULL), 0, "sshd -t accepts Debian's stock file");
 
