@@ -251,16 +251,20 @@ static int run_sshd(char *const argv[], size_t cap, const char *what, SpawnResul
         return SSHD_E_REJECTED;
 }
 
-int sshd_config_check(char **ret_reason) {
+/* `sshd -t -f SSHD_CONFIG`; what: how a refusal is described. */
+static int sshd_test(const char *what, char **ret_reason) {
         char *argv[] = { (char *) SSHD_BINARY, (char *) "-t", (char *) "-f", (char *) SSHD_CONFIG, NULL };
         SpawnResult res = {};
-        int r;
+        int r = run_sshd(argv, SSHD_CHECK_OUTPUT_MAX, what, &res, ret_reason);
 
-        if (access(SSHD_BINARY, X_OK) < 0)
-                return SSHD_E_NO_SSHD;
-        r = run_sshd(argv, SSHD_CHECK_OUTPUT_MAX, "sshd configuration check failed", &res, ret_reason);
         spawn_result_done(&res);
         return r;
+}
+
+int sshd_config_check(char **ret_reason) {
+        if (access(SSHD_BINARY, X_OK) < 0)
+                return SSHD_E_NO_SSHD;
+        return sshd_test("sshd configuration check failed", ret_reason);
 }
 
 /* The value sshd -T prints for a keyword (lower case), or NULL. Points into text (modified). */
@@ -285,10 +289,7 @@ int sshd_check_entraid(const char *user, char **ret_reason) {
 
         if (access(SSHD_BINARY, X_OK) < 0)
                 return reason(ret_reason, SSHD_E_NO_SSHD, "%s is missing: cannot check the setting", SSHD_BINARY);
-
-        char *test[] = { (char *) SSHD_BINARY, (char *) "-t", (char *) "-f", (char *) SSHD_CONFIG, NULL };
-        r = run_sshd(test, SSHD_CHECK_OUTPUT_MAX, "sshd -t refuses the configuration", &res, ret_reason);
-        spawn_result_done(&res);
+        r = sshd_test("sshd -t refuses the configuration", ret_reason);
         if (r != 0)
                 return r;
 
