@@ -20,6 +20,14 @@ static const char *const generator_paths[] = {
 static const char *const output_dirs[] = { "/run/systemd/generator.early", "/run/systemd/generator",
                                            "/run/systemd/generator.late" };
 
+/* The name in dfd is a symlink to /dev/null: a mask. */
+static bool is_mask_link(int dfd) {
+        char buf[16];
+        ssize_t n = readlinkat(dfd, SSH_GENERATOR, buf, sizeof buf - 1);
+
+        return n == 9 && memcmp(buf, "/dev/null", 9) == 0;
+}
+
 int generator_query(int root_fd, GeneratorInfo *gen) {
         _cleanup_close_ int dfd = -1;
         struct stat st;
@@ -34,12 +42,8 @@ int generator_query(int root_fd, GeneratorInfo *gen) {
                 return dfd == -ENOENT ? 0 : dfd;
         if (fstatat(dfd, SSH_GENERATOR, &st, AT_SYMLINK_NOFOLLOW) < 0)
                 return errno == ENOENT ? 0 : -errno;
-        if (S_ISLNK(st.st_mode)) {
-                char buf[16];
-                ssize_t n = readlinkat(dfd, SSH_GENERATOR, buf, sizeof buf - 1);
-                gen->masked = n == 9 && memcmp(buf, "/dev/null", 9) == 0;
-        } else
-                gen->masked = S_ISREG(st.st_mode) && st.st_size == 0; /* an empty file masks too */
+        /* an empty file masks too */
+        gen->masked = S_ISLNK(st.st_mode) ? is_mask_link(dfd) : S_ISREG(st.st_mode) && st.st_size == 0;
         return 0;
 }
 
@@ -64,17 +68,15 @@ int generator_mask(int root_fd) {
 
 int generator_unmask(int root_fd) {
         _cleanup_close_ int dfd = open_in_root(root_fd, GENERATOR_MASK_DIR, O_PATH | O_DIRECTORY, 0);
-        char buf[16];
-        ssize_t n;
+        struct stat st;
 
         if (dfd == -ENOENT)
                 return 0;
         if (dfd < 0)
                 return dfd;
-        n = readlinkat(dfd, SSH_GENERATOR, buf, sizeof buf - 1);
-        if (n < 0)
+        if (fstatat(dfd, SSH_GENERATOR, &st, AT_SYMLINK_NOFOLLOW) < 0)
                 return errno == ENOENT ? 0 : -errno;
-        if (n != 9 || memcmp(buf, "/dev/null", 9) != 0)
+        if (!S_ISLNK(st.st_mode) || !is_mask_link(dfd))
                 return 0; /* not a mask: not ours */
         if (unlinkat(dfd, SSH_GENERATOR, 0) < 0)
                 return -errno;

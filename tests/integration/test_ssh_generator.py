@@ -83,3 +83,20 @@ def test_a_generator_mask_the_image_builder_made_is_never_removed(agent, scratch
     assert res.rc == 0, res
     assert os.readlink(os.path.join(r.root, MASK)) == "/dev/null", "the image builder's own mask stays"
     assert r.is_enabled("ssh.service") == "enabled"
+
+
+def test_an_empty_file_put_in_place_of_the_agents_mask_is_left_and_no_longer_ours(agent, scratch_root, tmp_path):
+    """generator_unmask removes only a symlink to /dev/null: an empty file an admin put at the name (it masks the
+    generator too) is not the agent's, so LocalUser leaves it without failing (it used to exit 70: readlinkat on
+    a regular file, EINVAL) and the state no longer claims the mask."""
+    r = scratch_root()
+    with_generator(r)
+    assert agent(["apply", "--root", r.root, "--imds-file", doc(tmp_path, "Disabled")]).rc == 0
+    assert state_of(r)["generator_masked"] is True
+    os.unlink(os.path.join(r.root, MASK))
+    open(os.path.join(r.root, MASK), "w").close()
+    res = agent(["apply", "--root", r.root, "--imds-file", doc(tmp_path, "LocalUser")])
+    assert res.rc == 0, res
+    assert os.path.isfile(os.path.join(r.root, MASK)) and os.path.getsize(os.path.join(r.root, MASK)) == 0
+    assert "generator_masked" not in state_of(r)
+    assert r.is_enabled("ssh.service") == "enabled"
