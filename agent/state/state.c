@@ -114,11 +114,22 @@ static void format_fields(cJSON *o, const void *base, const Field *f, size_t n) 
         }
 }
 
+/* o's member `key` when `is` says it has the right type; absent or null: NULL (older files lack newer
+ * members); any other type makes the file invalid. */
+static int member(const cJSON *o, const char *key, cJSON_bool (*is)(const cJSON *), const cJSON **ret) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+
+        if (v && !cJSON_IsNull(v) && !is(v))
+                return -EBADMSG;
+        *ret = v && is(v) ? v : NULL;
+        return 0;
+}
+
 int state_parse(const char *text, size_t len, State *ret) {
         _cleanup_cjson_ cJSON *doc = NULL;
-        const cJSON *v, *e;
+        const cJSON *v, *keys, *units = NULL, *image = NULL, *last = NULL, *e;
         State s = { .mode = MODE_INVALID };
-        int r = 0;
+        int r;
 
         if (memchr(text, 0, len))
                 return -EBADMSG;
@@ -129,75 +140,36 @@ int state_parse(const char *text, size_t len, State *ret) {
         v = cJSON_GetObjectItemCaseSensitive(doc, "mode");
         if (cJSON_IsString(v))
                 s.mode = mode_from_string(v->valuestring);
-        if (s.mode == MODE_INVALID)
-                r = -EBADMSG;
+        keys = cJSON_GetObjectItemCaseSensitive(doc, "keys"); /* when present an array, not even null */
+        r = s.mode == MODE_INVALID || (keys && !cJSON_IsArray(keys)) ? -EBADMSG : 0;
+        r = r ?: member(doc, "units", cJSON_IsArray, &units) ?: member(doc, "image_ssh", cJSON_IsObject, &image) ?:
+            member(doc, "last_apply", cJSON_IsObject, &last) ?: parse_fields(doc, &s, state_fields, ELEMENTSOF(state_fields)) ?:
+            parse_fields(doc, &s, flag_fields, ELEMENTSOF(flag_fields));
 
-        if (r >= 0)
-                r = parse_fields(doc, &s, state_fields, ELEMENTSOF(state_fields));
-        if (r >= 0)
-                r = parse_fields(doc, &s, flag_fields, ELEMENTSOF(flag_fields));
-
-        v = cJSON_GetObjectItemCaseSensitive(doc, "keys");
-        if (r >= 0 && v && !cJSON_IsArray(v))
-                r = -EBADMSG;
-        if (r >= 0 && cJSON_IsArray(v)) {
-                s.keys = calloc((size_t) cJSON_GetArraySize(v) ?: 1, sizeof *s.keys);
-                if (!s.keys)
-                        r = -ENOMEM;
-                cJSON_ArrayForEach(e, v) {
-                        if (r < 0)
-                                break;
-                        if (!cJSON_IsObject(e)) {
-                                r = -EBADMSG;
-                                break;
-                        }
-                        StateKey *k = &s.keys[s.n_keys++];
-                        r = parse_fields(e, k, key_fields, ELEMENTSOF(key_fields));
-                        if (r >= 0 && (!k->type || !k->fingerprint))
-                                r = -EBADMSG;
-                }
-        }
-
-        /* Fields present with the wrong type make the file invalid, as for "keys". */
-        v = cJSON_GetObjectItemCaseSensitive(doc, "units");
-        if (r >= 0 && v && !cJSON_IsNull(v) && !cJSON_IsArray(v))
-                r = -EBADMSG;
-        if (r >= 0 && cJSON_IsArray(v)) {
-                size_t i = 0;
-
-                s.units = calloc((size_t) cJSON_GetArraySize(v) + 1, sizeof *s.units);
-                if (!s.units)
-                        r = -ENOMEM;
-                cJSON_ArrayForEach(e, v) {
-                        if (r < 0)
-                                break;
-                        if (!cJSON_IsString(e)) {
-                                r = -EBADMSG;
-                                break;
-                        }
-                        s.units[i] = strdup(e->valuestring);
-                        if (!s.units[i++])
-                                r = -ENOMEM;
-                }
-        }
-
-        v = cJSON_GetObjectItemCaseSensitive(doc, "image_ssh");
-        if (r >= 0 && v && !cJSON_IsNull(v) && !cJSON_IsObject(v))
-                r = -EBADMSG;
-        if (r >= 0 && cJSON_IsObject(v)) {
-                s.image.recorded = true;
-                r = parse_fields(v, &s.image, image_fields, ELEMENTSOF(image_fields));
-        }
-
-        v = cJSON_GetObjectItemCaseSensitive(doc, "last_apply");
-        if (r >= 0 && v && !cJSON_IsNull(v) && !cJSON_IsObject(v))
-                r = -EBADMSG;
-        if (r >= 0 && cJSON_IsObject(v)) {
-                r = parse_fields(v, &s, last_apply_fields, ELEMENTSOF(last_apply_fields));
-                const cJSON *x = cJSON_GetObjectItemCaseSensitive(v, "exit");
-                if (x && !cJSON_IsNumber(x))
+        if (r >= 0 && keys && !(s.keys = calloc((size_t) cJSON_GetArraySize(keys) ?: 1, sizeof *s.keys)))
+                r = -ENOMEM;
+        for (e = r >= 0 && keys ? keys->child : NULL; r >= 0 && e; e = e->next) {
+                StateKey *k = &s.keys[s.n_keys++];
+                r = cJSON_IsObject(e) ? parse_fields(e, k, key_fields, ELEMENTSOF(key_fields)) : -EBADMSG;
+                if (r >= 0 && (!k->type || !k->fingerprint))
                         r = -EBADMSG;
-                else if (x)
+        }
+        if (r >= 0 && units && !(s.units = calloc((size_t) cJSON_GetArraySize(units) + 1, sizeof *s.units)))
+                r = -ENOMEM;
+        e = r >= 0 && units ? units->child : NULL;
+        for (size_t i = 0; r >= 0 && e; e = e->next, i++)
+                if (!cJSON_IsString(e))
+                        r = -EBADMSG;
+                else if (!(s.units[i] = strdup(e->valuestring)))
+                        r = -ENOMEM;
+        if (r >= 0 && image) {
+                s.image.recorded = true;
+                r = parse_fields(image, &s.image, image_fields, ELEMENTSOF(image_fields));
+        }
+        if (r >= 0 && last) {
+                const cJSON *x = cJSON_GetObjectItemCaseSensitive(last, "exit");
+                r = x && !cJSON_IsNumber(x) ? -EBADMSG : parse_fields(last, &s, last_apply_fields, ELEMENTSOF(last_apply_fields));
+                if (r >= 0 && x)
                         s.last_exit = x->valueint;
         }
 
