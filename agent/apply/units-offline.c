@@ -192,14 +192,17 @@ static int errno_of_message(const char *msg) {
         return EIO;
 }
 
-/* The last non-empty line of systemctl's stderr, trimmed. */
-static void last_line(char *text, char *buf, size_t size) {
+/* systemctl failed: the last non-empty line of its stderr, trimmed, in b->base.error; the errno it names. */
+static int systemctl_failed(OfflineBackend *b, SpawnResult *res) {
+        char *text = res->err;
         size_t n = strlen(text);
 
         while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == ' ' || text[n - 1] == '.'))
                 text[--n] = '\0';
         char *l = strrchr(text, '\n');
-        snprintf(buf, size, "%s", l ? l + 1 : text);
+        snprintf(b->base.error, sizeof b->base.error, "%s", l ? l + 1 : text);
+        spawn_result_done(res);
+        return -errno_of_message(b->base.error);
 }
 
 /* Runs `systemctl --root=DIR VERB [--force] -- UNIT`. */
@@ -238,12 +241,8 @@ static int offline_get_file_state(UnitBackend *backend, const char *unit, char *
         sscanf(res.out, "%63s", word);
         if (!*word && strstr(res.err, "No such file or directory"))
                 strcpy(word, "not-found");
-        if (!*word) {
-                last_line(res.err, b->base.error, sizeof b->base.error);
-                r = -errno_of_message(b->base.error);
-                spawn_result_done(&res);
-                return r;
-        }
+        if (!*word)
+                return systemctl_failed(b, &res);
         spawn_result_done(&res);
         *ret_state = strdup(word);
         return *ret_state ? 0 : -ENOMEM;
@@ -261,12 +260,10 @@ static int offline_change(UnitBackend *backend, const char *verb, const char *un
         r = run_systemctl(b, verb, streq(verb, "mask"), unit, &res);
         if (r < 0)
                 return r;
-        if (res.exit_status != 0) {
-                last_line(res.err, b->base.error, sizeof b->base.error);
-                r = -errno_of_message(b->base.error);
-        } else
-                r = strstr(res.err, "Created symlink") || strstr(res.err, "Removed") || strstr(res.out, "Created symlink") ||
-                    strstr(res.out, "Removed");
+        if (res.exit_status != 0)
+                return systemctl_failed(b, &res);
+        r = strstr(res.err, "Created symlink") || strstr(res.err, "Removed") || strstr(res.out, "Created symlink") ||
+            strstr(res.out, "Removed");
         spawn_result_done(&res);
         return r;
 }

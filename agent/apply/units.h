@@ -7,9 +7,14 @@
  *                                `systemctl --root=DIR is-enabled|mask --force|unmask|enable|disable UNIT`.
  * The planner and the apply code only ever talk to this interface.
  *
- * All functions return 0 (or a positive value where documented) on success and a negative errno on failure.
- * Backends do not log: on failure b->error says why where there is more to say than strerror (systemctl's
- * message offline, "message (D-Bus error name)" live), else it is ""; the caller logs once, naming the unit. */
+ * All functions return 0 (or a positive value where documented) on success and a negative errno on failure:
+ * systemd's own for the same cases (its install logic; `systemctl` prints their text), so both backends say
+ * the same: -ENOLINK a dangling link at the name, -ELOOP a looping link or an operation through an alias name
+ * (offline also: a symlink the tree guard refuses), -ERFKILL masked, -EBADFD / -EISDIR not a unit file. The
+ * caller tells only EACCES/EROFS/EEXIST (cannot create, 73) from the rest (70), and any get_file_state()
+ * failure makes the unit "bad" (broken). Backends do not log: on failure b->error says why where there is
+ * more to say than strerror (systemctl's message offline, "message (D-Bus error name)" live), else it is "";
+ * the caller logs once, naming the unit. */
 
 #include <stdbool.h>
 
