@@ -68,7 +68,7 @@ static void log_problem(const Snapshot *s, const Decision *d, const Problem *p) 
                 break;
         }
         case PART_SSHD_READ:
-                log_error_errno(e, "Cannot read %s%s to remove the EntraId block: %m", root, SSHD_CONFIG);
+                log_error_errno(e, "Cannot read %s%s to remove the EntraId block: %s", root, SSHD_CONFIG, sshd_read_error_to_string(p->code));
                 break;
         case PART_ENTRAID:
                 log_event(LOG_ERR, mid, NULL, "EntraId cannot be made effective: %s; sshd is left masked (fail closed).", d->entraid_failed);

@@ -461,3 +461,10 @@ def test_oversized_sshd_config(image, apply, verify, binary, mode_doc):
     assert verify(img) == (2, "unknown: sshd_config cannot be read for mode LocalUser")
     r = run_in_mountns(binary, "true", ["apply", "--root", img.root, "--imds-file", mode_doc("EntraId")])
     assert_failed_closed(img, r, "sshd_config is larger than 1 MiB", before)
+
+
+def test_oversized_sshd_config_outside_entraid_says_why(image, apply):
+    """The one line names the reason (SSHD_E_TOO_LARGE), not an errno text."""
+    img = image(config=b"#" * (1024 * 1024) + b"\n", aad=False)
+    r = apply(img, "LocalUser")
+    assert r.rc == 74 and "sshd_config to remove the EntraId block: larger than 1 MiB" in r.err, r
