@@ -418,6 +418,12 @@ static void test_error_table(void) {
                 { PART_STATE, -EACCES, EX_CANTCREAT, "state-write-failed" }, { PART_STATE, -EIO, EX_IOERR, "state-write-failed" },
                 { PART_LOCK, -EWOULDBLOCK, EX_TEMPFAIL, "locked" },     { PART_LOCK, -EINVAL, EX_IOERR, "io-error" },
                 { PART_USER, HOME_E_ROOT, EX_NOUSER, "admin-user-root" }, { PART_PREVIOUS_KEYS, HOME_E_DAMAGED, EX_DATAERR, "authorized-keys-damaged" },
+                /* the leaves' documented codes (AK_E_*, SSHD_E_*), and errnos by class where the part has no row */
+                { PART_KEYS_MERGE, AK_E_DAMAGED, EX_DATAERR, "authorized-keys-damaged" }, { PART_KEYS_MERGE, -ENOMEM, EX_SOFTWARE, "out-of-memory" },
+                { PART_SSHD_READ, SSHD_E_TOO_LARGE, EX_IOERR, "sshd-config-unreadable" },
+                { PART_SSHD_READ, -ENOTDIR, EX_NOPERM, "sshd-config-unreadable" },
+                { PART_SSHD_CHECK, SSHD_E_REJECTED, EX_CONFIG, "sshd-config-invalid" }, { PART_LEGACY_DROPIN, -EROFS, EX_CANTCREAT, "cannot-create" },
+                { PART_SSHD_WRITE, -EIO, EX_IOERR, "cannot-create" },   { PART_SSHD_WRITE, -EINVAL, EX_SOFTWARE, "cannot-create" },
         };
         for (size_t i = 0; i < ELEMENTSOF(t); i++) {
                 ErrorInfo e = error_lookup(t[i].part, t[i].code);
