@@ -59,7 +59,7 @@ static int home_class(int code) {
 
 typedef struct ErrorRow {
         Part part;
-        int codes[4]; /* the codes this row is for (0-terminated); none: every other code of the part */
+        int codes[4]; /* the codes this row is for (0 ends them); none: every other code of the part */
         int exit;
         const char *result;
         const char *message_id;
@@ -128,7 +128,10 @@ ErrorInfo error_lookup(Part part, int code) {
         hit = hit ?: any;
         if (!hit)
                 return (ErrorInfo) { EX_SOFTWARE, "failed", NULL };
-        int exit = hit->exit >= 0 ? hit->exit : hit->exit == BY_HOME && code > 0 ? home_class(code)
-                 : errno_class(code) ?: hit->exit == BY_HOME ? EX_SOFTWARE : -hit->exit;
+        int exit = hit->exit;
+        if (exit == BY_HOME)
+                exit = code > 0 ? home_class(code) : errno_class(code) ?: EX_SOFTWARE;
+        else if (exit < 0)
+                exit = errno_class(code) ?: -exit;
         return (ErrorInfo) { exit, hit->result, hit->message_id };
 }
