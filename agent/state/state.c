@@ -15,6 +15,7 @@
 #include "macro.h"
 
 #define STATE_MAX ((size_t) 16 * 1024 * 1024)
+#define LOCK_GRACE_MSEC 500
 
 /* The JSON fields that map one to one onto a struct member; the table's order is the file's. */
 typedef enum FieldKind {
@@ -285,8 +286,14 @@ int lock_acquire(int root_fd, int *ret_fd) {
         }
         if (fd < 0)
                 return fd;
-        if (flock(fd, LOCK_EX | LOCK_NB) < 0)
-                return -errno;
+        /* A run killed while forking a child (systemctl, sshd) leaves that child holding the lock for an instant:
+         * it shares the open file description until it execs or dies with its parent. "Another run holds it"
+         * is one that still does after LOCK_GRACE_MSEC. */
+        for (int waited = 0; flock(fd, LOCK_EX | LOCK_NB) < 0; waited += 10) {
+                if (errno != EWOULDBLOCK || waited >= LOCK_GRACE_MSEC)
+                        return -errno;
+                (void) usleep(10 * 1000);
+        }
         *ret_fd = TAKE_FD(fd);
         return 0;
 }

@@ -61,5 +61,6 @@ char *state_format(const State *s);
 /* Writes it atomically, creating /var/lib/aks-ssh-access (0700) if needed. Returns 0 or -errno (not logged). */
 int state_save(int root_fd, const State *s);
 
-/* Takes the lock (flock, non-blocking) under the root's /run. -EWOULDBLOCK if another run holds it. */
+/* Takes the lock (flock, non-blocking) under the root's /run. -EWOULDBLOCK if another run holds it (still after
+ * half a second: what a killed run's forked child holds for an instant does not count). */
 int lock_acquire(int root_fd, int *ret_fd);

@@ -2,10 +2,15 @@
 /* The state file's text form: state_format() → state_parse() keeps every field; bad text is -EBADMSG. */
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "macro.h"
 #include "state/state.h"
@@ -198,8 +203,52 @@ static void test_invalid(void) {
         }
 }
 
+/* Another process holds the lock for hold_ms, then exits; the result of lock_acquire() meanwhile. */
+static int lock_while_held(int root_fd, const char *path, int hold_ms) {
+        int fd = openat(root_fd, path, O_RDWR | O_CREAT | O_CLOEXEC, 0600), pipefd[2], r, lock = -1;
+        char c;
+
+        if (fd < 0 || pipe(pipefd) < 0)
+                return -errno;
+        pid_t pid = fork();
+        if (pid == 0) {
+                if (flock(fd, LOCK_EX) < 0 || write(pipefd[1], "x", 1) != 1)
+                        _exit(1);
+                usleep(hold_ms * 1000);
+                _exit(0);
+        }
+        close(fd);
+        close(pipefd[1]);
+        if (read(pipefd[0], &c, 1) != 1)
+                return -EIO;
+        close(pipefd[0]);
+        r = lock_acquire(root_fd, &lock);
+        if (lock >= 0)
+                close(lock);
+        waitpid(pid, NULL, 0);
+        return r;
+}
+
+/* A killed run's child that has not exec'd yet holds the lock for an instant: the next run waits for it; a
+ * run that keeps holding it makes the next one give up (75). */
+static void test_lock(void) {
+        char root[] = "/tmp/test-state.XXXXXX", cmd[64];
+        int root_fd;
+
+        if (!mkdtemp(root) || (root_fd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0 || mkdirat(root_fd, "run", 0755) < 0) {
+                CHECK(false, "scratch root");
+                return;
+        }
+        CHECK_INTEQ(lock_while_held(root_fd, "run/aks-ssh-access.lock", 100), 0, "held for an instant: taken after it");
+        CHECK_INTEQ(lock_while_held(root_fd, "run/aks-ssh-access.lock", 2000), -EWOULDBLOCK, "held on: another run");
+        close(root_fd);
+        snprintf(cmd, sizeof cmd, "rm -rf %s", root);
+        CHECK_INTEQ(system(cmd), 0, "scratch root removed");
+}
+
 int main(void) {
         test_round_trip();
         test_invalid();
+        test_lock();
         return unit_finish();
 }
