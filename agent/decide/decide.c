@@ -525,9 +525,13 @@ int decide_verify(const Snapshot *s, char **ret_what) {
         u = first_unit_step(&d);
         if (u) {
                 const char *state = u->action == UNIT_MASK_GENERATOR ? "not masked" : u->action == UNIT_UNMASK_GENERATOR ? "masked" : "?";
-                for (size_t j = 0; j < s->units.n; j++)
-                        if (streq(s->units.units[j].name, u->unit) || streq(s->units.units[j].canonical, u->unit))
-                                state = u->action == UNIT_STOP ? s->units.units[j].active_state : s->units.units[j].file_state;
+                const UnitInfo *x = NULL;
+                /* The unit of that name, else the one it is an alias of (not an alias's own "alias" state). */
+                for (size_t j = 0; j < s->units.n && !(x && streq(x->name, u->unit)); j++)
+                        if (streq(s->units.units[j].name, u->unit) || (!x && streq(s->units.units[j].canonical, u->unit)))
+                                x = &s->units.units[j];
+                if (x)
+                        state = u->action == UNIT_STOP ? x->active_state : x->file_state;
                 return verdict(ret_what, 1, "drift: %s is %s, expected %s for mode %s", u->unit, state, expected_word(u->action), mode);
         }
         if (s->legacy_dropin < 0)
