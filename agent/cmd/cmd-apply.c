@@ -108,22 +108,23 @@ static char *now_rfc3339(void) {
         return strdup(buf);
 }
 
+/* The state record, and the metrics from what the state file holds then. */
 static void record(Node *n, const Snapshot *s, Decision *d) {
         _cleanup_free_ char *now = now_rfc3339();
-        State st;
+        State st = { .mode = MODE_INVALID };
         int e;
 
         e = decide_record(s, d, now, &st);
-        if (e < 0) {
+        if (e < 0)
                 decision_fail(d, PART_OOM, e);
-                return;
-        }
-        e = state_save(n->root_fd, &st);
-        state_done(&st);
-        if (e < 0) {
+        else
+                e = state_save(n->root_fd, &st);
+        if (e < 0 && st.mode != MODE_INVALID) {
                 log_error_errno(e, "Cannot write %s/%s: %m", STATE_DIR, STATE_FILE);
                 decision_fail(d, PART_STATE, e);
         }
+        node_write_metrics(n, e < 0 ? &s->prev : &st, -1, false);
+        state_done(&st);
 }
 
 static void log_outcome(const Decision *d, bool changed) {
@@ -268,7 +269,6 @@ int cmd_apply(const Options *o) {
                         decision_fail(&d, PART_OOM, e);
                 log_outcome(&d, changed);
                 record(&n, &s, &d);
-                node_write_metrics(&n, -1, false);
         }
         if (o->json)
                 print_json(o, &s, &d);

@@ -56,8 +56,7 @@ int node_verify_listeners(Node *n, char **ret_what) {
         return 1;
 }
 
-void node_write_metrics(Node *n, int verify, bool with_listeners) {
-        State s = { .mode = MODE_INVALID };
+void node_write_metrics(Node *n, const State *s, int verify, bool with_listeners) {
         MetricsInput m = { .mode = MODE_INVALID, .verify = verify, .sshd_answering = -1, .last_apply_time = -1 };
         const ListenerList *l = NULL;
         _cleanup_free_ char *text = NULL;
@@ -65,20 +64,19 @@ void node_write_metrics(Node *n, int verify, bool with_listeners) {
 
         if (n->config.metrics_dir && streq(n->config.metrics_dir, "off"))
                 return;
-        if (state_load(n->root_fd, &s) >= 0) {
-                m.mode = s.mode;
-                m.managed_keys = s.n_keys;
-                m.have_last_apply = s.last_source || s.last_result || s.last_time;
-                m.last_apply_time = metrics_parse_time(s.last_time);
-                m.last_apply_exit = s.last_exit;
-                m.last_apply_source = s.last_source;
-                m.last_apply_result = s.last_result;
-                m.fallback = s.last_source && streq(s.last_source, "fallback");
+        if (s->mode != MODE_INVALID) {
+                m.mode = s->mode;
+                m.managed_keys = s->n_keys;
+                m.have_last_apply = s->last_source || s->last_result || s->last_time;
+                m.last_apply_time = metrics_parse_time(s->last_time);
+                m.last_apply_exit = s->last_exit;
+                m.last_apply_source = s->last_source;
+                m.last_apply_result = s->last_result;
+                m.fallback = s->last_source && streq(s->last_source, "fallback");
         }
         if (with_listeners && node_listeners(n, &l) >= 0)
                 m.sshd_answering = (long) listeners_count_ssh(l);
         text = metrics_format(&m);
-        state_done(&s);
         if (!text) {
                 log_oom();
                 return;
@@ -196,7 +194,7 @@ int cmd_verify(const Options *o) {
         code = verify_node(&n, &s, &what, NULL);
         if (code == 1 && (o->repair || n.config.drift_repair))
                 code = verify_repair(o, &n, &s, &what);
-        node_write_metrics(&n, code, true);
+        node_write_metrics(&n, &s.prev, code, true);
         /* Run by the timer, the journal gets the event with its MESSAGE_ID (the unit discards stdout);
          * on a terminal the stdout line says it all. */
         if (log_get_target() == LOG_TARGET_JOURNAL)

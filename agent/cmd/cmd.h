@@ -29,10 +29,10 @@ int cmd_show_imds(const Options *o);
  * does, else 0 (also when not checkable). */
 int node_verify_listeners(Node *n, char **ret_what);
 
-/* Writes the metrics file from the state file on disk (SPEC §7). verify: the verify outcome (0/1/2) and
+/* Writes the metrics file from the state file's content s (SPEC §7). verify: the verify outcome (0/1/2) and
  * the probed listeners; -1 when not measured (apply: the boot path probes nothing). Failures are logged as
  * warnings and never change an exit code. */
-void node_write_metrics(Node *n, int verify, bool with_listeners);
+void node_write_metrics(Node *n, const State *s, int verify, bool with_listeners);
 
 /* JSON output shared by the subcommands: a key as {type, fingerprint, comment}, the rejected entries as
  * [{index, reason}], and printing (which frees the object). */
