@@ -94,7 +94,7 @@ static void print_json(const Options *o, const Snapshot *s, const Decision *d) {
                         cJSON_AddStringToObject(k, "unit", d->steps[i].unit);
                 cJSON_AddItemToArray(a, k);
         }
-        json_print_free(j);
+        json_print_free(j, false);
 }
 
 static char *now_rfc3339(void) {

@@ -30,7 +30,9 @@ static void line_fit(char *s, size_t max) {
         s[n] = '\0';
 }
 
-int node_verify_listeners(Node *n, char **ret_what) {
+/* Disabled's promise "nothing answers as sshd": 1 and *ret_what = "drift: sshd answers on X" when something
+ * does, else 0 (also when not checkable). */
+static int verify_listeners(Node *n, char **ret_what) {
         const ListenerList *l;
         const Listener *x;
         int r;
@@ -103,7 +105,7 @@ static int verify_node(Node *n, Snapshot *s, char **ret_what, int *ret_state) {
                 return 2;
         }
         /* In Disabled the promise is that nothing answers as sshd: the most serious drift, named first. */
-        if (s->prev.mode == MODE_DISABLED && node_verify_listeners(n, ret_what) > 0)
+        if (s->prev.mode == MODE_DISABLED && verify_listeners(n, ret_what) > 0)
                 return 1;
         r = decide_verify(s, ret_what);
         if (r == 0 && keys_differ) {
@@ -168,15 +170,10 @@ static int verify_report(const Options *o, int code, const char *raw) {
         line_fit(what, VERIFY_LINE_MAX);
         if (o->json) {
                 cJSON *j = cJSON_CreateObject();
-                char *text;
                 cJSON_AddStringToObject(j, "result", code == 0 ? "in_sync" : code == 1 ? "drift" : "unknown");
                 cJSON_AddNumberToObject(j, "exit", code);
                 cJSON_AddStringToObject(j, "message", what);
-                text = cJSON_PrintUnformatted(j);
-                if (text)
-                        puts(text);
-                free(text);
-                cJSON_Delete(j);
+                json_print_free(j, true); /* one line, as without --json */
         } else
                 printf("%s\n", what);
         return code;
@@ -293,7 +290,7 @@ int cmd_status(const Options *o) {
                         }
                 cJSON_AddItemToObject(j, "in_sync", sync == 2 ? cJSON_CreateNull() : cJSON_CreateBool(sync == 0));
                 cJSON_AddStringToObject(j, "verify", what ?: "unknown: nothing applied yet");
-                json_print_free(j);
+                json_print_free(j, false);
         } else {
                 printf("Mode:             %s\n", have_state ? mode_to_string(s->mode) : "(nothing applied yet)");
                 if (have_state)
@@ -366,8 +363,8 @@ cJSON *json_rejections(const Policy *p) {
         return a;
 }
 
-void json_print_free(cJSON *j) {
-        char *text = j ? cJSON_Print(j) : NULL;
+void json_print_free(cJSON *j, bool one_line) {
+        char *text = !j ? NULL : one_line ? cJSON_PrintUnformatted(j) : cJSON_Print(j);
 
         if (text)
                 puts(text);
@@ -426,7 +423,7 @@ int cmd_show_imds(const Options *o) {
                         cJSON_AddItemToArray(a, k);
                 }
                 cJSON_AddItemToObject(j, "rejected", json_rejections(&p));
-                json_print_free(j);
+                json_print_free(j, false);
         } else {
                 printf("Mode:        %s%s\n", mode_to_string(p.mode), p.mode_from_tag ? "" : " (tag absent: default)");
                 printf("Admin user:  %s%s\n", p.admin_user, user_ok ? "" : " (not in this node's passwd database: paths not checked)");

@@ -25,18 +25,14 @@ int cmd_status(const Options *o);
 int cmd_verify(const Options *o);
 int cmd_show_imds(const Options *o);
 
-/* Disabled's promise "nothing answers as sshd": 1 and *ret_what = "drift: sshd answers on X" when something
- * does, else 0 (also when not checkable). */
-int node_verify_listeners(Node *n, char **ret_what);
-
 /* Writes the metrics file from the state file's content s (SPEC §7). verify: the verify outcome (0/1/2) and
  * the probed listeners; -1 when not measured (apply: the boot path probes nothing). Failures are logged as
  * warnings and never change an exit code. */
 void node_write_metrics(Node *n, const State *s, int verify, bool with_listeners);
 
 /* JSON output shared by the subcommands: a key as {type, fingerprint, comment}, the rejected entries as
- * [{index, reason}], and printing (which frees the object). */
+ * [{index, reason}], and printing (which frees the object; one_line: unformatted). */
 struct cJSON;
 struct cJSON *json_key(const SshKey *k);
 struct cJSON *json_rejections(const Policy *p);
-void json_print_free(struct cJSON *j);
+void json_print_free(struct cJSON *j, bool one_line);
