@@ -26,11 +26,6 @@ typedef struct Node {
 int node_open(const char *root, const char *config_file, const char *imds_url, bool need_backend, Node *ret);
 void node_done(Node *n);
 
-/* Every managed unit's state: the configured units and, with systemd's ssh generator in the tree (gen, from
- * generator_query()), its sockets. -ENOMEM only: a unit that cannot be read is reported in the list. */
-int node_query_units(Node *n, const GeneratorInfo *gen, UnitInfoList *ret);
-void unit_info_list_done(UnitInfoList *l);
-
 /* The managed block's keys as they are in the user's authorized_keys now (lines that do not parse are
  * counted in n_invalid). */
 typedef struct BlockKeys {
@@ -42,23 +37,16 @@ typedef struct BlockKeys {
         size_t damage_line;
 } BlockKeys;
 void block_keys_done(BlockKeys *b);
-/* The block of an authorized_keys text (NULL: no file, an empty block). -ENOMEM only: damage is reported. */
-int block_keys_parse(const char *text, size_t len, BlockKeys *ret);
-
-/* The admin user `name` (NULL: none): passwd entry, home (not for a uid-0 user), .ssh and authorized_keys
- * into s (user_r, home_r, ssh_dir_r, keys_r, keys_text; the fds kept for the executor). -ENOMEM only. */
-int node_observe_user(Node *n, const char *name, Snapshot *s);
-
-/* The generator (gen.ours from s->prev.generator_masked) and the managed units into s (units_r). */
-void node_observe_units(Node *n, Snapshot *s);
 
 /* The managed block of the snapshot's user: 0, or the first error of the passwd lookup, the home, .ssh,
  * authorized_keys (a missing .ssh or file: an empty block). */
 int node_block(const Snapshot *s, BlockKeys *ret);
 
-/* Reads the node once, for the policy (and previous state) the caller put into *s: the admin user, home
- * and authorized_keys, the units and the generator, sshd_config and the old drop-in. -ENOMEM only: what
- * cannot be read is recorded as such (the *_r fields). */
+/* Reads the node once, for the policy (and previous state) the caller put into *s: the admin user (passwd
+ * entry, home: not for a uid-0 user, .ssh, authorized_keys; the fds kept for the executor), the managed units
+ * (the configured ones and, with systemd's ssh generator in the tree, its sockets) and the generator,
+ * sshd_config and the old drop-in. -ENOMEM only: what cannot be read is recorded as such (the *_r fields; a
+ * unit that cannot be read is in the list, broken). */
 int node_observe(Node *n, Snapshot *s);
 void snapshot_done(Snapshot *s);
 #define SNAPSHOT_INIT \

@@ -72,7 +72,7 @@ void node_done(Node *n) {
         *n = (Node) { .root_fd = AT_FDCWD };
 }
 
-void unit_info_list_done(UnitInfoList *l) {
+static void unit_info_list_done(UnitInfoList *l) {
         for (size_t i = 0; i < l->n; i++) {
                 free((char *) l->units[i].name);
                 free((char *) l->units[i].file_state);
@@ -127,7 +127,9 @@ static size_t strv_length(char *const *l) {
         return n;
 }
 
-int node_query_units(Node *n, const GeneratorInfo *gen, UnitInfoList *ret) {
+/* Every managed unit's state: the configured units and, with systemd's ssh generator in the tree (gen), its
+ * sockets. -ENOMEM only: a unit that cannot be read is reported in the list. */
+static int node_query_units(Node *n, const GeneratorInfo *gen, UnitInfoList *ret) {
         _cleanup_strv_free_ char **names = NULL;
         UnitInfoList l = {};
         size_t count;
@@ -165,7 +167,7 @@ void block_keys_done(BlockKeys *b) {
         *b = (BlockKeys) {};
 }
 
-int block_keys_parse(const char *text, size_t len, BlockKeys *ret) {
+static int block_keys_parse(const char *text, size_t len, BlockKeys *ret) {
         _cleanup_strv_free_ char **lines = NULL;
         BlockKeys b = {};
         size_t count = 0;
@@ -198,7 +200,8 @@ int block_keys_parse(const char *text, size_t len, BlockKeys *ret) {
         return 0;
 }
 
-int node_observe_user(Node *n, const char *name, Snapshot *s) {
+/* The admin user `name` (NULL: none) into s: each step's result, the file's text, the fds. -ENOMEM only. */
+static int node_observe_user(Node *n, const char *name, Snapshot *s) {
         s->user_r = s->home_r = s->ssh_dir_r = s->keys_r = NOT_TRIED;
         s->home_fd = s->ssh_fd = -1;
         if (!name)
@@ -221,7 +224,7 @@ int node_observe_user(Node *n, const char *name, Snapshot *s) {
         return s->keys_r == -ENOMEM ? s->keys_r : 0;
 }
 
-void node_observe_units(Node *n, Snapshot *s) {
+static void node_observe_units(Node *n, Snapshot *s) {
         /* The generator once: its sockets join the managed set; its mask is the agent's only while it is there. */
         s->gen.ours = s->prev.generator_masked;
         if (generator_query(n->root_fd, &s->gen) < 0)
