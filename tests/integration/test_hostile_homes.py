@@ -554,3 +554,28 @@ def test_immutable_file_or_dir(run_agent, node, docfile, what, mode):
     assert open(node.ak).read() == text
     assert sorted(os.listdir(node.ssh)) == ["authorized_keys"]
     assert_unit_part(node, mode)
+
+
+@pytest.mark.parametrize("what", ["authorized_keys", ".ssh"])
+@pytest.mark.parametrize("mode", ["LocalUser", "Disabled"])
+def test_immutable_file_or_dir_of_previous_admin(run_agent, node, doc_file, key, what, mode):
+    """The admin changed in the document (bob before, azureuser now) and bob's authorized_keys (or .ssh) is
+    immutable: removing his managed block fails with EPERM, "cannot create" (73) as for the admin's own file,
+    not "unsafe path" (77); his file byte for byte as it was."""
+    rc, _, err = apply(run_agent, node, doc_file(imds_doc("LocalUser", [key], user="bob")))
+    assert rc == 0, err
+    with open(node.bob_ak, "rb") as f:
+        text = f.read()
+    assert key.encode() in text
+    target = node.bob_ak if what == "authorized_keys" else os.path.dirname(node.bob_ak)
+    if subprocess.run(["chattr", "+i", target], capture_output=True).returncode != 0:
+        pytest.skip("this file system has no immutable attribute (chattr +i failed)")
+    try:
+        rc, _, err = apply(run_agent, node, doc_file(imds_doc(mode, [key])))
+    finally:
+        subprocess.run(["chattr", "-i", target], check=True)
+    assert rc == CANTCREAT, (rc, err)
+    assert "Operation not permitted" in err, err
+    with open(node.bob_ak, "rb") as f:
+        assert f.read() == text
+    assert_unit_part(node, mode)
