@@ -15,10 +15,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define FUZZ_SETUP()                     \
-        do {                             \
+#define FUZZ_SETUP()                   \
+        do {                           \
                 if (sodium_init() < 0) \
-                        abort();         \
+                        abort();       \
         } while (0)
 
 #include "fuzz-util.h"

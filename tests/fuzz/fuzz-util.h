@@ -33,13 +33,13 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 #endif
 
 /* The message run-fuzz looks for: "<target>: property failed: <condition>" (the target is the binary's name). */
-#define ASSERT(c)                                                                                                \
-        do {                                                                                                     \
-                if (!(c)) {                                                                                      \
-                        fprintf(stderr, "%s: property failed: %s\n", program_invocation_short_name, #c);         \
-                        FUZZ_DUMP();                                                                             \
-                        abort();                                                                                 \
-                }                                                                                                \
+#define ASSERT(c)                                                                                        \
+        do {                                                                                             \
+                if (!(c)) {                                                                              \
+                        fprintf(stderr, "%s: property failed: %s\n", program_invocation_short_name, #c); \
+                        FUZZ_DUMP();                                                                     \
+                        abort();                                                                         \
+                }                                                                                        \
         } while (0)
 
 /* The input as a stream of choices: take(in, mod) is the next byte modulo mod (0 once the input is used up),

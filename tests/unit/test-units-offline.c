@@ -54,12 +54,15 @@ typedef struct Entry {
         "[Socket]\nListenStream=22\nAccept=yes\n\n[Install]\nWantedBy=sockets.target\n"
 #define STATIC_SERVICE "[Unit]\nDescription=static\n\n[Service]\nExecStart=/bin/true\n"
 #define WANTED_SERVICE "[Service]\nExecStart=/bin/true\n\n[Install]\nWantedBy=multi-user.target\n"
-/* Debian's three ssh unit files in DIR; with a static unit in /usr/lib, as every Debian layout below has */
-#define DEBIAN_SSH_UNITS(dir)                                                                               \
-        { 'f', dir "/ssh.service", SSH_SERVICE },                                                           \
-        { 'f', dir "/ssh.socket", SSH_SOCKET },                                                             \
-        { 'f', dir "/ssh@.service", SSH_TEMPLATE },                                                         \
+/* Debian's three ssh unit files in DIR; with a static unit in /usr/lib, as every Debian layout below has.
+ * (clang-format would put the four entries on one line.) */
+/* clang-format off */
+#define DEBIAN_SSH_UNITS(dir)                                                           \
+        { 'f', dir "/ssh.service", SSH_SERVICE },                                       \
+        { 'f', dir "/ssh.socket", SSH_SOCKET },                                         \
+        { 'f', dir "/ssh@.service", SSH_TEMPLATE },                                     \
         { 'f', "usr/lib/systemd/system/systemd-static.service", STATIC_SERVICE }
+/* clang-format on */
 
 static const Entry debian_merged[] = {
         { 'l', "lib", "usr/lib" },
