@@ -13,6 +13,7 @@
 
 #include "apply/authorized-keys.h"
 #include "decide/decide.h"
+#include "fixtures.h"
 #include "node/node.h"
 #include "log.h"
 #include "macro.h"
@@ -23,18 +24,6 @@
 #define AK "/home/azureuser/.ssh/authorized_keys"
 #define BLOCK_K1 AK_BEGIN "\n" K1 "\n" AK_END "\n"
 
-static const UnitInfo debian[] = {
-        { "ssh.service", "enabled", "active", "ssh.service" },
-        { "sshd.service", "alias", "active", "ssh.service" },
-        { "ssh.socket", "disabled", "inactive", "ssh.socket" },
-        { "sshd.socket", "not-found", "inactive", "sshd.socket" },
-};
-static const UnitInfo debian_masked[] = {
-        { "ssh.service", "masked", "inactive", "ssh.service" },
-        { "sshd.service", "masked", "inactive", "sshd.service" },
-        { "ssh.socket", "masked", "inactive", "ssh.socket" },
-        { "sshd.socket", "not-found", "inactive", "sshd.socket" },
-};
 static const UnitInfo debian_broken_socket[] = {
         { "ssh.service", "enabled", "active", "ssh.service" },
         { "ssh.socket", "bad", "unknown", "ssh.socket" },
