@@ -186,35 +186,6 @@ int sshd_legacy_dropin_remove(int root_fd) {
         return 1;
 }
 
-int sshd_config_verify(int root_fd, bool entraid, const char **ret_what) {
-        SshdConfigFile f = { .dir_fd = -1 };
-        int r, rc = 0;
-
-        r = sshd_legacy_dropin_state(root_fd);
-        if (r != 0) {
-                *ret_what = r > 0 ? "the old EntraId drop-in is present" : "sshd_config.d cannot be read";
-                return r > 0 ? 1 : 2;
-        }
-        r = sshd_config_read(root_fd, &f);
-        if (r != 0) {
-                /* Without a readable regular file there is no block of ours: right outside EntraId. */
-                *ret_what = r == SSHD_E_NOT_FOUND ? "sshd_config is missing" : r == SSHD_E_SYMLINK ? "sshd_config is a symlink"
-                          : r == SSHD_E_NOT_REGULAR ? "sshd_config is not a regular file" : "sshd_config cannot be read";
-                bool known = r == SSHD_E_NOT_FOUND || r == SSHD_E_SYMLINK || r == SSHD_E_NOT_REGULAR;
-                return !known ? 2 : entraid ? 1 : 0;
-        }
-        SshdBlockState s = sshd_block_state(f.text, f.len);
-        if (entraid && s != SSHD_BLOCK_OURS) {
-                *ret_what = s == SSHD_BLOCK_ABSENT ? "sshd_config has no EntraId block" : "the EntraId block in sshd_config is changed";
-                rc = 1;
-        } else if (!entraid && s != SSHD_BLOCK_ABSENT) {
-                *ret_what = "sshd_config still has the EntraId block";
-                rc = 1;
-        }
-        sshd_config_file_done(&f);
-        return rc;
-}
-
 /* --- sshd itself --- */
 
 /* The first line of sshd's message, for one log line. */

@@ -96,11 +96,6 @@ int sshd_legacy_dropin_state(int root_fd);
 /* 1 removed, 0 was absent. */
 int sshd_legacy_dropin_remove(int root_fd);
 
-/* verify: whether sshd's configuration matches the mode (entraid: our block exactly at the top; else no
- * block), and no legacy drop-in. 0 in sync, 1 drift, 2 unknown; *ret_what is a static phrase for the
- * message ("sshd_config has no EntraId block" ...). */
-int sshd_config_verify(int root_fd, bool entraid, const char **ret_what);
-
 /* --- sshd itself, on the live node --- */
 
 /* `sshd -t`. 0 ok, SSHD_E_REJECTED, SSHD_E_NO_SSHD, a negative errno when sshd could not be run.

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "apply/sshd-config.h"
 #include "cmd.h"
@@ -93,25 +94,37 @@ static void print_json(const Options *o, const Snapshot *s, const Decision *d) {
                         cJSON_AddStringToObject(k, "unit", d->steps[i].unit);
                 cJSON_AddItemToArray(a, k);
         }
-        json_print_free(j);
+        json_print_free(j, false);
 }
 
+static char *now_rfc3339(void) {
+        struct timespec ts;
+        struct tm tm;
+        char buf[64];
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        gmtime_r(&ts.tv_sec, &tm);
+        strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        return strdup(buf);
+}
+
+/* The state record, and the metrics from what the state file holds then. */
 static void record(Node *n, const Snapshot *s, Decision *d) {
         _cleanup_free_ char *now = now_rfc3339();
-        State st;
+        State st = { .mode = MODE_INVALID };
         int e;
 
         e = decide_record(s, d, now, &st);
-        if (e < 0) {
+        if (e < 0)
                 decision_fail(d, PART_OOM, e);
-                return;
-        }
-        e = state_save(n->root_fd, &st);
-        state_done(&st);
-        if (e < 0) {
+        else
+                e = state_save(n->root_fd, &st);
+        if (e < 0 && st.mode != MODE_INVALID) {
                 log_error_errno(e, "Cannot write %s/%s: %m", STATE_DIR, STATE_FILE);
                 decision_fail(d, PART_STATE, e);
         }
+        node_write_metrics(n, e < 0 ? &s->prev : &st, -1, false);
+        state_done(&st);
 }
 
 static void log_outcome(const Decision *d, bool changed) {
@@ -169,7 +182,7 @@ static int want(const Options *o, Node *n, Snapshot *s, const char **ret_source,
                 s->have_policy = true;
                 return 0;
         }
-        code = node_fetch(o, n, &body, &len, ret_source, ret_detail);
+        code = node_fetch(n, o->imds_file, &body, &len, ret_source, ret_detail);
         if (code == EX_NOINPUT) {
                 fprintf(stderr, "aks-ssh-access: %s\n", *ret_detail ?: "cannot read --imds-file");
                 return code;
@@ -200,8 +213,7 @@ static int want(const Options *o, Node *n, Snapshot *s, const char **ret_source,
 
 int cmd_apply(const Options *o) {
         Node n = {};
-        Snapshot s = { .prev.mode = MODE_INVALID, .policy.mode = MODE_INVALID, .from_state = o->from_state, .home_fd = -1, .ssh_fd = -1,
-                       .sshd.dir_fd = -1 };
+        Snapshot s = SNAPSHOT_INIT;
         Decision d = {};
         _cleanup_close_ int lock_fd = -1;
         _cleanup_free_ char *detail = NULL;
@@ -210,6 +222,7 @@ int cmd_apply(const Options *o) {
         bool changed = false;
         int code, e;
 
+        s.from_state = o->from_state;
         code = node_open(o->root, o->config_file, o->imds_url, true, &n);
         if (code != 0) {
                 fprintf(stderr, "aks-ssh-access: apply: cannot start (see above)\n");
@@ -256,7 +269,6 @@ int cmd_apply(const Options *o) {
                         decision_fail(&d, PART_OOM, e);
                 log_outcome(&d, changed);
                 record(&n, &s, &d);
-                node_write_metrics(&n, -1, false);
         }
         if (o->json)
                 print_json(o, &s, &d);

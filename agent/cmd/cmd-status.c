@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* status and verify: what support staff and node-problem-detector read. */
+/* status, verify and show-imds: what support staff and node-problem-detector read. */
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -30,7 +30,9 @@ static void line_fit(char *s, size_t max) {
         s[n] = '\0';
 }
 
-int node_verify_listeners(Node *n, char **ret_what) {
+/* Disabled's promise "nothing answers as sshd": 1 and *ret_what = "drift: sshd answers on X" when something
+ * does, else 0 (also when not checkable). */
+static int verify_listeners(Node *n, char **ret_what) {
         const ListenerList *l;
         const Listener *x;
         int r;
@@ -56,8 +58,7 @@ int node_verify_listeners(Node *n, char **ret_what) {
         return 1;
 }
 
-void node_write_metrics(Node *n, int verify, bool with_listeners) {
-        State s = { .mode = MODE_INVALID };
+void node_write_metrics(Node *n, const State *s, int verify, bool with_listeners) {
         MetricsInput m = { .mode = MODE_INVALID, .verify = verify, .sshd_answering = -1, .last_apply_time = -1 };
         const ListenerList *l = NULL;
         _cleanup_free_ char *text = NULL;
@@ -65,20 +66,19 @@ void node_write_metrics(Node *n, int verify, bool with_listeners) {
 
         if (n->config.metrics_dir && streq(n->config.metrics_dir, "off"))
                 return;
-        if (state_load(n->root_fd, &s) >= 0) {
-                m.mode = s.mode;
-                m.managed_keys = s.n_keys;
-                m.have_last_apply = s.last_source || s.last_result || s.last_time;
-                m.last_apply_time = metrics_parse_time(s.last_time);
-                m.last_apply_exit = s.last_exit;
-                m.last_apply_source = s.last_source;
-                m.last_apply_result = s.last_result;
-                m.fallback = s.last_source && streq(s.last_source, "fallback");
+        if (s->mode != MODE_INVALID) {
+                m.mode = s->mode;
+                m.managed_keys = s->n_keys;
+                m.have_last_apply = s->last_source || s->last_result || s->last_time;
+                m.last_apply_time = metrics_parse_time(s->last_time);
+                m.last_apply_exit = s->last_exit;
+                m.last_apply_source = s->last_source;
+                m.last_apply_result = s->last_result;
+                m.fallback = s->last_source && streq(s->last_source, "fallback");
         }
         if (with_listeners && node_listeners(n, &l) >= 0)
                 m.sshd_answering = (long) listeners_count_ssh(l);
         text = metrics_format(&m);
-        state_done(&s);
         if (!text) {
                 log_oom();
                 return;
@@ -88,9 +88,38 @@ void node_write_metrics(Node *n, int verify, bool with_listeners) {
                 log_warning_errno(r, "Cannot write the metrics file %s/%s: %m", n->config.metrics_dir ?: METRICS_DIR_DEFAULT, METRICS_FILE);
 }
 
+/* verify's reading of the node (status shows the same): the recorded state's decision (decide_verify()),
+ * Disabled's listener probe first. 0 in sync, 1 drift, 2 unknown; *ret_what its line. ret_state (may be NULL):
+ * state_load()'s result. */
+static int verify_node(Node *n, Snapshot *s, char **ret_what, int *ret_state) {
+        bool keys_differ;
+        int r, state_r;
+
+        r = node_observe_recorded(n, s, &state_r, &keys_differ);
+        if (ret_state)
+                *ret_state = state_r;
+        if (r < 0 || state_r < 0) {
+                if (asprintf(ret_what, "unknown: %s%s", r < 0 ? "out of memory" : state_r == -ENOENT ? "nothing applied yet (no " STATE_DIR "/" STATE_FILE ")"
+                             : "state file unreadable: ", r < 0 || state_r == -ENOENT ? "" : strerror(-state_r)) < 0)
+                        *ret_what = NULL;
+                return 2;
+        }
+        /* In Disabled the promise is that nothing answers as sshd: the most serious drift, named first. */
+        if (s->prev.mode == MODE_DISABLED && verify_listeners(n, ret_what) > 0)
+                return 1;
+        r = decide_verify(s, ret_what);
+        if (r == 0 && keys_differ) {
+                free(*ret_what);
+                if (asprintf(ret_what, "drift: managed keys of %s differ from the last apply", s->prev.user ?: "?") < 0)
+                        *ret_what = NULL;
+                r = 1;
+        }
+        return r < 0 ? 2 : r;
+}
+
 /* On drift: apply the state file's own state again (apply's path, lock included, no IMDS), then verify
  * afresh. 0 with "repaired: <what was found>" when the node is back in sync, else 1. */
-static int verify_repair(const Options *o, Node *n, State *s, char **what) {
+static int verify_repair(const Options *o, Node *n, Snapshot *s, char **what) {
         Options ao = { .root = o->root, .from_state = true };
         _cleanup_free_ char *found = TAKE_PTR(*what), *after = NULL;
         const char *drift = found && strncmp(found, "drift: ", 7) == 0 ? found + 7 : found ?: "?";
@@ -98,20 +127,16 @@ static int verify_repair(const Options *o, Node *n, State *s, char **what) {
         int rc, code;
 
         rc = cmd_apply(&ao);
-        /* The node changed: forget the listeners seen before and read the new state. */
+        /* The node changed: forget the listeners seen before and read it again. */
         listener_list_done(&n->listeners);
         n->listeners_probed = false;
-        state_done(s);
-        if (state_load(n->root_fd, s) < 0) {
-                *s = (State) { .mode = MODE_INVALID };
-                code = 2;
-        } else
-                code = node_verify(n, s, &after);
+        snapshot_done(s);
+        code = verify_node(n, s, &after, NULL);
         snprintf(field, sizeof field, "DRIFT=%s", drift);
         const char *fields[] = { field, NULL };
         if (code == 0) {
                 log_event(LOG_NOTICE, MID_DRIFT_REPAIRED, fields, "Drift repaired (%s): the last applied state of mode %s re-asserted.",
-                          drift, mode_to_string(s->mode));
+                          drift, mode_to_string(s->prev.mode));
                 if (asprintf(what, "repaired: %s", drift) < 0)
                         *what = NULL;
                 return 0;
@@ -145,15 +170,10 @@ static int verify_report(const Options *o, int code, const char *raw) {
         line_fit(what, VERIFY_LINE_MAX);
         if (o->json) {
                 cJSON *j = cJSON_CreateObject();
-                char *text;
                 cJSON_AddStringToObject(j, "result", code == 0 ? "in_sync" : code == 1 ? "drift" : "unknown");
                 cJSON_AddNumberToObject(j, "exit", code);
                 cJSON_AddStringToObject(j, "message", what);
-                text = cJSON_PrintUnformatted(j);
-                if (text)
-                        puts(text);
-                free(text);
-                cJSON_Delete(j);
+                json_print_free(j, true); /* one line, as without --json */
         } else
                 printf("%s\n", what);
         return code;
@@ -161,28 +181,17 @@ static int verify_report(const Options *o, int code, const char *raw) {
 
 int cmd_verify(const Options *o) {
         Node n = {};
-        State s = { .mode = MODE_INVALID };
+        Snapshot s = SNAPSHOT_INIT;
         _cleanup_free_ char *what = NULL;
-        int code, r;
+        int code;
 
         code = node_open(o->root, NULL, NULL, true, &n);
         if (code != 0)
                 return verify_report(o, 2, (char[]) { "unknown: cannot open the node's configuration or unit control" });
-        r = state_load(n.root_fd, &s);
-        if (r < 0) {
-                if (asprintf(&what, "unknown: %s%s", r == -ENOENT ? "nothing applied yet (no " STATE_DIR "/" STATE_FILE ")" : "state file unreadable: ",
-                             r == -ENOENT ? "" : strerror(-r)) < 0)
-                        what = NULL;
-                node_write_metrics(&n, 2, true);
-                node_done(&n);
-                if (log_get_target() == LOG_TARGET_JOURNAL)
-                        log_warning("%s", what ?: "unknown");
-                return verify_report(o, 2, what ?: (char[]) { "unknown" });
-        }
-        code = node_verify(&n, &s, &what);
+        code = verify_node(&n, &s, &what, NULL);
         if (code == 1 && (o->repair || n.config.drift_repair))
                 code = verify_repair(o, &n, &s, &what);
-        node_write_metrics(&n, code, true);
+        node_write_metrics(&n, &s.prev, code, true);
         /* Run by the timer, the journal gets the event with its MESSAGE_ID (the unit discards stdout);
          * on a terminal the stdout line says it all. */
         if (log_get_target() == LOG_TARGET_JOURNAL)
@@ -190,41 +199,41 @@ int cmd_verify(const Options *o) {
         if (!what)
                 what = strdup(code == 0 ? "in sync" : code == 1 ? "drift" : "unknown");
         verify_report(o, code, what ?: (char[]) { "unknown" });
-        state_done(&s);
+        snapshot_done(&s);
         node_done(&n);
         return code;
 }
 
 int cmd_status(const Options *o) {
         Node n = {};
-        State s = { .mode = MODE_INVALID };
-        Snapshot snap = { .prev.mode = MODE_INVALID, .home_fd = -1, .ssh_fd = -1, .sshd.dir_fd = -1 };
+        Snapshot snap = SNAPSHOT_INIT;
+        State *s = &snap.prev;
         BlockKeys block = {};
         _cleanup_free_ char *what = NULL, *ak_path = NULL;
-        bool have_state, have_block = false;
-        int code, r, sync = 2;
+        bool have_state, have_block;
+        int code, r, sync;
 
         code = node_open(o->root, NULL, NULL, true, &n);
         if (code != 0) {
                 fprintf(stderr, "aks-ssh-access: status: cannot start (see above)\n");
                 return code;
         }
-        r = state_load(n.root_fd, &s);
+        /* One reading of the node, verify's: the line, the units and the block shown below all come from it. */
+        sync = verify_node(&n, &snap, &what, &r);
         have_state = r >= 0;
         if (r < 0 && r != -ENOENT)
                 log_warning_errno(r, "State file %s/%s is unreadable: %m", STATE_DIR, STATE_FILE);
-        if (have_state) {
-                sync = node_verify(&n, &s, &what);
-                have_block = s.user && node_read_block(&n, s.user, &snap, &block) == 0;
-                if (snap.user_r == 0 && snap.user.real_home && asprintf(&ak_path, "%s/.ssh/authorized_keys", snap.user.real_home) < 0)
-                        ak_path = NULL;
+        if (!have_state) {
+                free(what); /* said below as "nothing applied yet" */
+                what = NULL;
         }
-        snap.prev.generator_masked = s.generator_masked;
-        node_observe_units(&n, &snap);
+        have_block = have_state && s->user && node_block(&snap, &block) == 0;
+        if (have_state && snap.user_r == 0 && snap.user.real_home && asprintf(&ak_path, "%s/.ssh/authorized_keys", snap.user.real_home) < 0)
+                ak_path = NULL;
         if (snap.units_r < 0)
                 log_warning_errno(snap.units_r, "Cannot read unit states: %m");
         const UnitInfoList units = snap.units;
-        char **printed[] = { &s.user, &s.authorized_keys, &s.last_time, &s.last_source, &s.last_result, &ak_path, &what };
+        char **printed[] = { &s->user, &s->authorized_keys, &s->last_time, &s->last_source, &s->last_result, &ak_path, &what };
         for (size_t i = 0; i < ELEMENTSOF(printed); i++)
                 escape_in_place(printed[i]);
         for (size_t i = 0; have_block && i < block.n; i++)
@@ -235,10 +244,10 @@ int cmd_status(const Options *o) {
         if (o->json) {
                 cJSON *j = cJSON_CreateObject(), *a, *us;
 
-                cJSON_AddItemToObject(j, "mode", have_state ? cJSON_CreateString(mode_to_string(s.mode)) : cJSON_CreateNull());
-                cJSON_AddItemToObject(j, "user", have_state && s.user ? cJSON_CreateString(s.user) : cJSON_CreateNull());
+                cJSON_AddItemToObject(j, "mode", have_state ? cJSON_CreateString(mode_to_string(s->mode)) : cJSON_CreateNull());
+                cJSON_AddItemToObject(j, "user", have_state && s->user ? cJSON_CreateString(s->user) : cJSON_CreateNull());
                 cJSON_AddItemToObject(j, "authorized_keys", ak_path ? cJSON_CreateString(ak_path)
-                                                            : s.authorized_keys ? cJSON_CreateString(s.authorized_keys) : cJSON_CreateNull());
+                                                            : s->authorized_keys ? cJSON_CreateString(s->authorized_keys) : cJSON_CreateNull());
                 a = cJSON_AddArrayToObject(j, "keys");
                 for (size_t i = 0; have_block && i < block.n; i++)
                         cJSON_AddItemToArray(a, json_key(&block.keys[i]));
@@ -251,10 +260,10 @@ int cmd_status(const Options *o) {
                 }
                 if (have_state) {
                         cJSON *l = cJSON_AddObjectToObject(j, "last_apply");
-                        cJSON_AddItemToObject(l, "time", s.last_time ? cJSON_CreateString(s.last_time) : cJSON_CreateNull());
-                        cJSON_AddItemToObject(l, "source", s.last_source ? cJSON_CreateString(s.last_source) : cJSON_CreateNull());
-                        cJSON_AddItemToObject(l, "result", s.last_result ? cJSON_CreateString(s.last_result) : cJSON_CreateNull());
-                        cJSON_AddNumberToObject(l, "exit", s.last_exit);
+                        cJSON_AddItemToObject(l, "time", s->last_time ? cJSON_CreateString(s->last_time) : cJSON_CreateNull());
+                        cJSON_AddItemToObject(l, "source", s->last_source ? cJSON_CreateString(s->last_source) : cJSON_CreateNull());
+                        cJSON_AddItemToObject(l, "result", s->last_result ? cJSON_CreateString(s->last_result) : cJSON_CreateNull());
+                        cJSON_AddNumberToObject(l, "exit", s->last_exit);
                 } else
                         cJSON_AddNullToObject(j, "last_apply");
                 cJSON *lj = cJSON_AddObjectToObject(j, "listeners");
@@ -281,14 +290,14 @@ int cmd_status(const Options *o) {
                         }
                 cJSON_AddItemToObject(j, "in_sync", sync == 2 ? cJSON_CreateNull() : cJSON_CreateBool(sync == 0));
                 cJSON_AddStringToObject(j, "verify", what ?: "unknown: nothing applied yet");
-                json_print_free(j);
+                json_print_free(j, false);
         } else {
-                printf("Mode:             %s\n", have_state ? mode_to_string(s.mode) : "(nothing applied yet)");
+                printf("Mode:             %s\n", have_state ? mode_to_string(s->mode) : "(nothing applied yet)");
                 if (have_state)
-                        printf("Last apply:       %s from %s, result %s (exit %d)\n", s.last_time ?: "?", s.last_source ?: "?",
-                               s.last_result ?: "?", s.last_exit);
-                printf("Admin user:       %s\n", have_state && s.user ? s.user : "-");
-                printf("authorized_keys:  %s\n", ak_path ?: s.authorized_keys ?: "-");
+                        printf("Last apply:       %s from %s, result %s (exit %d)\n", s->last_time ?: "?", s->last_source ?: "?",
+                               s->last_result ?: "?", s->last_exit);
+                printf("Admin user:       %s\n", have_state && s->user ? s->user : "-");
+                printf("authorized_keys:  %s\n", ak_path ?: s->authorized_keys ?: "-");
                 if (have_block && block.damage)
                         printf("Managed keys:     damaged block (%s, line %zu): not touched\n", block.damage, block.damage_line);
                 else if (have_block) {
@@ -329,9 +338,38 @@ int cmd_status(const Options *o) {
 
         block_keys_done(&block);
         snapshot_done(&snap);
-        state_done(&s);
         node_done(&n);
         return 0;
+}
+
+cJSON *json_key(const SshKey *k) {
+        cJSON *o = cJSON_CreateObject();
+
+        cJSON_AddStringToObject(o, "type", k->type);
+        cJSON_AddStringToObject(o, "fingerprint", k->fingerprint);
+        cJSON_AddItemToObject(o, "comment", k->comment ? cJSON_CreateString(k->comment) : cJSON_CreateNull());
+        return o;
+}
+
+cJSON *json_rejections(const Policy *p) {
+        cJSON *a = cJSON_CreateArray();
+
+        for (size_t i = 0; a && i < p->n_rejected; i++) {
+                cJSON *k = cJSON_CreateObject();
+                cJSON_AddNumberToObject(k, "index", (double) p->rejected[i].index);
+                cJSON_AddStringToObject(k, "reason", p->rejected[i].reason);
+                cJSON_AddItemToArray(a, k);
+        }
+        return a;
+}
+
+void json_print_free(cJSON *j, bool one_line) {
+        char *text = !j ? NULL : one_line ? cJSON_PrintUnformatted(j) : cJSON_Print(j);
+
+        if (text)
+                puts(text);
+        free(text);
+        cJSON_Delete(j);
 }
 
 int cmd_show_imds(const Options *o) {
@@ -349,7 +387,7 @@ int cmd_show_imds(const Options *o) {
                 fprintf(stderr, "aks-ssh-access: show-imds: cannot start (see above)\n");
                 return code;
         }
-        code = node_fetch(o, &n, &body, &len, &source, &detail);
+        code = node_fetch(&n, o->imds_file, &body, &len, &source, &detail);
         if (code != 0) {
                 fprintf(stderr, "aks-ssh-access: %s: %s\n", code == EX_UNAVAILABLE ? "IMDS unavailable" : code == EX_NOINPUT ? "cannot read the document" : "invalid document",
                         detail ?: "?");
@@ -385,7 +423,7 @@ int cmd_show_imds(const Options *o) {
                         cJSON_AddItemToArray(a, k);
                 }
                 cJSON_AddItemToObject(j, "rejected", json_rejections(&p));
-                json_print_free(j);
+                json_print_free(j, false);
         } else {
                 printf("Mode:        %s%s\n", mode_to_string(p.mode), p.mode_from_tag ? "" : " (tag absent: default)");
                 printf("Admin user:  %s%s\n", p.admin_user, user_ok ? "" : " (not in this node's passwd database: paths not checked)");

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
-/* The subcommands, and what they share: options, fetching, verify's comparison, output. */
+/* The subcommands, and what they share: options, output. */
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -25,31 +25,14 @@ int cmd_status(const Options *o);
 int cmd_verify(const Options *o);
 int cmd_show_imds(const Options *o);
 
-/* Fetches the document from --imds-file or IMDS. Returns 0 or an exit code (65/66/69) with a one-line
- * reason in *ret_detail. ret_source gets "imds" or "file". */
-int node_fetch(const Options *o, const Node *n, char **ret_body, size_t *ret_len, const char **ret_source, char **ret_detail);
-
-/* Compares the node with the state: 0 in sync, 1 drift, 2 unknown; *ret_what gets one line. */
-int node_verify(Node *n, const State *s, char **ret_what);
-
-/* Disabled's promise "nothing answers as sshd": 1 and *ret_what = "drift: sshd answers on X" when something
- * does, else 0 (also when not checkable). */
-int node_verify_listeners(Node *n, char **ret_what);
-
-/* Writes the metrics file from the state file on disk (SPEC §7). verify: the verify outcome (0/1/2) and
+/* Writes the metrics file from the state file's content s (SPEC §7). verify: the verify outcome (0/1/2) and
  * the probed listeners; -1 when not measured (apply: the boot path probes nothing). Failures are logged as
  * warnings and never change an exit code. */
-void node_write_metrics(Node *n, int verify, bool with_listeners);
-
-char *now_rfc3339(void);
-
-/* The policy the state file records (mode, user, managed key lines), for a repair: 0, EX_NOINPUT when
- * the state cannot say (nothing applied, key lines missing), EX_SOFTWARE on OOM. */
-int policy_from_state(const State *s, Policy *ret, const char **ret_source);
+void node_write_metrics(Node *n, const State *s, int verify, bool with_listeners);
 
 /* JSON output shared by the subcommands: a key as {type, fingerprint, comment}, the rejected entries as
- * [{index, reason}], and printing (which frees the object). */
+ * [{index, reason}], and printing (which frees the object; one_line: unformatted). */
 struct cJSON;
 struct cJSON *json_key(const SshKey *k);
 struct cJSON *json_rejections(const Policy *p);
-void json_print_free(struct cJSON *j);
+void json_print_free(struct cJSON *j, bool one_line);

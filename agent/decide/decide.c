@@ -5,6 +5,7 @@
 #include "decide.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -449,4 +450,117 @@ int decide_record(const Snapshot *s, const Decision *d, const char *now, State *
         }
         *ret = st;
         return 0;
+}
+
+/* --- verify: the decision for the recorded state changes nothing on the node --- */
+
+static const char *expected_word(UnitActionKind k) {
+        switch (k) {
+        case UNIT_STOP: return "stopped";
+        case UNIT_DISABLE: return "disabled";
+        case UNIT_MASK: case UNIT_MASK_GENERATOR: return "masked";
+        case UNIT_UNMASK: case UNIT_UNMASK_GENERATOR: return "unmasked";
+        case UNIT_ENABLE: return "enabled";
+        case UNIT_START: return "running";
+        default: return "reloaded";
+        }
+}
+
+/* The unit step that names the drift best: a unit file state first (masked, enabled...), else a job. */
+static const Step *first_unit_step(const Decision *d) {
+        for (int jobs = 0; jobs < 2; jobs++)
+                for (size_t i = 0; i < d->n_steps; i++) {
+                        const Step *st = &d->steps[i];
+                        if (st->kind == STEP_UNIT && st->action != UNIT_RELOAD &&
+                            (jobs || (st->action != UNIT_STOP && st->action != UNIT_START)))
+                                return st;
+                }
+        return NULL;
+}
+
+static bool has_step(const Decision *d, StepKind kind) {
+        for (size_t i = 0; i < d->n_steps; i++)
+                if (d->steps[i].kind == kind)
+                        return true;
+        return false;
+}
+
+static const Problem *find_problem(const Decision *d, Part part) {
+        for (size_t i = 0; i < d->n_problems; i++)
+                if (d->problems[i].part == part)
+                        return &d->problems[i];
+        return NULL;
+}
+
+_printf_(3, 4) static int verdict(char **ret_what, int code, const char *fmt, ...) {
+        va_list ap;
+        int r;
+
+        va_start(ap, fmt);
+        r = vasprintf(ret_what, fmt, ap);
+        va_end(ap);
+        if (r < 0) {
+                *ret_what = NULL;
+                return -ENOMEM;
+        }
+        return code;
+}
+
+int decide_verify(const Snapshot *s, char **ret_what) {
+        _cleanup_(decision_done) Decision d = {};
+        const char *mode = mode_to_string(s->prev.mode), *user = s->prev.user ?: "?";
+        const Problem *p = NULL;
+        const Step *u;
+        int r;
+
+        r = decide(s, &d);
+        if (r < 0)
+                return r;
+        /* The order: units, sshd's configuration, keys; the first difference found is the line. */
+        if (s->units_r < 0)
+                return verdict(ret_what, 2, "unknown: cannot read unit states: %s", strerror(-s->units_r));
+        /* EntraId cannot be had (sshd_config unusable; verify runs no sshd -T): the decision fails closed. */
+        if (find_problem(&d, PART_ENTRAID)) {
+                bool known = s->sshd_r == SSHD_E_NOT_FOUND || s->sshd_r == SSHD_E_SYMLINK || s->sshd_r == SSHD_E_NOT_REGULAR;
+                return known ? verdict(ret_what, 1, "drift: sshd_config is %s for mode %s", sshd_read_error_to_string(s->sshd_r), mode)
+                             : verdict(ret_what, 2, "unknown: sshd_config cannot be read for mode %s", mode);
+        }
+        u = first_unit_step(&d);
+        if (u) {
+                const char *state = u->action == UNIT_MASK_GENERATOR ? "not masked" : u->action == UNIT_UNMASK_GENERATOR ? "masked" : "?";
+                const UnitInfo *x = NULL;
+                /* The unit of that name, else the one it is an alias of (not an alias's own "alias" state). */
+                for (size_t j = 0; j < s->units.n && !(x && streq(x->name, u->unit)); j++)
+                        if (streq(s->units.units[j].name, u->unit) || (!x && streq(s->units.units[j].canonical, u->unit)))
+                                x = &s->units.units[j];
+                if (x)
+                        state = u->action == UNIT_STOP ? x->active_state : x->file_state;
+                return verdict(ret_what, 1, "drift: %s is %s, expected %s for mode %s", u->unit, state, expected_word(u->action), mode);
+        }
+        if (s->legacy_dropin < 0)
+                return verdict(ret_what, 2, "unknown: sshd_config.d cannot be read for mode %s", mode);
+        if (has_step(&d, STEP_REMOVE_LEGACY_DROPIN))
+                return verdict(ret_what, 1, "drift: the old EntraId drop-in is present for mode %s", mode);
+        if (find_problem(&d, PART_SSHD_READ))
+                return verdict(ret_what, 2, "unknown: sshd_config cannot be read for mode %s", mode);
+        if (has_step(&d, STEP_WRITE_SSHD_CONFIG))
+                return verdict(ret_what, 1, "drift: %s for mode %s", d.mode != MODE_ENTRAID ? "sshd_config still has the EntraId block"
+                               : sshd_block_state(s->sshd.text, s->sshd.len) == SSHD_BLOCK_ABSENT ? "sshd_config has no EntraId block"
+                               : "the EntraId block in sshd_config is changed", mode);
+        /* The key part: the user, the home, .ssh, the file (only the first problem is decided). */
+        for (Part part = PART_USER; part <= PART_KEYS_READ && !p; part++)
+                p = find_problem(&d, part);
+        if (p)
+                return p->code == HOME_E_UNSAFE ? verdict(ret_what, 1, "drift: managed keys of %s are behind an unsafe path", user)
+                                                : verdict(ret_what, 2, "unknown: managed keys of %s cannot be read", user);
+        if (find_problem(&d, PART_KEYS_MERGE)) {
+                size_t line = 0;
+                const char *what = "?";
+                (void) authorized_keys_check(s->keys_text, s->keys_len, &line, &what);
+                return verdict(ret_what, 1, "drift: managed block of %s damaged (%s, line %zu)", user, what, line);
+        }
+        if (has_step(&d, STEP_WRITE_KEYS) || has_step(&d, STEP_REMOVE_PREVIOUS_KEYS))
+                return verdict(ret_what, 1, "drift: managed keys of %s differ from the last apply", user);
+        return verdict(ret_what, 0, "in sync: %s, %zu managed key%s, applied %s from %s", mode, s->prev.n_keys, s->prev.n_keys == 1 ? "" : "s",
+                       s->prev.last_time ?: "?", s->prev.last_source ?: "?");
 }

@@ -135,6 +135,12 @@ int decide(const Snapshot *s, Decision *ret);
 /* Only the unit part for a mode and an image record: what verify compares (no steps: in sync). */
 int decide_units(Mode mode, const Snapshot *s, const ImageRecord *image, UnitPlan *ret);
 
+/* verify (SPEC §6): the decision for the recorded state (s->prev, and the policy it records: s->policy,
+ * s->from_state) must yield no step that changes the node (the image record, stale temp files and the sshd
+ * checks do not count). Returns 0 in sync, 1 drift, 2 unknown (or -ENOMEM); *ret_what: the one line saying
+ * what, the first difference in the order units, sshd's configuration, keys. */
+int decide_verify(const Snapshot *s, char **ret_what);
+
 /* Step i ran with result r (negative errno, or a positive part-specific code; reason: a one-line
  * explanation when the step gives one, e.g. sshd -T's). Updates exit/result, later steps, the record. */
 int decide_feedback(const Snapshot *s, Decision *d, size_t i, int r, const char *reason);

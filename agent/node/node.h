@@ -26,13 +26,8 @@ typedef struct Node {
 int node_open(const char *root, const char *config_file, const char *imds_url, bool need_backend, Node *ret);
 void node_done(Node *n);
 
-/* Every managed unit's state: the configured units and, with systemd's ssh generator in the tree (gen, from
- * generator_query()), its sockets. -ENOMEM only: a unit that cannot be read is reported in the list. */
-int node_query_units(Node *n, const GeneratorInfo *gen, UnitInfoList *ret);
-void unit_info_list_done(UnitInfoList *l);
-
 /* The managed block's keys as they are in the user's authorized_keys now (lines that do not parse are
- * kept with type "invalid"). -ENOENT-free: a missing file/dir gives an empty list. */
+ * counted in n_invalid). */
 typedef struct BlockKeys {
         SshKey *keys;
         size_t n;
@@ -43,22 +38,33 @@ typedef struct BlockKeys {
 } BlockKeys;
 void block_keys_done(BlockKeys *b);
 
-/* The admin user `name` (NULL: none): passwd entry, home (not for a uid-0 user), .ssh and authorized_keys
- * into s (user_r, home_r, ssh_dir_r, keys_r, keys_text; the fds kept for the executor). -ENOMEM only. */
-int node_observe_user(Node *n, const char *name, Snapshot *s);
+/* The managed block of the snapshot's user: 0, or the first error of the passwd lookup, the home, .ssh,
+ * authorized_keys (a missing .ssh or file: an empty block). */
+int node_block(const Snapshot *s, BlockKeys *ret);
 
-/* The generator (gen.ours from s->prev.generator_masked) and the managed units into s (units_r). */
-void node_observe_units(Node *n, Snapshot *s);
-
-/* The managed block of user `name` (node_observe_user() into s): 0, or the first error of the passwd
- * lookup, the home, .ssh, authorized_keys (a missing .ssh or file: an empty block). */
-int node_read_block(Node *n, const char *name, Snapshot *s, BlockKeys *ret);
-
-/* Reads the node once, for the policy (and previous state) the caller put into *s: the admin user, home
- * and authorized_keys, the units and the generator, sshd_config and the old drop-in. -ENOMEM only: what
- * cannot be read is recorded as such (the *_r fields). */
+/* Reads the node once, for the policy (and previous state) the caller put into *s: the admin user (passwd
+ * entry, home: not for a uid-0 user, .ssh, authorized_keys; the fds kept for the executor), the managed units
+ * (the configured ones and, with systemd's ssh generator in the tree, its sockets) and the generator,
+ * sshd_config and the old drop-in. -ENOMEM only: what cannot be read is recorded as such (the *_r fields; a
+ * unit that cannot be read is in the list, broken). */
 int node_observe(Node *n, Snapshot *s);
 void snapshot_done(Snapshot *s);
+#define SNAPSHOT_INIT \
+        (Snapshot) { .prev.mode = MODE_INVALID, .policy.mode = MODE_INVALID, .home_fd = -1, .ssh_fd = -1, .sshd.dir_fd = -1 }
+
+/* The policy the state file records (mode, user, managed key lines), for a repair: 0, EX_NOINPUT when
+ * the state cannot say (nothing applied, key lines missing), EX_SOFTWARE on OOM. */
+int policy_from_state(const State *s, Policy *ret, const char **ret_source);
+
+/* verify and status: the state file into s->prev (*ret_state: state_load()'s result; without a state file the
+ * units and sshd_config are still read), the policy it records (a repair's), and the node read for it.
+ * *ret_keys_differ: a state of an older version (no key lines) whose fingerprints the block does not match.
+ * -ENOMEM only. */
+int node_observe_recorded(Node *n, Snapshot *s, int *ret_state, bool *ret_keys_differ);
+
+/* Fetches the document from imds_file ("-": stdin) or IMDS (each retry logged). Returns 0 or an exit code
+ * (65/66/69) with a one-line reason in *ret_detail. ret_source gets "imds" or "file". */
+int node_fetch(const Node *n, const char *imds_file, char **ret_body, size_t *ret_len, const char **ret_source, char **ret_detail);
 
 /* Logs the decision's problems from *logged on (once each, with the table's MESSAGE_ID). */
 void node_log_problems(const Snapshot *s, const Decision *d, size_t *logged);

@@ -12,6 +12,8 @@
 #include "apply/authorized-keys.h"
 #include "apply/generator.h"
 #include "apply/sshd-config.h"
+#include "fs-util.h"
+#include "imds/imds.h"
 #include "log.h"
 #include "macro.h"
 #include "node.h"
@@ -70,7 +72,7 @@ void node_done(Node *n) {
         *n = (Node) { .root_fd = AT_FDCWD };
 }
 
-void unit_info_list_done(UnitInfoList *l) {
+static void unit_info_list_done(UnitInfoList *l) {
         for (size_t i = 0; i < l->n; i++) {
                 free((char *) l->units[i].name);
                 free((char *) l->units[i].file_state);
@@ -125,7 +127,9 @@ static size_t strv_length(char *const *l) {
         return n;
 }
 
-int node_query_units(Node *n, const GeneratorInfo *gen, UnitInfoList *ret) {
+/* Every managed unit's state: the configured units and, with systemd's ssh generator in the tree (gen), its
+ * sockets. -ENOMEM only: a unit that cannot be read is reported in the list. */
+static int node_query_units(Node *n, const GeneratorInfo *gen, UnitInfoList *ret) {
         _cleanup_strv_free_ char **names = NULL;
         UnitInfoList l = {};
         size_t count;
@@ -196,7 +200,8 @@ static int block_keys_parse(const char *text, size_t len, BlockKeys *ret) {
         return 0;
 }
 
-int node_observe_user(Node *n, const char *name, Snapshot *s) {
+/* The admin user `name` (NULL: none) into s: each step's result, the file's text, the fds. -ENOMEM only. */
+static int node_observe_user(Node *n, const char *name, Snapshot *s) {
         s->user_r = s->home_r = s->ssh_dir_r = s->keys_r = NOT_TRIED;
         s->home_fd = s->ssh_fd = -1;
         if (!name)
@@ -219,7 +224,7 @@ int node_observe_user(Node *n, const char *name, Snapshot *s) {
         return s->keys_r == -ENOMEM ? s->keys_r : 0;
 }
 
-void node_observe_units(Node *n, Snapshot *s) {
+static void node_observe_units(Node *n, Snapshot *s) {
         /* The generator once: its sockets join the managed set; its mask is the agent's only while it is there. */
         s->gen.ours = s->prev.generator_masked;
         if (generator_query(n->root_fd, &s->gen) < 0)
@@ -228,13 +233,11 @@ void node_observe_units(Node *n, Snapshot *s) {
         s->units_r = node_query_units(n, &s->gen, &s->units);
 }
 
-int node_read_block(Node *n, const char *name, Snapshot *s, BlockKeys *ret) {
-        int r = node_observe_user(n, name, s);
+int node_block(const Snapshot *s, BlockKeys *ret) {
+        int r = s->user_r != 0 ? s->user_r : s->home_r != 0 ? s->home_r
+              : s->ssh_dir_r != 0 && s->ssh_dir_r != HOME_E_NOT_FOUND ? s->ssh_dir_r
+              : s->ssh_dir_r == 0 && s->keys_r != 0 && s->keys_r != HOME_E_NOT_FOUND ? s->keys_r : 0;
 
-        if (r == 0)
-                r = s->user_r != 0 ? s->user_r : s->home_r != 0 ? s->home_r
-                  : s->ssh_dir_r != 0 && s->ssh_dir_r != HOME_E_NOT_FOUND ? s->ssh_dir_r
-                  : s->ssh_dir_r == 0 && s->keys_r != 0 && s->keys_r != HOME_E_NOT_FOUND ? s->keys_r : 0;
         return r != 0 ? r : block_keys_parse(s->keys_r == 0 ? s->keys_text : NULL, s->keys_len, ret);
 }
 
@@ -258,6 +261,145 @@ int node_observe(Node *n, Snapshot *s) {
         if (s->legacy_dropin < 0)
                 log_warning_errno(s->legacy_dropin, "Cannot look for the old EntraId drop-in %s/%s: %m", SSHD_LEGACY_DROPIN_DIR,
                                   SSHD_LEGACY_DROPIN_NAME);
+        return 0;
+}
+
+/* The policy the state file records, as a repair re-asserts it (SPEC §6 verify --repair). */
+int policy_from_state(const State *s, Policy *ret, const char **ret_source) {
+        _cleanup_(policy_done) Policy p = { .mode = s->mode, .mode_from_tag = true };
+
+        if (s->mode == MODE_INVALID)
+                return EX_NOINPUT;
+        if (s->user && !(p.admin_user = strdup(s->user)))
+                return EX_SOFTWARE;
+        if (s->mode == MODE_LOCALUSER && s->n_keys > 0) {
+                if (!s->authorized_keys)
+                        return EX_NOINPUT;
+                p.keys = calloc(s->n_keys, sizeof *p.keys);
+                if (!p.keys)
+                        return EX_SOFTWARE;
+                p.n_keys_alloc = s->n_keys;
+                for (size_t i = 0; i < s->n_keys; i++) {
+                        PolicyKey *k = &p.keys[p.n_keys];
+                        /* A state file of an older version has fingerprints only: nothing to rewrite. */
+                        if (!s->keys[i].line || sshkey_parse(s->keys[i].line, strlen(s->keys[i].line), &k->key, NULL) < 0 ||
+                            !streq(k->key.fingerprint, s->keys[i].fingerprint)) {
+                                sshkey_done(&k->key);
+                                return EX_NOINPUT;
+                        }
+                        k->index = i;
+                        k->path = strdup(s->authorized_keys);
+                        p.n_keys++;
+                        if (!k->path)
+                                return EX_SOFTWARE;
+                }
+        }
+        *ret = p;
+        p = (Policy) {};
+        /* The record keeps saying where the state came from (imds, file, fallback). */
+        *ret_source = s->last_source ?: "repair";
+        return 0;
+}
+
+/* A state file of an older version records the keys' fingerprints only: for verify, the block's own lines
+ * stand in for them when they are the recorded keys, in order; else *ret_differ. -ENOMEM only. */
+static int policy_keys_from_block(Snapshot *s, bool *ret_differ) {
+        _cleanup_(block_keys_done) BlockKeys b = {};
+        bool same;
+
+        *ret_differ = false;
+        if (node_block(s, &b) != 0)
+                return 0; /* the user, home or file cannot be read: decide() says so */
+        same = !b.damage && b.n_invalid == 0 && b.n == s->prev.n_keys;
+        for (size_t i = 0; same && i < b.n; i++)
+                same = streq(b.keys[i].fingerprint, s->prev.keys[i].fingerprint);
+        *ret_differ = !same;
+        if (!same || b.n == 0)
+                return 0;
+        s->policy.keys = calloc(b.n, sizeof *s->policy.keys);
+        if (!s->policy.keys)
+                return -ENOMEM;
+        for (size_t i = 0; i < b.n; i++)
+                s->policy.keys[i] = (PolicyKey) { .key = b.keys[i], .index = i };
+        s->policy.n_keys = s->policy.n_keys_alloc = b.n;
+        b.n = 0; /* moved: only the array is freed */
+        return 0;
+}
+
+int node_observe_recorded(Node *n, Snapshot *s, int *ret_state, bool *ret_keys_differ) {
+        const char *source;
+        bool legacy = false;
+        int r;
+
+        *ret_keys_differ = false;
+        *ret_state = state_load(n->root_fd, &s->prev);
+        if (*ret_state < 0)
+                s->prev = (State) { .mode = MODE_INVALID };
+        else {
+                r = policy_from_state(&s->prev, &s->policy, &source);
+                if (r == EX_SOFTWARE)
+                        return -ENOMEM;
+                /* EX_NOINPUT: the key lines are missing; the user and mode are still the state's. */
+                legacy = r == EX_NOINPUT;
+                if (legacy) {
+                        s->policy = (Policy) { .mode = s->prev.mode, .mode_from_tag = true };
+                        if (s->prev.user && !(s->policy.admin_user = strdup(s->prev.user)))
+                                return -ENOMEM;
+                }
+                s->have_policy = s->from_state = true;
+        }
+        r = node_observe(n, s);
+        if (r >= 0 && legacy)
+                r = policy_keys_from_block(s, ret_keys_differ);
+        return r;
+}
+
+/* The IMDS client does not log: each retry is logged here, with its MESSAGE_ID. */
+static void log_imds_retry(const ImdsRetry *t, void *userdata) {
+        char attempt[32], http[32];
+        const char *fields[] = { attempt, t->status > 0 ? http : NULL, NULL };
+
+        snprintf(attempt, sizeof attempt, "IMDS_REQUESTS=%u", t->requests);
+        snprintf(http, sizeof http, "HTTP_STATUS=%ld", t->status);
+        log_event(LOG_INFO, MID_IMDS_RETRY, fields, "IMDS request %u failed (%s), retrying in %.2f s.", t->requests,
+                  t->what, (double) t->wait_usec / 1e6);
+        if (t->curl_error[0])
+                log_debug("IMDS request %u: %s", t->requests, t->curl_error);
+}
+
+int node_fetch(const Node *n, const char *imds_file, char **ret_body, size_t *ret_len, const char **ret_source, char **ret_detail) {
+        int r;
+
+        if (imds_file) {
+                _cleanup_close_ int fd = -1;
+
+                *ret_source = "file";
+                fd = streq(imds_file, "-") ? dup(STDIN_FILENO) : open(imds_file, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+                r = fd < 0 ? -errno : read_full_stream(fd, IMDS_MAX_BODY, ret_body, ret_len);
+                if (r == -EFBIG) {
+                        *ret_detail = strdup("document larger than 4 MiB");
+                        return EX_DATAERR;
+                }
+                if (r < 0) {
+                        if (asprintf(ret_detail, "cannot %s --imds-file %s: %s", fd < 0 ? "open" : "read", imds_file, strerror(-r)) < 0)
+                                *ret_detail = NULL;
+                        return EX_NOINPUT;
+                }
+                return 0;
+        }
+
+        *ret_source = "imds";
+        ImdsRequest req = {
+                .url = n->config.imds_url,
+                .deadline_usec = (uint64_t) n->config.deadline_s * 1000000u,
+                .max_body = IMDS_MAX_BODY,
+                .on_retry = log_imds_retry,
+        };
+        r = imds_fetch(&req, ret_body, ret_len, ret_detail);
+        if (r == -EFBIG)
+                return EX_DATAERR;
+        if (r < 0)
+                return EX_UNAVAILABLE;
         return 0;
 }
 
@@ -290,5 +432,5 @@ void snapshot_done(Snapshot *s) {
                 close(s->ssh_fd);
         unit_info_list_done(&s->units);
         sshd_config_file_done(&s->sshd);
-        *s = (Snapshot) { .prev.mode = MODE_INVALID, .policy.mode = MODE_INVALID, .home_fd = -1, .ssh_fd = -1, .sshd.dir_fd = -1 };
+        *s = SNAPSHOT_INIT;
 }

@@ -521,9 +521,9 @@ def callgrind_section(work, emu, doc_lu):
     want = ("cmd-apply.c:cmd_apply [", "policy.c:policy_parse [", "sshkey.c:sshkey_parse [", "sshkey.c:sshkey_fingerprint [",
             "sodium_base642bin [", "json-util.c:json_parse_whole [", "crypto_hash_sha256 [", "sodium_bin2base64 [",
             "state.c:state_load [", "state.c:state_save [", "state.c:state_format [", "cJSON_Print [",
-            "sshkey.c:sshkey_format [", "authorized-keys.c:authorized_keys_merge [", "cmd-apply.c:run_done [",
-            "policy.c:policy_check_paths [", "node.c:node_query_units [", "node.c:node_fetch [", "rtld.c:_dl_start [",
-            "dl-init.c:_dl_init [", "imds.c:imds_fetch [")
+            "sshkey.c:sshkey_format [", "authorized-keys.c:authorized_keys_merge [", "policy.c:policy_check_paths [",
+            "observe.c:node_observe [", "observe.c:node_query_units [", "decide.c:decide [", "execute.c:node_execute [",
+            "node.c:node_fetch [", "rtld.c:_dl_start [", "dl-init.c:_dl_init [", "imds.c:imds_fetch [")
     ok = True
     for name, argv, doc, preload in cases:
         if doc is not None:

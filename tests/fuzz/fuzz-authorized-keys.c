@@ -22,24 +22,7 @@
 #include <string.h>
 
 #include "apply/authorized-keys.h"
-#include "log.h"
-#include "macro.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-
-int LLVMFuzzerInitialize(int *argc, char ***argv) {
-        log_set_max_level(-1);
-        return 0;
-}
-
-#define ASSERT(c)                                                                           \
-        do {                                                                                \
-                if (!(c)) {                                                                 \
-                        fprintf(stderr, "fuzz-authorized-keys: property failed: %s\n", #c); \
-                        abort();                                                            \
-                }                                                                           \
-        } while (0)
+#include "fuzz-util.h"
 
 #define MAX_LINES 64
 

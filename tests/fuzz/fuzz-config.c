@@ -9,24 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
+#include "fuzz-util.h"
 #include "policy/config.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-
-int LLVMFuzzerInitialize(int *argc, char ***argv) {
-        log_set_max_level(-1); /* the parser notes bad lines (c.notes), it does not log; kept quiet anyway */
-        return 0;
-}
-
-#define ASSERT(c)                                                                   \
-        do {                                                                        \
-                if (!(c)) {                                                         \
-                        fprintf(stderr, "fuzz-config: property failed: %s\n", #c); \
-                        abort();                                                    \
-                }                                                                   \
-        } while (0)
 
 static bool ends_with(const char *s, const char *suffix) {
         size_t n = strlen(s), m = strlen(suffix);

@@ -22,16 +22,7 @@
 #include "apply/authorized-keys.h"
 #include "decide/decide.h"
 #include "fs-util.h"
-#include "log.h"
-#include "macro.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-
-int LLVMFuzzerInitialize(int *argc, char ***argv) {
-        log_set_max_level(-1);
-        return 0;
-}
+#include "fuzz-util.h"
 
 #define K1 "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINeLX1n1hHf7QKOddwSSs6QACLGJPHl1FxS7h2Rm1UcN alice@x"
 
@@ -47,34 +38,6 @@ static const char *const keys_texts[] = { NULL, "", "# mine\n", AK_BEGIN "\n" K1
 static const char *const sshd_texts[] = { "Port 22\n", SSHD_BLOCK_TEXT "Port 22\n", "# BEGIN aks-ssh-access\nPort 22\n" };
 /* Step results: success (0, 1, 2: some steps say what they did), home.h's outcomes, errnos. */
 static const int errnos[] = { 0, 1, 2, HOME_E_UNSAFE, HOME_E_IMMUTABLE, HOME_E_NOT_FOUND, -ENOENT, -EPERM, -EACCES, -EROFS, -EIO, -ENOSPC, -EBADMSG, -ELOOP, -EBUSY, -EINVAL };
-
-typedef struct Input {
-        const uint8_t *p;
-        size_t left;
-} Input;
-
-static unsigned take(Input *in, unsigned mod) {
-        unsigned v = 0;
-        if (in->left > 0) {
-                v = *in->p++;
-                in->left--;
-        }
-        return v % mod;
-}
-#define TAKE(in, table) (table)[take(in, ELEMENTSOF(table))]
-
-static bool ends_with(const char *s, const char *suffix) {
-        size_t a = strlen(s), b = strlen(suffix);
-        return a >= b && streq(s + a - b, suffix);
-}
-
-#define ASSERT(c)                                                                  \
-        do {                                                                       \
-                if (!(c)) {                                                        \
-                        fprintf(stderr, "fuzz-decide: property failed: %s\n", #c); \
-                        abort();                                                   \
-                }                                                                  \
-        } while (0)
 
 static bool is_key_step(StepKind k) {
         return k == STEP_REMOVE_PREVIOUS_KEYS || k == STEP_MAKE_SSH_DIR || k == STEP_WRITE_KEYS;
@@ -102,7 +65,7 @@ static void check_order(const Snapshot *s, const Decision *d) {
                 if (d->fallback)
                         ASSERT(!is_key_step(st->kind) && st->kind != STEP_REMOVE_STALE_TEMPS);
                 if (st->kind == STEP_UNIT && (st->action == UNIT_ENABLE || st->action == UNIT_START)) {
-                        svc_on = svc_on || ends_with(st->unit, ".service");
+                        svc_on = svc_on || endswith(st->unit, ".service");
                         sock_on = sock_on || streq(st->unit, "ssh.socket") || streq(st->unit, "sshd.socket");
                 }
                 if (st->kind == STEP_UNIT && st->action != UNIT_RELOAD && st->action != UNIT_MASK_GENERATOR &&

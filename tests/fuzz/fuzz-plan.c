@@ -17,26 +17,20 @@
  *   4. every action names a unit of the input (or none, for daemon-reload), no action twice, and
  *      unit_plan_changes_files() says whether a file action is in the plan. */
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "fs-util.h"
-#include "log.h"
-#include "macro.h"
-#include "plan/plan.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-
 static bool strict;
+static void dump(void);
+#define FUZZ_SETUP() (strict = !(getenv("FUZZ_PLAN_STRICT") && streq(getenv("FUZZ_PLAN_STRICT"), "0")))
+#define FUZZ_DUMP() dump()
 
-int LLVMFuzzerInitialize(int *argc, char ***argv) {
-        log_set_max_level(-1);
-        strict = !(getenv("FUZZ_PLAN_STRICT") && streq(getenv("FUZZ_PLAN_STRICT"), "0"));
-        return 0;
-}
+#include "fs-util.h"
+#include "fuzz-util.h"
+#include "plan/plan.h"
 
 /* What a failed property prints: the node and the plan, readable. */
 static const UnitInfo *dump_units;
@@ -53,15 +47,6 @@ static void dump(void) {
                 fprintf(stderr, "  %s %s\n", unit_action_to_string(dump_plan->actions[i].kind), dump_plan->actions[i].unit ?: "");
 }
 
-#define ASSERT(c)                                                                  \
-        do {                                                                       \
-                if (!(c)) {                                                        \
-                        fprintf(stderr, "fuzz-plan: property failed: %s\n", #c);   \
-                        dump();                                                    \
-                        abort();                                                   \
-                }                                                                  \
-        } while (0)
-
 static const char *const names[] = {
         "ssh.service", "sshd.service", "ssh.socket", "sshd.socket", "sshd-unix-local.socket", "sshd-vsock.socket",
 };
@@ -72,25 +57,6 @@ static const char *const file_states[] = {
 static const char *const active_states[] = { "active", "inactive", "activating", "reloading", "failed", "unknown" };
 
 #define MAX_UNITS 6
-
-typedef struct Input {
-        const uint8_t *p;
-        size_t left;
-} Input;
-
-static unsigned take(Input *in, unsigned mod) {
-        unsigned v = 0;
-        if (in->left > 0) {
-                v = *in->p++;
-                in->left--;
-        }
-        return v % mod;
-}
-
-static bool ends_with(const char *s, const char *suffix) {
-        size_t a = strlen(s), b = strlen(suffix);
-        return a >= b && streq(s + a - b, suffix);
-}
 
 static bool is_file_action(UnitActionKind k) {
         return k == UNIT_DISABLE || k == UNIT_MASK || k == UNIT_UNMASK || k == UNIT_ENABLE;
@@ -144,9 +110,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         for (size_t ni = 0; ni < ELEMENTSOF(names); ni++) {
                 if (!take(&in, 2))
                         continue;
-                const char *fs = file_states[take(&in, ELEMENTSOF(file_states))];
-                const char *as = active_states[take(&in, ELEMENTSOF(active_states))];
-                const char *target = ends_with(names[ni], ".service") ? names[0] : names[2];
+                const char *fs = TAKE(&in, file_states);
+                const char *as = TAKE(&in, active_states);
+                const char *target = endswith(names[ni], ".service") ? names[0] : names[2];
                 bool alias = take(&in, 2) || streq(fs, "alias");
                 /* An alias name reports "alias" (or "masked", "not-found"); ssh.service/ssh.socket are the targets. */
                 if (streq(target, names[ni]))
@@ -233,7 +199,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 const UnitAction *a = &plan.actions[i];
                 if (a->kind != UNIT_ENABLE && a->kind != UNIT_START)
                         continue;
-                svc_on = svc_on || ends_with(a->unit, ".service");
+                svc_on = svc_on || endswith(a->unit, ".service");
                 sock_on = sock_on || streq(a->unit, "ssh.socket") || streq(a->unit, "sshd.socket");
         }
         ASSERT(!(svc_on && sock_on));
@@ -249,7 +215,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                         if (!streq(units[i].canonical, units[i].name) || streq(fs[i], "alias") || streq(fs[i], "not-found"))
                                 continue;
                         bool on = is_enabled_state(fs[i]) || is_running(as[i]);
-                        svc = svc || (on && ends_with(units[i].name, ".service"));
+                        svc = svc || (on && endswith(units[i].name, ".service"));
                         /* port 22: ssh.socket / sshd.socket (the generator's sockets are AF_UNIX / AF_VSOCK) */
                         sock = sock || (on && (streq(units[i].name, "ssh.socket") || streq(units[i].name, "sshd.socket")));
                 }

@@ -11,24 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
+#include "fuzz-util.h"
 #include "policy/policy.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-
-int LLVMFuzzerInitialize(int *argc, char ***argv) {
-        log_set_max_level(-1); /* the parser logs nothing itself; keep libFuzzer's output readable */
-        return 0;
-}
-
-#define ASSERT(c)                                                                   \
-        do {                                                                        \
-                if (!(c)) {                                                         \
-                        fprintf(stderr, "fuzz-policy: property failed: %s\n", #c); \
-                        abort();                                                    \
-                }                                                                   \
-        } while (0)
 
 static const char *const homes[][2] = {
         { "/home/azureuser", NULL },

@@ -15,26 +15,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
-#include "policy/sshkey.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-
-int LLVMFuzzerInitialize(int *argc, char ***argv) {
-        log_set_max_level(-1);
-        if (sodium_init() < 0)
-                abort();
-        return 0;
-}
-
-#define ASSERT(c)                                                                   \
-        do {                                                                        \
-                if (!(c)) {                                                         \
-                        fprintf(stderr, "fuzz-sshkey: property failed: %s\n", #c); \
-                        abort();                                                    \
-                }                                                                   \
+#define FUZZ_SETUP()                   \
+        do {                           \
+                if (sodium_init() < 0) \
+                        abort();       \
         } while (0)
+
+#include "fuzz-util.h"
+#include "policy/sshkey.h"
 
 static const char *const types[8] = {
         "ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521",

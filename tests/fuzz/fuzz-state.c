@@ -8,24 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
+#include "fuzz-util.h"
 #include "state/state.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-
-int LLVMFuzzerInitialize(int *argc, char ***argv) {
-        log_set_max_level(-1);
-        return 0;
-}
-
-#define ASSERT(c)                                                                  \
-        do {                                                                       \
-                if (!(c)) {                                                        \
-                        fprintf(stderr, "fuzz-state: property failed: %s\n", #c); \
-                        abort();                                                   \
-                }                                                                  \
-        } while (0)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         State s = { .mode = MODE_INVALID }, t = { .mode = MODE_INVALID };

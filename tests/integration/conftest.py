@@ -15,6 +15,9 @@ Fixtures (names are a contract with the other test files):
     keygen           keygen(kind, bits=None, name=None) -> (public key line, "SHA256:..." fingerprint)
     scratch_root     scratch_root(user="azureuser", units=None, enable=("ssh.service",)) -> Root (.root, .home, .ak)
     config_file      config_file(text, name=None) -> path of a config file holding text
+    doc_file         doc_file(doc) -> path of a new file holding doc (a dict, or text as it is), for --imds-file
+    mode_doc         mode_doc(mode, keys=()) -> doc_file(imds_doc(mode, keys))
+Functions: free_port(), closed_imds_url() (an IMDS URL on a loopback port nothing listens on), sanitizer_report().
 """
 import http.client
 import json
@@ -32,7 +35,7 @@ sys.path.insert(0, os.path.join(REPO, "tests", "lib"))
 # The helpers shared with tests/e2e and tests/bench (re-exported: the test files import them from here).
 from akstest import (DEBIAN_SSH_SERVICE, DEBIAN_SSH_SOCKET, DEBIAN_UNITS, IMDS_QUERY, KEYS_BEGIN,  # noqa: E402,F401
                      KEYS_END, ENTRA_BEGIN, ENTRA_END, TAG, fingerprint, fingerprints, imds_doc, is_enabled,
-                     make_root, snapshot, ssh_keygen, stop_process)
+                     make_root, snapshot, ssh_keygen, stop_process, write_doc)
 
 EMULATOR = os.path.join(REPO, "tests", "imds-emulator")
 ASAN_ENV = {
@@ -269,6 +272,11 @@ def free_port(bind="127.0.0.1"):
         return s.getsockname()[1]
 
 
+def closed_imds_url():
+    """The IMDS query on a loopback port nothing listens on (connection refused until the deadline)."""
+    return f"http://127.0.0.1:{free_port()}{IMDS_QUERY}"
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Keys, roots, config
 
@@ -324,9 +332,15 @@ def doc_file(tmp_path):
 
     def write(doc):
         counter[0] += 1
-        p = tmp_path / f"doc{counter[0]}.json"
-        p.write_text(doc if isinstance(doc, str) else json.dumps(doc))
-        return str(p)
+        return write_doc(tmp_path / f"doc{counter[0]}.json", doc)
+
+    return write
+
+
+@pytest.fixture
+def mode_doc(doc_file):
+    def write(mode, keys=()):
+        return doc_file(imds_doc(mode, list(keys)))
 
     return write
 

@@ -11,8 +11,6 @@ import stat
 
 import pytest
 
-from conftest import imds_doc
-
 KINDS = ["dangling", "loop", "fifo", "big", "dir"]
 LINK_KINDS = ("dangling", "loop")
 
@@ -40,12 +38,6 @@ def describe(path):
     return (stat.S_IFMT(st.st_mode), st.st_size if stat.S_ISREG(st.st_mode) else 0)
 
 
-def doc_path(tmp_path, mode, keys=()):
-    p = tmp_path / f"doc-{mode}.json"
-    p.write_text(json.dumps(imds_doc(mode, list(keys))))
-    return str(p)
-
-
 def state_of(root):
     with open(os.path.join(root.root, "var/lib/aks-ssh-access/state.json")) as f:
         return json.load(f)
@@ -58,11 +50,11 @@ def assert_names_broken(res, unit="sshd.socket"):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_disabled_masks_every_other_unit(agent, scratch_root, tmp_path, kind):
+def test_disabled_masks_every_other_unit(agent, scratch_root, mode_doc, kind):
     r = scratch_root()
     p = make_broken(r, kind)
     before = describe(p)
-    res = agent(["apply", "--root", r.root, "--imds-file", doc_path(tmp_path, "Disabled")])
+    res = agent(["apply", "--root", r.root, "--imds-file", mode_doc("Disabled")])
     assert_names_broken(res)
     for u in ("ssh.service", "sshd.service", "ssh.socket"):
         assert r.is_enabled(u) == "masked", (u, res)
@@ -78,7 +70,7 @@ def test_disabled_masks_every_other_unit(agent, scratch_root, tmp_path, kind):
     assert s["mode"] == "Disabled"
     assert s["image_ssh"] == {"service": "ssh.service", "socket": "ssh.socket", "service_enabled": True,
                               "socket_enabled": False}
-    again = agent(["apply", "--root", r.root, "--imds-file", doc_path(tmp_path, "Disabled")])
+    again = agent(["apply", "--root", r.root, "--imds-file", mode_doc("Disabled")])
     if kind in LINK_KINDS:
         assert again.rc == 0, again
     else:
@@ -88,13 +80,13 @@ def test_disabled_masks_every_other_unit(agent, scratch_root, tmp_path, kind):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_localuser_enables_the_service_and_leaves_the_broken_unit(agent, scratch_root, keygen, tmp_path, kind):
+def test_localuser_enables_the_service_and_leaves_the_broken_unit(agent, scratch_root, keygen, mode_doc, kind):
     r = scratch_root(enable=())
     assert r.is_enabled("ssh.service") == "disabled"
     p = make_broken(r, kind)
     before = describe(p)
     k1, f1 = keygen("ed25519")
-    res = agent(["apply", "--root", r.root, "--imds-file", doc_path(tmp_path, "LocalUser", [k1])])
+    res = agent(["apply", "--root", r.root, "--imds-file", mode_doc("LocalUser", [k1])])
     assert_names_broken(res)
     assert (r.is_enabled("ssh.service"), r.is_enabled("sshd.service"), r.is_enabled("ssh.socket")) == \
         ("enabled", "alias", "disabled"), res
@@ -103,11 +95,11 @@ def test_localuser_enables_the_service_and_leaves_the_broken_unit(agent, scratch
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_localuser_after_disabled_gives_the_service_back(agent, scratch_root, tmp_path, kind):
+def test_localuser_after_disabled_gives_the_service_back(agent, scratch_root, mode_doc, kind):
     r = scratch_root()
     p = make_broken(r, kind)
-    agent(["apply", "--root", r.root, "--imds-file", doc_path(tmp_path, "Disabled")])
-    res = agent(["apply", "--root", r.root, "--imds-file", doc_path(tmp_path, "LocalUser")])
+    agent(["apply", "--root", r.root, "--imds-file", mode_doc("Disabled")])
+    res = agent(["apply", "--root", r.root, "--imds-file", mode_doc("LocalUser")])
     assert (r.is_enabled("ssh.service"), r.is_enabled("sshd.service"), r.is_enabled("ssh.socket")) == \
         ("enabled", "alias", "disabled"), res
     if kind in LINK_KINDS:
@@ -117,26 +109,26 @@ def test_localuser_after_disabled_gives_the_service_back(agent, scratch_root, tm
         assert_names_broken(res)
 
 
-def test_socket_activated_image_with_a_dangling_link_records_the_socket(agent, scratch_root, tmp_path):
+def test_socket_activated_image_with_a_dangling_link_records_the_socket(agent, scratch_root, mode_doc):
     """Issue 10: ssh.socket enabled, ssh.service disabled, a dangling sshd.socket link. The first apply took an
     empty image record (and LocalUser then enabled the service); the record must say socket activation."""
     r = scratch_root(enable=("ssh.socket",))
     make_broken(r, "dangling")
-    res = agent(["apply", "--root", r.root, "--imds-file", doc_path(tmp_path, "Disabled")])
+    res = agent(["apply", "--root", r.root, "--imds-file", mode_doc("Disabled")])
     assert_names_broken(res)
     assert state_of(r)["image_ssh"] == {"service": "ssh.service", "socket": "ssh.socket", "service_enabled": False,
                                         "socket_enabled": True}
     for u in ("ssh.service", "ssh.socket", "sshd.socket"):
         assert r.is_enabled(u) == "masked", u
-    res = agent(["apply", "--root", r.root, "--imds-file", doc_path(tmp_path, "LocalUser")])
+    res = agent(["apply", "--root", r.root, "--imds-file", mode_doc("LocalUser")])
     assert res.rc == 0, res
     assert (r.is_enabled("ssh.service"), r.is_enabled("ssh.socket")) == ("disabled", "enabled")
 
 
-def test_broken_unit_shows_in_verify_and_status(agent, run_agent, binary, scratch_root, tmp_path):
+def test_broken_unit_shows_in_verify_and_status(agent, run_agent, binary, scratch_root, mode_doc):
     r = scratch_root()
     make_broken(r, "dir")
-    agent(["apply", "--root", r.root, "--imds-file", doc_path(tmp_path, "Disabled")])
+    agent(["apply", "--root", r.root, "--imds-file", mode_doc("Disabled")])
     rc, out, _ = run_agent(["verify", "--root", r.root], bin=binary)  # verify says it on stdout
     assert rc == 1 and out.startswith("drift: sshd.socket"), out
     rc, out, _ = run_agent(["status", "--json", "--root", r.root], bin=binary)
@@ -145,15 +137,15 @@ def test_broken_unit_shows_in_verify_and_status(agent, run_agent, binary, scratc
     assert st["units"]["ssh.service"]["file_state"] == "masked"
 
 
-def test_also_socket_in_the_service_never_leaves_both_enabled(agent, scratch_root, tmp_path):
+def test_also_socket_in_the_service_never_leaves_both_enabled(agent, scratch_root, mode_doc):
     """Issue 11 item 5: `Also=ssh.socket` in ssh.service's [Install] makes `enable ssh.service` enable the
     socket too; LocalUser (service mode) must end with the service enabled and the socket not."""
     from conftest import DEBIAN_SSH_SERVICE, DEBIAN_SSH_SOCKET
     units = {"ssh.service": DEBIAN_SSH_SERVICE + "Also=ssh.socket\n", "ssh.socket": DEBIAN_SSH_SOCKET}
     r = scratch_root(units=units, enable=())
-    assert agent(["apply", "--root", r.root, "--imds-file", doc_path(tmp_path, "Disabled")]).rc == 0
-    res = agent(["apply", "--root", r.root, "--imds-file", doc_path(tmp_path, "LocalUser")])
+    assert agent(["apply", "--root", r.root, "--imds-file", mode_doc("Disabled")]).rc == 0
+    res = agent(["apply", "--root", r.root, "--imds-file", mode_doc("LocalUser")])
     assert res.rc == 0, res
     assert (r.is_enabled("ssh.service"), r.is_enabled("ssh.socket")) == ("enabled", "disabled"), res
-    again = agent(["apply", "--root", r.root, "--imds-file", doc_path(tmp_path, "LocalUser")])
+    again = agent(["apply", "--root", r.root, "--imds-file", mode_doc("LocalUser")])
     assert again.rc == 0 and (r.is_enabled("ssh.service"), r.is_enabled("ssh.socket")) == ("enabled", "disabled")

@@ -13,7 +13,7 @@ import subprocess
 import pytest
 
 import akstest
-from conftest import ENTRA_BEGIN as BEGIN, ENTRA_END, DEBIAN_UNITS, free_port, imds_doc, sanitizer_report, ASAN_ENV
+from conftest import ENTRA_BEGIN as BEGIN, ENTRA_END, DEBIAN_UNITS, closed_imds_url, sanitizer_report, ASAN_ENV
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CONFIG_ERR = 78
@@ -126,19 +126,6 @@ def assert_entraid_effective(img):
     assert aad["authorizedkeyscommanduser"] == "root"
     assert aad["pubkeyauthentication"] == "yes", "the Match block's value must still win for Entra ID users"
     assert aad["authenticationmethods"] == "publickey"
-
-
-@pytest.fixture
-def mode_doc(tmp_path):
-    counter = [0]
-
-    def write(mode, keys=()):
-        counter[0] += 1
-        p = tmp_path / f"doc{counter[0]}.json"
-        p.write_text(json.dumps(imds_doc(mode, list(keys))))
-        return str(p)
-
-    return write
 
 
 @pytest.fixture
@@ -308,31 +295,31 @@ def test_dry_run_names_the_change_and_changes_nothing(image, agent, mode_doc):
 # Fallback: exactly what EntraId does
 
 
+def apply_fallback_entraid(agent, img, config_file, config=""):
+    """apply with IMDS unreachable (1 s deadline) on an image whose sshd_config is stock again: exit 69 and the
+    block at the top, effective; returns the Result."""
+    stock = read(img.config)
+    conf = config_file("deadline_s = 1\n" + config)
+    r = agent(["apply", "--root", img.root, "--imds-url", closed_imds_url(), "--config", conf])
+    assert r.rc == UNAVAILABLE, r
+    assert read(img.config) == BLOCK.encode() + stock
+    assert_entraid_effective(img)
+    return r
+
+
 def test_fallback_to_last_mode_entraid_writes_the_block(image, apply, agent, config_file):
     img = image()
     stock = read(img.config)
     assert apply(img, "EntraId").rc == 0
     with open(img.config, "wb") as f:
         f.write(stock)  # lost since, e.g. a package upgrade installed the maintainer's version
-    conf = config_file("deadline_s = 1\n")
-    url = f"http://127.0.0.1:{free_port()}/metadata/instance?api-version=2021-08-01&extended=true"
-    r = agent(["apply", "--root", img.root, "--imds-url", url, "--config", conf])
-    assert r.rc == UNAVAILABLE, r
-    assert read(img.config) == BLOCK.encode() + stock
-    assert_entraid_effective(img)
+    apply_fallback_entraid(agent, img, config_file)
     assert img.is_enabled("ssh.service") == "enabled"
     assert img.state()["mode"].lower() == "entraid" and img.state()["last_apply"]["source"] == "fallback"
 
 
 def test_fallback_mode_entraid_without_state(image, agent, config_file):
-    img = image()
-    stock = read(img.config)
-    conf = config_file("deadline_s = 1\nfallback_mode = entraid\n")
-    url = f"http://127.0.0.1:{free_port()}/metadata/instance?api-version=2021-08-01&extended=true"
-    r = agent(["apply", "--root", img.root, "--imds-url", url, "--config", conf])
-    assert r.rc == UNAVAILABLE, r
-    assert read(img.config) == BLOCK.encode() + stock
-    assert_entraid_effective(img)
+    apply_fallback_entraid(agent, image(), config_file, "fallback_mode = entraid\n")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -430,9 +417,8 @@ def test_fallback_to_entraid_fails_closed_too(image, binary, apply, config_file)
         f.write(stock)
     before = img.snapshot()
     conf = config_file("deadline_s = 1\n")
-    url = f"http://127.0.0.1:{free_port()}/metadata/instance?api-version=2021-08-01&extended=true"
     r = run_in_mountns(binary, f"mount --bind '{img.etc_ssh}' '{img.etc_ssh}'\nmount -o remount,bind,ro '{img.etc_ssh}'",
-                       ["apply", "--root", img.root, "--imds-url", url, "--config", conf])
+                       ["apply", "--root", img.root, "--imds-url", closed_imds_url(), "--config", conf])
     assert last_line(r.stderr).startswith("aks-ssh-access: EntraId (fallback) cannot be made effective: "), r.stderr
     assert_failed_closed(img, r, "Read-only file system", before)
 

@@ -30,12 +30,6 @@ from conftest import KEYS_BEGIN as BEGIN, KEYS_END as END, REPO, imds_doc
 USER_UID = 1000
 
 
-def docfile(tmp_path, doc, name="doc.json"):
-    p = tmp_path / name
-    p.write_text(doc if isinstance(doc, str) else json.dumps(doc))
-    return str(p)
-
-
 def apply(agent, root, doc, *extra, **kw):
     return agent(["apply", "--root", root.root, "--imds-file", doc, *extra], **kw)
 
@@ -79,10 +73,10 @@ def flipper(tmp_path_factory):
     return str(d / "flipper")
 
 
-def test_ssh_dir_race_never_chowns_a_root_owned_directory(agent, scratch_root, keygen, tmp_path, flipper):
+def test_ssh_dir_race_never_chowns_a_root_owned_directory(agent, scratch_root, keygen, doc_file, flipper):
     r = scratch_root()
     pub, _ = keygen("ed25519")
-    doc = docfile(tmp_path, imds_doc("LocalUser", [pub]))
+    doc = doc_file(imds_doc("LocalUser", [pub]))
     bait = os.path.join(r.home, "rootdir")
     os.mkdir(bait, 0o700)
     with open(os.path.join(bait, "keep"), "w") as f:
@@ -129,13 +123,13 @@ def test_ssh_dir_race_never_chowns_a_root_owned_directory(agent, scratch_root, k
     print(f"{runs} applies raced: exit codes {outcomes}")
 
 
-def test_ssh_dir_left_by_a_killed_run_is_finished(agent, scratch_root, keygen, tmp_path):
+def test_ssh_dir_left_by_a_killed_run_is_finished(agent, scratch_root, keygen, doc_file):
     # What a run killed between mkdirat and fchown leaves: a root-owned empty .ssh of mode 0000.
     r = scratch_root()
     pub, _ = keygen("ed25519")
     os.mkdir(r.ssh_dir)
     os.chmod(r.ssh_dir, 0)
-    res = apply(agent, r, docfile(tmp_path, imds_doc("LocalUser", [pub])))
+    res = apply(agent, r, doc_file(imds_doc("LocalUser", [pub])))
     assert res.rc == 0, res
     st = os.lstat(r.ssh_dir)
     assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (USER_UID, 0o700)
@@ -160,12 +154,12 @@ def add_user(r, name, uid, home=None, mkhome=True):
 
 @pytest.mark.parametrize("admin", ["root", "toor"])
 @pytest.mark.parametrize("mode", ["LocalUser", "Disabled"])
-def test_uid0_admin_refused_unit_part_applied(agent, scratch_root, keygen, tmp_path, admin, mode):
+def test_uid0_admin_refused_unit_part_applied(agent, scratch_root, keygen, doc_file, admin, mode):
     r = scratch_root()
     add_user(r, "toor", 0, home="/root", mkhome=False)
     pub, _ = keygen("ed25519")
     doc = imds_doc(mode, [pub], user=admin, path="/root/.ssh/authorized_keys")
-    res = apply(agent, r, docfile(tmp_path, doc))
+    res = apply(agent, r, doc_file(doc))
     assert res.rc == 67, res
     assert "uid 0" in res.err, res
     assert not os.path.lexists(os.path.join(r.root, "root/.ssh")), "nothing written into root's home"
@@ -174,13 +168,13 @@ def test_uid0_admin_refused_unit_part_applied(agent, scratch_root, keygen, tmp_p
     assert st["mode"] == mode and st["keys"] == [] and "user" not in st, st
 
 
-def test_uid0_admin_after_a_real_admin(agent, run_agent, binary, scratch_root, keygen, tmp_path):
+def test_uid0_admin_after_a_real_admin(agent, run_agent, binary, scratch_root, keygen, doc_file):
     # azureuser was the admin; now the document names root: azureuser's keys go, root's home is not touched,
     # and verify does not go looking into root's home afterwards.
     r = scratch_root()
     pub, _ = keygen("ed25519")
-    assert apply(agent, r, docfile(tmp_path, imds_doc("LocalUser", [pub]), "a.json")).rc == 0
-    res = apply(agent, r, docfile(tmp_path, imds_doc("LocalUser", [pub], user="root", path="/root/.ssh/authorized_keys"), "b.json"))
+    assert apply(agent, r, doc_file(imds_doc("LocalUser", [pub]))).rc == 0
+    res = apply(agent, r, doc_file(imds_doc("LocalUser", [pub], user="root", path="/root/.ssh/authorized_keys")))
     assert res.rc == 67, res
     assert open(r.ak).read() == ""
     assert not os.path.lexists(os.path.join(r.root, "root/.ssh"))
@@ -188,7 +182,7 @@ def test_uid0_admin_after_a_real_admin(agent, run_agent, binary, scratch_root, k
     assert rc == 0 and out.startswith("in sync"), (rc, out, err)
 
 
-def test_admin_change_removes_previous_admins_block(agent, scratch_root, keygen, tmp_path):
+def test_admin_change_removes_previous_admins_block(agent, scratch_root, keygen, doc_file):
     r = scratch_root()
     bob_home = add_user(r, "bob", 1001)
     pub1, fp1 = keygen("ed25519")
@@ -201,9 +195,9 @@ def test_admin_change_removes_previous_admins_block(agent, scratch_root, keygen,
         os.chown(p, USER_UID, USER_UID)
     os.chmod(r.ssh_dir, 0o700)
     os.chmod(r.ak, 0o600)
-    assert apply(agent, r, docfile(tmp_path, imds_doc("LocalUser", [pub1]), "a.json")).rc == 0
+    assert apply(agent, r, doc_file(imds_doc("LocalUser", [pub1]))).rc == 0
     assert pub1 in open(r.ak).read()
-    res = apply(agent, r, docfile(tmp_path, imds_doc("LocalUser", [pub2], user="bob"), "b.json"))
+    res = apply(agent, r, doc_file(imds_doc("LocalUser", [pub2], user="bob")))
     assert res.rc == 0, res
     assert open(r.ak).read() == own, "the previous admin's block goes, their own line stays byte for byte"
     bob_ak = open(os.path.join(bob_home, ".ssh/authorized_keys")).read()
@@ -214,11 +208,11 @@ def test_admin_change_removes_previous_admins_block(agent, scratch_root, keygen,
     assert st["user"] == "bob" and [k["fingerprint"] for k in st["keys"]] == [fp2]
 
 
-def test_admin_change_to_refused_admin_still_removes_previous_block(agent, scratch_root, keygen, tmp_path):
+def test_admin_change_to_refused_admin_still_removes_previous_block(agent, scratch_root, keygen, doc_file):
     r = scratch_root()
     pub1, _ = keygen("ed25519")
-    assert apply(agent, r, docfile(tmp_path, imds_doc("LocalUser", [pub1]), "a.json")).rc == 0
-    res = apply(agent, r, docfile(tmp_path, imds_doc("LocalUser", [pub1], user="nosuchuser"), "b.json"))
+    assert apply(agent, r, doc_file(imds_doc("LocalUser", [pub1]))).rc == 0
+    res = apply(agent, r, doc_file(imds_doc("LocalUser", [pub1], user="nosuchuser")))
     assert res.rc == 67, res
     assert open(r.ak).read() == "", "azureuser is no longer the admin: its managed keys are gone"
     st = json.load(open(os.path.join(r.root, "var/lib/aks-ssh-access/state.json")))
@@ -226,9 +220,9 @@ def test_admin_change_to_refused_admin_still_removes_previous_block(agent, scrat
 
 
 @pytest.mark.parametrize("name", ["AKS-MANAGED-SSH-ACCESS", "Aks-Managed-Ssh-Access"])
-def test_mode_tag_name_case_insensitive(agent, scratch_root, tmp_path, name):
+def test_mode_tag_name_case_insensitive(agent, scratch_root, doc_file, name):
     r = scratch_root()
-    res = apply(agent, r, docfile(tmp_path, imds_doc("Disabled", [], tag=name)))
+    res = apply(agent, r, doc_file(imds_doc("Disabled", [], tag=name)))
     assert res.rc == 0, res
     assert r.is_enabled("ssh.service") == "masked"
     assert r.is_enabled("ssh.socket") == "masked"
@@ -238,7 +232,7 @@ def test_mode_tag_name_case_insensitive(agent, scratch_root, tmp_path, name):
 # 2. conf.d inside --root;  8. config / passwd only as regular files
 
 
-def test_confd_symlink_resolved_inside_root(agent, scratch_root, tmp_path):
+def test_confd_symlink_resolved_inside_root(agent, scratch_root, tmp_path, doc_file):
     r = scratch_root()
     # A file on the "build host" (outside the root) and one at the same path inside the root.
     host = tmp_path / "host-only.conf"
@@ -251,7 +245,7 @@ def test_confd_symlink_resolved_inside_root(agent, scratch_root, tmp_path):
     os.makedirs(confd)
     os.symlink(str(host), os.path.join(confd, "50-link.conf"))
     os.symlink("/etc/nonexistent.conf", os.path.join(confd, "60-dangling.conf"))
-    res = apply(agent, r, docfile(tmp_path, "{not json"))
+    res = apply(agent, r, doc_file("{not json"))
     assert "host_secret_setting" not in res.err, "a host file was read through a symlink in the image"
     assert res.rc == 65, res
     assert r.is_enabled("ssh.service") == "masked", "the root's own file (fallback_mode = disabled) was used"
@@ -259,7 +253,7 @@ def test_confd_symlink_resolved_inside_root(agent, scratch_root, tmp_path):
 
 @pytest.mark.parametrize("kind", ["fifo", "device", "directory"])
 @pytest.mark.parametrize("where", ["etc/aks-ssh-access.conf", "etc/aks-ssh-access.conf.d/10-x.conf", "--config"])
-def test_config_not_a_regular_file(agent, scratch_root, tmp_path, kind, where):
+def test_config_not_a_regular_file(agent, scratch_root, tmp_path, kind, where, doc_file):
     r = scratch_root()
     path = str(tmp_path / "cfg") if where == "--config" else os.path.join(r.root, where)
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -270,7 +264,7 @@ def test_config_not_a_regular_file(agent, scratch_root, tmp_path, kind, where):
     else:
         os.mkdir(path)
     extra = ["--config", path] if where == "--config" else []
-    res = apply(agent, r, docfile(tmp_path, imds_doc("Disabled", [])), *extra, timeout=20)
+    res = apply(agent, r, doc_file(imds_doc("Disabled", [])), *extra, timeout=20)
     assert res.rc != "timeout", f"a {kind} as configuration hung the agent"
     assert "not a regular file" in res.err, res
     if where == "--config":
@@ -280,7 +274,7 @@ def test_config_not_a_regular_file(agent, scratch_root, tmp_path, kind, where):
 
 
 @pytest.mark.parametrize("kind", ["fifo", "device"])
-def test_passwd_not_a_regular_file(agent, scratch_root, keygen, tmp_path, kind):
+def test_passwd_not_a_regular_file(agent, scratch_root, keygen, doc_file, kind):
     r = scratch_root()
     pub, _ = keygen("ed25519")
     p = os.path.join(r.root, "etc/passwd")
@@ -289,7 +283,7 @@ def test_passwd_not_a_regular_file(agent, scratch_root, keygen, tmp_path, kind):
         os.mkfifo(p)
     else:
         os.mknod(p, 0o644 | stat.S_IFCHR, os.makedev(1, 5))
-    res = apply(agent, r, docfile(tmp_path, imds_doc("LocalUser", [pub])), timeout=20)
+    res = apply(agent, r, doc_file(imds_doc("LocalUser", [pub])), timeout=20)
     assert res.rc == 67, res
     assert "not a regular file" in res.err, res
     assert r.is_enabled("ssh.service") == "enabled"
@@ -301,14 +295,14 @@ def test_passwd_not_a_regular_file(agent, scratch_root, keygen, tmp_path, kind):
 
 @pytest.mark.parametrize("home", ["/", "/etc", "/root", "/usr/lib", "/var/lib", "/home", "/etc/ssh"])
 @pytest.mark.parametrize("mode", ["LocalUser", "Disabled"])
-def test_system_directory_home_refused(agent, scratch_root, keygen, tmp_path, home, mode):
+def test_system_directory_home_refused(agent, scratch_root, keygen, doc_file, home, mode):
     r = scratch_root()
     os.makedirs(os.path.join(r.root, home.lstrip("/")), exist_ok=True)
     with open(os.path.join(r.root, "etc/passwd"), "w") as f:
         f.write(f"root:x:0:0:root:/root:/bin/bash\nazureuser:x:1000:1000::{home}:/bin/bash\n")
     pub, _ = keygen("ed25519")
     ak = os.path.join(home, ".ssh/authorized_keys")
-    res = apply(agent, r, docfile(tmp_path, imds_doc(mode, [pub], path=ak)))
+    res = apply(agent, r, doc_file(imds_doc(mode, [pub], path=ak)))
     assert res.rc == 77, res
     assert "system directory" in res.err, res
     assert not os.path.lexists(os.path.join(r.root, home.lstrip("/"), ".ssh")), "nothing created there"
@@ -337,25 +331,25 @@ def read_bytes(path):
 @pytest.mark.parametrize("own", [b"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOwn own@laptop",
                                  b"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOwn own@laptop\r",
                                  b"# only a comment, no newline", b"x"])
-def test_no_final_newline_bytes_back_exactly(agent, scratch_root, keygen, tmp_path, own):
+def test_no_final_newline_bytes_back_exactly(agent, scratch_root, keygen, doc_file, own):
     r = scratch_root()
     user_file(r, own)
     pub, _ = keygen("ed25519")
-    assert apply(agent, r, docfile(tmp_path, imds_doc("LocalUser", [pub]), "l.json")).rc == 0
+    assert apply(agent, r, doc_file(imds_doc("LocalUser", [pub]))).rc == 0
     text = read_bytes(r.ak)
     assert text.startswith(own + b"\n" + BEGIN.encode() + b"\n") and pub.encode() in text
     assert subprocess.run(["ssh-keygen", "-lf", r.ak], capture_output=True).returncode == 0
-    assert apply(agent, r, docfile(tmp_path, imds_doc("Disabled", []), "d.json")).rc == 0
+    assert apply(agent, r, doc_file(imds_doc("Disabled", []))).rc == 0
     assert read_bytes(r.ak) == own, "LocalUser → Disabled gives the file's bytes back exactly"
 
 
-def test_line_starting_with_begin_marker_is_kept(agent, scratch_root, keygen, tmp_path):
+def test_line_starting_with_begin_marker_is_kept(agent, scratch_root, keygen, doc_file):
     r = scratch_root()
     own = f"{BEGIN} -- my note, not the agent's\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOwn own@laptop\n"
     user_file(r, own)
     pub, _ = keygen("ed25519")
-    assert apply(agent, r, docfile(tmp_path, imds_doc("LocalUser", [pub]), "l.json")).rc == 0
-    assert apply(agent, r, docfile(tmp_path, imds_doc("Disabled", []), "d.json")).rc == 0
+    assert apply(agent, r, doc_file(imds_doc("LocalUser", [pub]))).rc == 0
+    assert apply(agent, r, doc_file(imds_doc("Disabled", []))).rc == 0
     assert open(r.ak).read() == own
 
 
@@ -369,16 +363,16 @@ DAMAGED = {
 
 @pytest.mark.parametrize("case", sorted(DAMAGED))
 @pytest.mark.parametrize("mode", ["Disabled", "LocalUser"])
-def test_damaged_block_left_and_reported(agent, run_agent, binary, scratch_root, keygen, tmp_path, case, mode):
+def test_damaged_block_left_and_reported(agent, run_agent, binary, scratch_root, keygen, doc_file, case, mode):
     r = scratch_root()
     stale, _ = keygen("ed25519")
     pub, _ = keygen("ed25519")
     make, line, what = DAMAGED[case]
     # First a clean apply (so the state names the user), then the damage, then the apply under test.
-    assert apply(agent, r, docfile(tmp_path, imds_doc("LocalUser", [stale]), "first.json")).rc == 0
+    assert apply(agent, r, doc_file(imds_doc("LocalUser", [stale]))).rc == 0
     text = make(stale)
     user_file(r, text)
-    res = apply(agent, r, docfile(tmp_path, imds_doc(mode, [pub]), "doc.json"))
+    res = apply(agent, r, doc_file(imds_doc(mode, [pub])))
     assert res.rc == 65, res
     assert "damaged" in res.err and f"line {line}" in res.err and what in res.err, res
     assert open(r.ak).read() == text, "nothing in the damaged file changed"
@@ -401,11 +395,11 @@ def control_bytes(b):
 
 
 @pytest.mark.parametrize("bad", ["\u0085", "\u009b2J", "\u007f", "\u0080"])
-def test_c1_or_del_in_key_comment_rejects_entry(agent, scratch_root, keygen, tmp_path, bad):
+def test_c1_or_del_in_key_comment_rejects_entry(agent, scratch_root, keygen, doc_file, bad):
     r = scratch_root()
     good, fp = keygen("ed25519")
     evil = keygen("ed25519")[0] + " evil" + bad
-    doc = docfile(tmp_path, imds_doc("LocalUser", [good, evil]))
+    doc = doc_file(imds_doc("LocalUser", [good, evil]))
     dry = agent(["apply", "--dry-run", "--root", r.root, "--imds-file", doc])
     show = agent(["show-imds", "--root", r.root, "--imds-file", doc])
     res = apply(agent, r, doc)
@@ -432,10 +426,10 @@ def test_bad_admin_username_rejects_document(agent, scratch_root, tmp_path, name
     assert b"azure" not in raw
 
 
-def test_status_escapes_text_from_disk(agent, run_agent, binary, scratch_root, keygen, tmp_path):
+def test_status_escapes_text_from_disk(agent, run_agent, binary, scratch_root, keygen, doc_file):
     r = scratch_root()
     pub, _ = keygen("ed25519")
-    assert apply(agent, r, docfile(tmp_path, imds_doc("LocalUser", [pub]))).rc == 0
+    assert apply(agent, r, doc_file(imds_doc("LocalUser", [pub]))).rc == 0
     sp = os.path.join(r.root, "var/lib/aks-ssh-access/state.json")
     st = json.load(open(sp))
     st["last_result"] = "ok\u001b]0;pwned\u0007\u009b2J"
@@ -459,13 +453,13 @@ def test_status_escapes_text_from_disk(agent, run_agent, binary, scratch_root, k
 # 8. resources and time
 
 
-def test_million_rejected_entries_log_a_count(agent, scratch_root, keygen, tmp_path):
+def test_million_rejected_entries_log_a_count(agent, scratch_root, keygen, doc_file):
     r = scratch_root()
     good, _ = keygen("ed25519")
     n = 120_000  # what fits in the 4 MiB body cap
     doc = imds_doc("LocalUser", [good])
     doc["compute"]["publicKeys"] += [{"keyData": "x", "path": "/"}] * n
-    res = apply(agent, r, docfile(tmp_path, doc), timeout=120)
+    res = apply(agent, r, doc_file(doc), timeout=120)
     assert res.rc == 65, res
     lines = res.err.splitlines()
     assert sum("Rejected publicKeys[" in l for l in lines) == 10, res
@@ -474,11 +468,11 @@ def test_million_rejected_entries_log_a_count(agent, scratch_root, keygen, tmp_p
     assert good in open(r.ak).read()
 
 
-def test_deadline_clamped_below_the_units_start_timeout(agent, scratch_root, tmp_path, config_file):
+def test_deadline_clamped_below_the_units_start_timeout(agent, scratch_root, doc_file, config_file):
     unit = open(os.path.join(REPO, "units/aks-ssh-access.service")).read()
     timeout = int(re.search(r"^TimeoutStartSec=(\d+)\s*$", unit, re.M).group(1))
     r = scratch_root()
-    res = apply(agent, r, docfile(tmp_path, imds_doc("Disabled", [])), "--config", config_file("deadline_s = 3600\n"))
+    res = apply(agent, r, doc_file(imds_doc("Disabled", [])), "--config", config_file("deadline_s = 3600\n"))
     assert res.rc == 0, res
     m = re.search(r"deadline_s = 3600 is more than (\d+) s .*using (\d+) s", res.err)
     assert m, res
@@ -563,23 +557,23 @@ def keygen_accepts(tmp_path, line):
 
 
 @pytest.mark.parametrize("bits", [256, 384, 521])
-def test_ecdsa_point_on_curve_agrees_with_ssh_keygen(agent, scratch_root, keygen, tmp_path, bits):
+def test_ecdsa_point_on_curve_agrees_with_ssh_keygen(agent, scratch_root, keygen, tmp_path, bits, doc_file):
     r = scratch_root()
     cases = [c for c in ecdsa_variants(keygen, bits)]
     for name, line, expect in cases:
         oracle = keygen_accepts(tmp_path, line)
         if expect is not None:
             assert oracle == expect, f"the oracle itself: {name}"
-        res = agent(["show-imds", "--root", r.root, "--imds-file", docfile(tmp_path, imds_doc("LocalUser", [line]))])
+        res = agent(["show-imds", "--root", r.root, "--imds-file", doc_file(imds_doc("LocalUser", [line]))])
         accepted = res.rc == 0
         assert accepted == oracle, f"{name}: agent {'accepts' if accepted else 'rejects'}, ssh-keygen {'accepts' if oracle else 'refuses'}: {res}"
         if not accepted:
             assert "rejected [0]" in res.out, res
 
 
-def test_off_curve_key_never_written(agent, scratch_root, keygen, tmp_path):
+def test_off_curve_key_never_written(agent, scratch_root, keygen, doc_file):
     r = scratch_root()
     (_, bad, _) = ecdsa_variants(keygen, 256)[1]
-    res = apply(agent, r, docfile(tmp_path, imds_doc("LocalUser", [bad])))
+    res = apply(agent, r, doc_file(imds_doc("LocalUser", [bad])))
     assert res.rc == 65 and "not a valid point" in res.err, res
     assert not os.path.exists(r.ak) or bad.split()[1] not in open(r.ak).read()

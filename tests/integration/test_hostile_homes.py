@@ -106,15 +106,8 @@ def key(keygen):
 
 
 @pytest.fixture
-def docfile(tmp_path, key):
-    import json
-
-    def make(mode):
-        p = tmp_path / f"doc-{mode}.json"
-        p.write_text(json.dumps(imds_doc(mode, [key])))
-        return str(p)
-
-    return make
+def docfile(mode_doc, key):
+    return lambda mode: mode_doc(mode, [key])
 
 
 def apply(run_agent, node, doc, timeout=30, bin=None):
@@ -135,44 +128,27 @@ def assert_unit_part(node, mode):
 # booby-trapped homes: each builder returns the words the error line must contain
 
 
-def ak_symlink_to_shadow(n):
-    mkdir(n.ssh)
-    symlink("../../../etc/shadow", n.ak)
-    return "symlink"
+def symlink_case(name, what, target):
+    """A builder: authorized_keys (in a real .ssh) or .ssh itself is a symlink to target (a function of the Node
+    for a path only known then)."""
+    def build(n):
+        if what == "ak":
+            mkdir(n.ssh)
+        symlink(target(n) if callable(target) else target, n.ak if what == "ak" else n.ssh)
+        return "symlink"
+
+    build.__name__ = name
+    return build
 
 
-def ak_absolute_symlink_to_shadow(n):
-    # absolute, pointing at the root's shadow through the host path (never the host's own /etc/shadow)
-    mkdir(n.ssh)
-    symlink(n.shadow, n.ak)
-    return "symlink"
-
-
-def ak_symlink_to_other_user(n):
-    mkdir(n.ssh)
-    symlink("../../bob/.ssh/authorized_keys", n.ak)
-    return "symlink"
-
-
-def ak_dangling_symlink(n):
-    mkdir(n.ssh)
-    symlink("../../../etc/created-by-agent", n.ak)
-    return "symlink"
-
-
-def ssh_symlink_to_other_user(n):
-    symlink("../bob/.ssh", n.ssh)
-    return "symlink"
-
-
-def ssh_symlink_to_etc_ssh(n):
-    symlink("../../etc/ssh", n.ssh)
-    return "symlink"
-
-
-def ssh_dangling_symlink(n):
-    symlink("../../etc/nonexistent-dir", n.ssh)
-    return "symlink"
+ak_symlink_to_shadow = symlink_case("ak_symlink_to_shadow", "ak", "../../../etc/shadow")
+# absolute, pointing at the root's shadow through the host path (never the host's own /etc/shadow)
+ak_absolute_symlink_to_shadow = symlink_case("ak_absolute_symlink_to_shadow", "ak", lambda n: n.shadow)
+ak_symlink_to_other_user = symlink_case("ak_symlink_to_other_user", "ak", "../../bob/.ssh/authorized_keys")
+ak_dangling_symlink = symlink_case("ak_dangling_symlink", "ak", "../../../etc/created-by-agent")
+ssh_symlink_to_other_user = symlink_case("ssh_symlink_to_other_user", "ssh", "../bob/.ssh")
+ssh_symlink_to_etc_ssh = symlink_case("ssh_symlink_to_etc_ssh", "ssh", "../../etc/ssh")
+ssh_dangling_symlink = symlink_case("ssh_dangling_symlink", "ssh", "../../etc/nonexistent-dir")
 
 
 def ak_fifo(n):
@@ -351,15 +327,10 @@ def exchange(a, b):
     (".ssh", "../../etc/ssh"),
     ("authorized_keys", "../../bob/.ssh/authorized_keys"),
 ], ids=["ssh-to-bob", "ssh-to-etc-ssh", "ak-to-bob"])
-def test_swapped_for_symlink_during_apply(run_agent, node, tmp_path, keygen, which, target):
-    import json
+def test_swapped_for_symlink_during_apply(run_agent, node, mode_doc, keygen, which, target):
     keys = [keygen("ed25519")[0] for _ in range(2)]
     foreign = keygen("ed25519")[0] + "\n# the user's own key above\n"
-    docs = []
-    for i, mode in enumerate(["LocalUser", "LocalUser", "Disabled"]):
-        p = tmp_path / f"race{i}.json"
-        p.write_text(json.dumps(imds_doc(mode, [keys[i % 2]])))
-        docs.append(str(p))
+    docs = [mode_doc(mode, [keys[i % 2]]) for i, mode in enumerate(["LocalUser", "LocalUser", "Disabled"])]
     mkdir(node.ssh)
     if which == ".ssh":
         victim, evil = node.ssh, os.path.join(node.home, ".ssh-evil")
@@ -468,11 +439,9 @@ def old_file(node):
 
 @pytest.mark.skipif(os.geteuid() != 0 or not can_unshare(), reason="needs root and mount namespaces")
 @pytest.mark.parametrize("what", ["home", ".ssh"])
-def test_enospc(run_agent, agent_bin, node, tmp_path, keygen, what):
+def test_enospc(run_agent, agent_bin, node, tmp_path, mode_doc, keygen, what):
     import json
-    keys = [keygen("ed25519")[0] for _ in range(3)]
-    doc = tmp_path / "doc.json"
-    doc.write_text(json.dumps(imds_doc("LocalUser", keys)))
+    doc = mode_doc("LocalUser", [keygen("ed25519")[0] for _ in range(3)])
     old_file(node)
     target = node.home if what == "home" else node.ssh
     tpl = str(tmp_path / "template")
@@ -483,7 +452,7 @@ def test_enospc(run_agent, agent_bin, node, tmp_path, keygen, what):
              f"cp -a '{tpl}/.' '{target}/'\n"
              f"dd if=/dev/zero of='{target}/filler' bs=1k 2>/dev/null || true\n"
              f"dd if=/dev/zero of='{target}/filler2' bs=1 2>/dev/null || true")
-    rc, _, err, after = run_in_mountns(run_agent, agent_bin, node, setup, str(doc))
+    rc, _, err, after = run_in_mountns(run_agent, agent_bin, node, setup, doc)
     assert rc == IOERR, (rc, err)
     lines = agent_error_lines(err)
     assert any("No space left on device" in line for line in lines), err
@@ -502,14 +471,12 @@ def test_enospc(run_agent, agent_bin, node, tmp_path, keygen, what):
 @pytest.mark.skipif(os.geteuid() != 0 or not can_unshare(), reason="needs root and mount namespaces")
 @pytest.mark.parametrize("what", ["home", ".ssh"])
 @pytest.mark.parametrize("mode", ["LocalUser", "Disabled"])
-def test_read_only_home(run_agent, agent_bin, node, tmp_path, keygen, what, mode):
-    import json
-    doc = tmp_path / "doc.json"
-    doc.write_text(json.dumps(imds_doc(mode, [keygen("ed25519")[0]])))
+def test_read_only_home(run_agent, agent_bin, node, mode_doc, keygen, what, mode):
+    doc = mode_doc(mode, [keygen("ed25519")[0]])
     text = old_file(node)
     target = node.home if what == "home" else node.ssh
     setup = f"mount --bind '{target}' '{target}'\nmount -o remount,bind,ro '{target}'"
-    rc, _, err, after = run_in_mountns(run_agent, agent_bin, node, setup, str(doc))
+    rc, _, err, after = run_in_mountns(run_agent, agent_bin, node, setup, doc)
     assert rc == CANTCREAT, (rc, err)
     lines = agent_error_lines(err)
     assert any("Read-only file system" in line for line in lines), err
@@ -537,20 +504,46 @@ def test_planted_temp_names_are_swept_without_following(run_agent, node, docfile
     assert left == [".authorized_keys.aks-ssh-access-tmp.000000000003"], left  # a directory is not unlinked
 
 
+def apply_immutable(run_agent, node, doc, target):
+    """apply while target is immutable (chattr +i: EPERM even for root); the test is skipped where the file system
+    has no such attribute."""
+    if subprocess.run(["chattr", "+i", target], capture_output=True).returncode != 0:
+        pytest.skip("this file system has no immutable attribute (chattr +i failed)")
+    try:
+        return apply(run_agent, node, doc)
+    finally:
+        subprocess.run(["chattr", "-i", target], check=True)
+
+
 @pytest.mark.parametrize("what", ["authorized_keys", ".ssh"])
 @pytest.mark.parametrize("mode", ["LocalUser", "Disabled"])
 def test_immutable_file_or_dir(run_agent, node, docfile, what, mode):
     """chattr +i (EPERM even for root): "cannot create" (73), not "unsafe path" (77); old file intact."""
     text = old_file(node)
     target = node.ak if what == "authorized_keys" else node.ssh
-    if subprocess.run(["chattr", "+i", target], capture_output=True).returncode != 0:
-        pytest.skip("this file system has no immutable attribute (chattr +i failed)")
-    try:
-        rc, _, err = apply(run_agent, node, docfile(mode))
-    finally:
-        subprocess.run(["chattr", "-i", target], check=True)
+    rc, _, err = apply_immutable(run_agent, node, docfile(mode), target)
     assert rc == CANTCREAT, (rc, err)
     assert "Operation not permitted" in err, err
     assert open(node.ak).read() == text
     assert sorted(os.listdir(node.ssh)) == ["authorized_keys"]
+    assert_unit_part(node, mode)
+
+
+@pytest.mark.parametrize("what", ["authorized_keys", ".ssh"])
+@pytest.mark.parametrize("mode", ["LocalUser", "Disabled"])
+def test_immutable_file_or_dir_of_previous_admin(run_agent, node, doc_file, docfile, key, what, mode):
+    """The admin changed in the document (bob before, azureuser now) and bob's authorized_keys (or .ssh) is
+    immutable: removing his managed block fails with EPERM, "cannot create" (73) as for the admin's own file,
+    not "unsafe path" (77); his file byte for byte as it was."""
+    rc, _, err = apply(run_agent, node, doc_file(imds_doc("LocalUser", [key], user="bob")))
+    assert rc == 0, err
+    with open(node.bob_ak, "rb") as f:
+        text = f.read()
+    assert key.encode() in text
+    target = node.bob_ak if what == "authorized_keys" else os.path.dirname(node.bob_ak)
+    rc, _, err = apply_immutable(run_agent, node, docfile(mode), target)
+    assert rc == CANTCREAT, (rc, err)
+    assert "Operation not permitted" in err, err
+    with open(node.bob_ak, "rb") as f:
+        assert f.read() == text
     assert_unit_part(node, mode)

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from conftest import free_port, imds_doc
+from conftest import closed_imds_url, imds_doc
 
 DEADLINE = 2  # deadline_s of most cases: short, so the whole file stays well under a minute
 SLACK = 2.0   # how far past the deadline the agent may return (process start, teardown, a loaded CI box)
@@ -176,7 +176,7 @@ def test_drip_fed_body_gives_up_at_the_deadline(agent, emulator, node, conf, doc
 
 
 def test_connection_refused_gives_up_at_the_deadline(agent, node, conf):
-    url = f"http://127.0.0.1:{free_port()}/metadata/instance?api-version=2021-08-01&extended=true"
+    url = closed_imds_url()
     res = apply(agent, node, url, conf)
     assert res.rc == UNAVAILABLE, res
     assert DEADLINE - 1.0 <= res.elapsed <= DEADLINE + SLACK, res

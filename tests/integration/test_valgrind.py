@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from conftest import free_port, imds_doc
+from conftest import closed_imds_url, imds_doc
 
 VALGRIND = shutil.which("valgrind")
 VG_ERROR = 99
@@ -108,7 +108,7 @@ def test_imds_over_http(vg, node, emulator, docs, config_file):
     emu.set_script([{"status": 500}, {"truncate": 30}, {"status": 302, "redirect": "http://127.0.0.2/"}])
     vg(["apply", *root, "--imds-url", emu.url], 69)                    # retried, then a redirect: refused
     conf = config_file("deadline_s = 1\n")
-    url = f"http://127.0.0.1:{free_port()}/metadata/instance?api-version=2021-08-01&extended=true"
+    url = closed_imds_url()
     vg(["apply", *root, "--imds-url", url, "--config", conf], 69)      # unreachable until the deadline
     emu.set_script([{"big": 5 * 1024 * 1024}])
     vg(["apply", *root, "--imds-url", emu.url], 65)                    # over the cap

@@ -12,6 +12,7 @@ What is here:
     DEBIAN_SSH_SERVICE/_SOCKET,      Debian 12's ssh units, verbatim
     DEBIAN_UNITS
     imds_doc()                       a document shaped like the one IMDS returns for an AKS node
+    write_doc()                      a document (or any text) to a file, for --imds-file
     make_root()                      a scratch root tree: passwd/group with the admin user, ssh units, enablement
     is_enabled()                     what `systemctl --root=ROOT is-enabled UNIT` prints
     ssh_keygen(), fingerprint(),     key pairs and fingerprints, with ssh-keygen as the oracle
@@ -20,6 +21,7 @@ What is here:
     sshd_settings()                  `sshd -T` output as {keyword: value}
     stop_process()                   terminate a helper process, kill it if it does not go
 """
+import json
 import os
 import stat
 import subprocess
@@ -110,6 +112,13 @@ def imds_doc(mode, keys, user="azureuser", path=None, extra_tags=(), tag=TAG,
                                              "subnet": [{"address": "10.224.0.0", "prefix": "16"}]},
                                     "ipv6": {"ipAddress": []}, "macAddress": "6045BD8E1A2B"}]},
     }
+
+
+def write_doc(path, doc):
+    """doc (a dict or list: serialized with json.dumps; a str: written as it is) to path; returns path as a str."""
+    with open(path, "w") as f:
+        f.write(doc if isinstance(doc, str) else json.dumps(doc))
+    return str(path)
 
 
 # --------------------------------------------------------------------------------------------------------------

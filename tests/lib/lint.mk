@@ -12,7 +12,8 @@ SHELLCHECK     ?= shellcheck
 # the configuration the build uses (-D_GNU_SOURCE: cppcheck then checks no other #ifdef combination).
 CPPCHECK_SRCS  := $(sort $(wildcard agent/*.c agent/*/*.c tests/*/*.c))
 CPPCHECK_FLAGS := --std=c11 --enable=warning,style,performance,portability --inline-suppr --error-exitcode=1 -q \
-                  --suppressions-list=tests/lib/cppcheck.supp -D_GNU_SOURCE -DVERSION='"$(VERSION)"' \
+                  --suppressions-list=tests/lib/cppcheck.supp --library=tests/lib/cppcheck.cfg -D_GNU_SOURCE \
+                  -DVERSION='"$(VERSION)"' \
                   -Iagent -Iagent/util -Itests/unit -j2 --cppcheck-build-dir=$(BUILD)/cppcheck
 # Every file git knows whose first line is a shell's #! (sh, bash, dash), wherever it lives.
 SHELL_SCRIPTS   = $(shell git ls-files -z | xargs -0 -r awk 'FNR == 1 { if (/^\#!.*[/ ](ba|da)?sh( |$$)/) print FILENAME; nextfile }')
@@ -25,7 +26,9 @@ format:
 format-check:
 	@CLANG_FORMAT=$(CLANG_FORMAT) tests/lib/format-all --check
 
+# The build dir caches results per file and does not notice a new cppcheck.cfg: start afresh when it changed.
 cppcheck:
+	@if [ tests/lib/cppcheck.cfg -nt $(BUILD)/cppcheck ]; then rm -rf $(BUILD)/cppcheck; fi
 	@mkdir -p $(BUILD)/cppcheck
 	$(CPPCHECK) $(CPPCHECK_FLAGS) $(CPPCHECK_SRCS)
 

@@ -13,6 +13,7 @@
 
 #include "apply/authorized-keys.h"
 #include "decide/decide.h"
+#include "fixtures.h"
 #include "node/node.h"
 #include "log.h"
 #include "macro.h"
@@ -23,18 +24,6 @@
 #define AK "/home/azureuser/.ssh/authorized_keys"
 #define BLOCK_K1 AK_BEGIN "\n" K1 "\n" AK_END "\n"
 
-static const UnitInfo debian[] = {
-        { "ssh.service", "enabled", "active", "ssh.service" },
-        { "sshd.service", "alias", "active", "ssh.service" },
-        { "ssh.socket", "disabled", "inactive", "ssh.socket" },
-        { "sshd.socket", "not-found", "inactive", "sshd.socket" },
-};
-static const UnitInfo debian_masked[] = {
-        { "ssh.service", "masked", "inactive", "ssh.service" },
-        { "sshd.service", "masked", "inactive", "sshd.service" },
-        { "ssh.socket", "masked", "inactive", "ssh.socket" },
-        { "sshd.socket", "not-found", "inactive", "sshd.socket" },
-};
 static const UnitInfo debian_broken_socket[] = {
         { "ssh.service", "enabled", "active", "ssh.service" },
         { "ssh.socket", "bad", "unknown", "ssh.socket" },
@@ -522,6 +511,180 @@ static void test_execute(void) {
         CHECK(system(cmd) == 0, "cleanup");
 }
 
+/* verify's snapshot: the state apply recorded for mode and keys (azureuser at AK, Debian's image: the service),
+ * the policy it records (policy_from_state, as node_observe_recorded() does), the user's home as in node(). */
+static void recorded(Snapshot *s, Mode mode, const char *const *keys, UnitInfoList units) {
+        const char *source;
+        size_t n = 0;
+
+        node(s, "Disabled", NULL, units); /* the user; the document's policy is replaced by the state's */
+        policy_done(&s->policy);
+        while (keys && keys[n])
+                n++;
+        s->prev = (State) { .mode = mode, .user = strdup("azureuser"), .authorized_keys = strdup(AK), .n_keys = n,
+                            .keys = calloc(n + 1, sizeof *s->prev.keys), .last_time = strdup("2026-01-01T00:00:00Z"),
+                            .last_source = strdup("imds"), .image = { true, strdup("ssh.service"), strdup("ssh.socket"), true, false } };
+        for (size_t i = 0; i < n; i++) {
+                SshKey k = {};
+                if (sshkey_parse(keys[i], strlen(keys[i]), &k, NULL) < 0)
+                        abort();
+                s->prev.keys[i] = (StateKey) { .type = strdup(k.type), .fingerprint = strdup(k.fingerprint), .line = strdup(keys[i]) };
+                sshkey_done(&k);
+        }
+        if (policy_from_state(&s->prev, &s->policy, &source) != 0)
+                abort();
+        (void) policy_check_paths(&s->policy, s->user.home, s->user.real_home);
+        s->from_state = true;
+}
+
+static void check_verify(const Snapshot *s, int want, const char *want_line, const char *why) {
+        _cleanup_free_ char *line = NULL;
+
+        CHECK_INTEQ(decide_verify(s, &line), want, why);
+        CHECK_STREQ(line, want_line, why);
+}
+
+static void with_sshd_config(Snapshot *s, const char *text) {
+        free(s->sshd.text);
+        s->sshd.text = strdup(text);
+        s->sshd.len = strlen(text);
+}
+
+#define APPLIED "applied 2026-01-01T00:00:00Z from imds"
+
+static void test_verify_disabled(void) {
+        Snapshot s;
+
+        recorded(&s, MODE_DISABLED, NULL, UNITS(debian_masked));
+        check_verify(&s, 0, "in sync: Disabled, 0 managed keys, " APPLIED, "masked, no .ssh");
+        with_keys_file(&s, "# mine\n");
+        s.live = true;
+        check_verify(&s, 0, "in sync: Disabled, 0 managed keys, " APPLIED, "a killed run's temp files are not drift");
+        s.units = UNITS(debian);
+        check_verify(&s, 1, "drift: ssh.service is enabled, expected disabled for mode Disabled",
+                     "a unit file state names the drift before a job (stop)");
+        UnitInfo hand[ELEMENTSOF(debian_masked)];
+        memcpy(hand, debian_masked, sizeof hand);
+        hand[0].file_state = "disabled"; /* unmasked by hand */
+        s.units = UNITS(hand);
+        check_verify(&s, 1, "drift: ssh.service is disabled, expected masked for mode Disabled", "unmasked by hand");
+        hand[0].file_state = "masked";
+        hand[0].active_state = "active"; /* started by hand */
+        check_verify(&s, 1, "drift: ssh.service is active, expected stopped for mode Disabled", "only a job: named by the active state");
+        s.units = UNITS(debian_masked);
+        s.units_r = -EIO;
+        check_verify(&s, 2, "unknown: cannot read unit states: Input/output error", "unit states unreadable: cannot tell");
+        s.units_r = 0;
+
+        s.gen = (GeneratorInfo) { .present = true };
+        check_verify(&s, 1, "drift: systemd-ssh-generator is not masked, expected masked for mode Disabled",
+                     "the generator would make its sockets again (the image record step does not count)");
+        s.gen = (GeneratorInfo) {};
+
+        with_sshd_config(&s, SSHD_BLOCK_TEXT "Port 22\n");
+        check_verify(&s, 1, "drift: sshd_config still has the EntraId block for mode Disabled", "EntraId's block left");
+        with_sshd_config(&s, "Port 22\n");
+        s.legacy_dropin = 1;
+        check_verify(&s, 1, "drift: the old EntraId drop-in is present for mode Disabled", "the old drop-in");
+        s.legacy_dropin = -EACCES;
+        check_verify(&s, 2, "unknown: sshd_config.d cannot be read for mode Disabled", "cannot look for the drop-in");
+        s.legacy_dropin = 0;
+        s.sshd_r = SSHD_E_NOT_FOUND;
+        check_verify(&s, 0, "in sync: Disabled, 0 managed keys, " APPLIED, "no sshd_config holds nothing of ours");
+        s.sshd_r = SSHD_E_TOO_LARGE;
+        check_verify(&s, 2, "unknown: sshd_config cannot be read for mode Disabled", "too large to read: a block may hide in it");
+        s.sshd_r = 0;
+
+        free(s.keys_text);
+        s.keys_text = NULL;
+        with_keys_file(&s, "# mine\n" BLOCK_K1);
+        check_verify(&s, 1, "drift: managed keys of azureuser differ from the last apply", "a managed key back in Disabled");
+        snap_free(&s);
+}
+
+static void test_verify_localuser(void) {
+        static const char *const keys[] = { K1, K2, NULL };
+        Snapshot s;
+
+        recorded(&s, MODE_LOCALUSER, keys, UNITS(debian));
+        with_keys_file(&s, "# mine\n" AK_BEGIN "\n" K1 "\n" K2 "\n" AK_END "\n");
+        check_verify(&s, 0, "in sync: LocalUser, 2 managed keys, " APPLIED, "the block apply would write is there");
+        s.live = true;
+        check_verify(&s, 0, "in sync: LocalUser, 2 managed keys, " APPLIED, "live: no sshd -t step without unit steps either");
+        s.units = UNITS(debian_masked);
+        check_verify(&s, 1, "drift: ssh.service is masked, expected unmasked for mode LocalUser", "masked by hand (sshd -t does not count)");
+        s.units = UNITS(debian);
+        s.sshd_r = SSHD_E_SYMLINK;
+        check_verify(&s, 0, "in sync: LocalUser, 2 managed keys, " APPLIED, "a symlinked sshd_config holds nothing of ours");
+        s.sshd_r = SSHD_E_TOO_LARGE;
+        check_verify(&s, 2, "unknown: sshd_config cannot be read for mode LocalUser", "a block may hide in it");
+        s.sshd_r = 0;
+
+        /* The keys are compared as the bytes apply would write: what --repair would rewrite is drift. */
+        static const char *const drifted[] = {
+                AK_BEGIN "\n" K2 "\n" K1 "\n" AK_END "\n",              /* reordered */
+                AK_BEGIN "\n" K1 "\n" K2 " edited\n" AK_END "\n",       /* a comment edited inside the block */
+                AK_BEGIN "\n" K1 "\n" AK_END "\n",                       /* a key removed */
+                "# mine\n",                                              /* the block removed */
+        };
+        for (size_t i = 0; i < ELEMENTSOF(drifted); i++) {
+                free(s.keys_text);
+                with_keys_file(&s, drifted[i]);
+                check_verify(&s, 1, "drift: managed keys of azureuser differ from the last apply", drifted[i]);
+        }
+        free(s.keys_text);
+        with_keys_file(&s, NULL);
+        check_verify(&s, 1, "drift: managed keys of azureuser differ from the last apply", "authorized_keys removed");
+        s.ssh_dir_r = HOME_E_NOT_FOUND;
+        check_verify(&s, 1, "drift: managed keys of azureuser differ from the last apply", ".ssh removed");
+        with_keys_file(&s, "ssh-ed25519 AAAAown own\n" AK_BEGIN "\n" K1 "\n");
+        check_verify(&s, 1, "drift: managed block of azureuser damaged (BEGIN marker without END, line 2)", "damaged: named with its line");
+        free(s.keys_text);
+        s.keys_text = NULL;
+
+        s.ssh_dir_r = HOME_E_UNSAFE;
+        check_verify(&s, 1, "drift: managed keys of azureuser are behind an unsafe path", ".ssh a symlink: drift (sshd refuses it too)");
+        s.ssh_dir_r = 0;
+        s.keys_r = -EIO;
+        check_verify(&s, 2, "unknown: managed keys of azureuser cannot be read", "the file unreadable: cannot tell");
+        s.home_r = HOME_E_UNSAFE;
+        check_verify(&s, 1, "drift: managed keys of azureuser are behind an unsafe path", "the home unsafe");
+        s.user_r = HOME_E_NO_USER;
+        check_verify(&s, 2, "unknown: managed keys of azureuser cannot be read", "the user gone: cannot tell");
+        s.units = UNITS(debian_masked);
+        check_verify(&s, 1, "drift: ssh.service is masked, expected unmasked for mode LocalUser", "the units first: they are always applied");
+        snap_free(&s);
+}
+
+static void test_verify_entraid(void) {
+        Snapshot s;
+
+        recorded(&s, MODE_ENTRAID, NULL, UNITS(debian));
+        with_sshd_config(&s, SSHD_BLOCK_TEXT "Port 22\n");
+        check_verify(&s, 0, "in sync: EntraId, 0 managed keys, " APPLIED, "the block at the top");
+        s.live = true;
+        check_verify(&s, 0, "in sync: EntraId, 0 managed keys, " APPLIED, "live: sshd -T is apply's check, not verify's");
+        with_sshd_config(&s, "Port 22\n" SSHD_BLOCK_TEXT);
+        check_verify(&s, 1, "drift: the EntraId block in sshd_config is changed for mode EntraId", "moved below");
+        with_sshd_config(&s, "Port 22\n");
+        check_verify(&s, 1, "drift: sshd_config has no EntraId block for mode EntraId", "removed");
+        s.legacy_dropin = 1;
+        check_verify(&s, 1, "drift: the old EntraId drop-in is present for mode EntraId", "the drop-in is named before the block");
+        s.legacy_dropin = 0;
+        s.sshd_r = SSHD_E_NOT_FOUND;
+        check_verify(&s, 1, "drift: sshd_config is missing for mode EntraId", "EntraId cannot be had: the decision fails closed");
+        s.units = UNITS(debian_masked);
+        check_verify(&s, 1, "drift: sshd_config is missing for mode EntraId", "... also on the node a fail-closed apply left masked");
+        s.sshd_r = SSHD_E_NOT_REGULAR;
+        check_verify(&s, 1, "drift: sshd_config is not a regular file for mode EntraId", "not a regular file");
+        s.sshd_r = SSHD_E_TOO_LARGE;
+        check_verify(&s, 2, "unknown: sshd_config cannot be read for mode EntraId", "too large to read");
+        s.sshd_r = 0;
+        with_sshd_config(&s, SSHD_BLOCK_TEXT "Port 22\n");
+        check_verify(&s, 1, "drift: ssh.service is masked, expected unmasked for mode EntraId", "masked by hand");
+        snap_free(&s);
+}
+
 int main(void) {
         log_set_max_level(-1);
         test_disabled();
@@ -534,5 +697,8 @@ int main(void) {
         test_unit_feedback();
         test_error_table();
         test_execute();
+        test_verify_disabled();
+        test_verify_localuser();
+        test_verify_entraid();
         return unit_finish();
 }

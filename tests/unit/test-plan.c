@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fixtures.h"
 #include "macro.h"
 #include "plan/plan.h"
 #include "unit.h"
@@ -65,19 +66,7 @@ static const UnitInfo debian_default[] = {
         { "sshd.socket", "not-found", "inactive", "sshd.socket" },
 };
 
-static const UnitInfo debian_running[] = {
-        { "ssh.service", "enabled", "active", "ssh.service" },
-        { "sshd.service", "alias", "active", "ssh.service" },
-        { "ssh.socket", "disabled", "inactive", "ssh.socket" },
-        { "sshd.socket", "not-found", "inactive", "sshd.socket" },
-};
-
-static const UnitInfo debian_masked[] = {
-        { "ssh.service", "masked", "inactive", "ssh.service" },
-        { "sshd.service", "masked", "inactive", "sshd.service" },
-        { "ssh.socket", "masked", "inactive", "ssh.socket" },
-        { "sshd.socket", "not-found", "inactive", "sshd.socket" },
-};
+/* debian (running) and debian_masked: fixtures.h */
 
 static const UnitInfo debian_masked_active[] = {
         { "ssh.service", "masked", "active", "ssh.service" },
@@ -103,7 +92,7 @@ static void test_disabled(void) {
                    "stop ssh.service; stop sshd.service; stop ssh.socket; disable ssh.service; "
                    "mask ssh.service; mask sshd.service; mask ssh.socket; daemon-reload",
                    "Disabled from Debian default");
-        check_plan(MODE_DISABLED, debian_running, ELEMENTSOF(debian_running), &rec_service,
+        check_plan(MODE_DISABLED, debian, ELEMENTSOF(debian), &rec_service,
                    "stop ssh.service; stop sshd.service; stop ssh.socket; disable ssh.service; "
                    "mask ssh.service; mask sshd.service; mask ssh.socket; daemon-reload",
                    "Disabled from Debian running (a record changes nothing)");
@@ -158,7 +147,7 @@ static void test_localuser(void) {
 
         /* in sync */
         check_plan(MODE_LOCALUSER, debian_default, ELEMENTSOF(debian_default), &rec_service, "", "LocalUser on Debian default: in sync");
-        check_plan(MODE_LOCALUSER, debian_running, ELEMENTSOF(debian_running), &rec_service, "", "LocalUser, running: in sync");
+        check_plan(MODE_LOCALUSER, debian, ELEMENTSOF(debian), &rec_service, "", "LocalUser, running: in sync");
         check_plan(MODE_LOCALUSER, debian_default, ELEMENTSOF(debian_default), NULL, "", "LocalUser on Debian default, no record: in sync");
         check_target(MODE_LOCALUSER, debian_default, ELEMENTSOF(debian_default), NULL, "ssh.service", false, "in sync: service");
         check_plan(MODE_LOCALUSER, debian_socket_on, ELEMENTSOF(debian_socket_on), &rec_socket, "", "socket activation in sync");

@@ -54,13 +54,19 @@ typedef struct Entry {
         "[Socket]\nListenStream=22\nAccept=yes\n\n[Install]\nWantedBy=sockets.target\n"
 #define STATIC_SERVICE "[Unit]\nDescription=static\n\n[Service]\nExecStart=/bin/true\n"
 #define WANTED_SERVICE "[Service]\nExecStart=/bin/true\n\n[Install]\nWantedBy=multi-user.target\n"
+/* Debian's three ssh unit files in DIR; with a static unit in /usr/lib, as every Debian layout below has.
+ * (clang-format would put the four entries on one line.) */
+/* clang-format off */
+#define DEBIAN_SSH_UNITS(dir)                                                           \
+        { 'f', dir "/ssh.service", SSH_SERVICE },                                       \
+        { 'f', dir "/ssh.socket", SSH_SOCKET },                                         \
+        { 'f', dir "/ssh@.service", SSH_TEMPLATE },                                     \
+        { 'f', "usr/lib/systemd/system/systemd-static.service", STATIC_SERVICE }
+/* clang-format on */
 
 static const Entry debian_merged[] = {
         { 'l', "lib", "usr/lib" },
-        { 'f', "usr/lib/systemd/system/ssh.service", SSH_SERVICE },
-        { 'f', "usr/lib/systemd/system/ssh.socket", SSH_SOCKET },
-        { 'f', "usr/lib/systemd/system/ssh@.service", SSH_TEMPLATE },
-        { 'f', "usr/lib/systemd/system/systemd-static.service", STATIC_SERVICE },
+        DEBIAN_SSH_UNITS("usr/lib/systemd/system"),
         { 'f', "usr/lib/systemd/system/multi-user.target", "[Unit]\nDescription=Multi-User System\n" },
         { 'f', "usr/lib/systemd/system/sockets.target", "[Unit]\nDescription=Sockets\n" },
         { 'd', "etc/systemd/system", NULL },
@@ -69,11 +75,8 @@ static const Entry debian_merged[] = {
 
 /* Debian before merged-usr: a real /lib holding the units. */
 static const Entry debian_split[] = {
-        { 'f', "lib/systemd/system/ssh.service", SSH_SERVICE },
-        { 'f', "lib/systemd/system/ssh.socket", SSH_SOCKET },
-        { 'f', "lib/systemd/system/ssh@.service", SSH_TEMPLATE },
+        DEBIAN_SSH_UNITS("lib/systemd/system"),
         { 'f', "usr/lib/systemd/system/vendor-usr.service", WANTED_SERVICE },
-        { 'f', "usr/lib/systemd/system/systemd-static.service", STATIC_SERVICE },
         { 'd', "etc/systemd/system", NULL },
         {},
 };
@@ -82,11 +85,8 @@ static const Entry debian_split[] = {
 static const Entry both_libs[] = {
         { 'd', "lib/systemd/system", NULL },
         { 'f', "lib/systemd/system/libonly.service", WANTED_SERVICE },
-        { 'f', "usr/lib/systemd/system/ssh.service", SSH_SERVICE },
-        { 'f', "usr/lib/systemd/system/ssh.socket", SSH_SOCKET },
+        DEBIAN_SSH_UNITS("usr/lib/systemd/system"),
         { 'f', "usr/local/lib/systemd/system/local.service", WANTED_SERVICE },
-        { 'f', "usr/lib/systemd/system/ssh@.service", SSH_TEMPLATE },
-        { 'f', "usr/lib/systemd/system/systemd-static.service", STATIC_SERVICE },
         {},
 };
 
@@ -572,6 +572,25 @@ static void run_all_ops(UnitBackend *b, const char *const *units) {
                 }
 }
 
+/* An untrusted root: every operation on every unit, and then `outside` must still be empty. Frees root. */
+static void check_stays_inside(char *root, const char *const *units, const char *outside, const char *what) {
+        UnitBackend *b = NULL;
+        char why[256];
+
+        CHECK_INTEQ(unit_backend_new_offline(root, &b), 0, "new");
+        run_all_ops(b, units);
+        b->vtable->free(b);
+        snprintf(why, sizeof why, "%s stays empty (%s)", outside, what);
+        CHECK(dir_is_empty(outside), why);
+        free(root);
+}
+
+static int rm_rf(const char *path) {
+        _cleanup_free_ char *cmd = NULL;
+
+        return asprintf(&cmd, "rm -rf '%s'", path) < 0 ? -ENOMEM : system(cmd);
+}
+
 static void test_unsafe(void) {
         static const char *const ssh_units[] = { "ssh.service", "sshd.service", "ssh.socket", NULL };
         static const char *const escape_units[] = { "aks-offline-escape-test.service",
@@ -586,7 +605,6 @@ static void test_unsafe(void) {
         _cleanup_free_ char *outside = NULL, *link_abs = NULL, *rel = NULL, *host_before = NULL, *host_after = NULL;
         char *root;
         UnitBackend *b = NULL;
-        char why[256];
 
         if (asprintf(&outside, "%s/elsewhere", base_dir) < 0 || mkdir(outside, 0755) < 0)
                 abort();
@@ -595,25 +613,15 @@ static void test_unsafe(void) {
         root = new_tree(debian_merged + 1); /* no lib link, no etc/systemd/system */
         if (asprintf(&link_abs, "%s/etc/systemd/system", root) < 0 || rmdir(link_abs) < 0 || symlink(outside, link_abs) < 0)
                 abort();
-        CHECK_INTEQ(unit_backend_new_offline(root, &b), 0, "new");
-        run_all_ops(b, ssh_units);
-        b->vtable->free(b);
-        snprintf(why, sizeof why, "%s stays empty (absolute etc/systemd/system link)", outside);
-        CHECK(dir_is_empty(outside), why);
-        free(root);
+        check_stays_inside(root, ssh_units, outside, "absolute etc/systemd/system link");
 
         /* 2: etc is a symlink to "/etc" — the host's /etc/systemd/system must not be touched. The unit has a
          * name of its own so that even a broken backend could not change the host's ssh. */
         host_before = tree_listing("/etc/systemd/system");
         root = new_tree(escape_test);
         free(link_abs);
-        if (asprintf(&link_abs, "%s/etc", root) < 0)
+        if (asprintf(&link_abs, "%s/etc", root) < 0 || rm_rf(link_abs) != 0 || symlink("/etc", link_abs) < 0)
                 abort();
-        {
-                _cleanup_free_ char *cmd = NULL;
-                if (asprintf(&cmd, "rm -rf '%s'", link_abs) < 0 || system(cmd) != 0 || symlink("/etc", link_abs) < 0)
-                        abort();
-        }
         CHECK_INTEQ(unit_backend_new_offline(root, &b), 0, "new");
         run_all_ops(b, escape_units);
         b->vtable->free(b);
@@ -630,17 +638,9 @@ static void test_unsafe(void) {
         free(link_abs);
         if (asprintf(&link_abs, "%s/etc/systemd", root) < 0 || asprintf(&rel, "../../../../../../../../../..%s", outside) < 0)
                 abort();
-        {
-                _cleanup_free_ char *cmd = NULL;
-                if (asprintf(&cmd, "rm -rf '%s'", link_abs) < 0 || system(cmd) != 0 || symlink(rel, link_abs) < 0)
-                        abort();
-        }
-        CHECK_INTEQ(unit_backend_new_offline(root, &b), 0, "new");
-        run_all_ops(b, ssh_units);
-        b->vtable->free(b);
-        snprintf(why, sizeof why, "%s stays empty (relative etc/systemd link)", outside);
-        CHECK(dir_is_empty(outside), why);
-        free(root);
+        if (rm_rf(link_abs) != 0 || symlink(rel, link_abs) < 0)
+                abort();
+        check_stays_inside(root, ssh_units, outside, "relative etc/systemd link");
 
         root = new_tree(debian_merged);
         free(link_abs);
@@ -650,12 +650,7 @@ static void test_unsafe(void) {
         if (asprintf(&link_abs, "%s/usr/lib/systemd/system/ssh.socket", root) < 0 || unlink(link_abs) < 0 ||
             symlink("/usr/lib/systemd/system/ssh.socket", link_abs) < 0) /* a loop inside the root */
                 abort();
-        CHECK_INTEQ(unit_backend_new_offline(root, &b), 0, "new");
-        run_all_ops(b, ssh_units);
-        b->vtable->free(b);
-        snprintf(why, sizeof why, "%s stays empty (.wants link to outside)", outside);
-        CHECK(dir_is_empty(outside), why);
-        free(root);
+        check_stays_inside(root, ssh_units, outside, ".wants link to outside");
 }
 
 static void test_offline_noops(void) {
@@ -714,8 +709,6 @@ static void test_broken_names(void) {
 }
 
 int main(void) {
-        _cleanup_free_ char *cmd = NULL;
-
         log_set_max_level(LOG_WARNING);
         if (!mkdtemp(base_dir))
                 abort();
@@ -744,7 +737,7 @@ int main(void) {
                 pair_done(&p);
         }
 
-        if (asprintf(&cmd, "rm -rf '%s'", base_dir) < 0 || system(cmd) != 0)
+        if (rm_rf(base_dir) != 0)
                 fprintf(stderr, "could not remove %s\n", base_dir);
         return unit_finish();
 }
