@@ -37,7 +37,11 @@ static const char *const active_states[] = { "active", "inactive", "activating",
 static const char *const keys_texts[] = { NULL, "", "# mine\n", AK_BEGIN "\n" K1 "\n" AK_END "\n", AK_BEGIN "\n", AK_END "\n" };
 static const char *const sshd_texts[] = { "Port 22\n", SSHD_BLOCK_TEXT "Port 22\n", "# BEGIN aks-ssh-access\nPort 22\n" };
 /* Step results: success (0, 1, 2: some steps say what they did), home.h's outcomes, errnos. */
-static const int errnos[] = { 0, 1, 2, HOME_E_UNSAFE, HOME_E_IMMUTABLE, HOME_E_NOT_FOUND, -ENOENT, -EPERM, -EACCES, -EROFS, -EIO, -ENOSPC, -EBADMSG, -ELOOP, -EBUSY, -EINVAL };
+static const int errnos[] = { 0, 1, 2, HOME_E_UNSAFE, HOME_E_IMMUTABLE, HOME_E_NOT_FOUND, HOME_E_DAMAGED, SSHD_E_REJECTED,
+                               SSHD_E_NOT_EFFECTIVE, SSHD_E_NO_SSHD, -ENOENT, -EPERM, -EACCES, -EROFS, -EIO, -ENOSPC, -EBADMSG,
+                               -ELOOP, -EBUSY, -EINVAL };
+/* sshd_config_read's results */
+static const int sshd_reads[] = { SSHD_E_NOT_FOUND, SSHD_E_SYMLINK, SSHD_E_NOT_REGULAR, SSHD_E_TOO_LARGE, -EACCES, -EIO };
 
 static bool is_key_step(StepKind k) {
         return k == STEP_REMOVE_PREVIOUS_KEYS || k == STEP_MAKE_SSH_DIR || k == STEP_WRITE_KEYS;
@@ -161,9 +165,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         s.units_r = take(&in, 16) == 0 ? -ENOMEM : 0;
         s.gen = (GeneratorInfo) { take(&in, 2), take(&in, 2), false };
         s.gen.ours = s.gen.masked && s.prev.generator_masked;
-        s.sshd_r = take(&in, 4) == 0 ? TAKE(&in, errnos) : 0;
-        if (s.sshd_r > 0)
-                s.sshd_r = SSHD_E_SYMLINK;
+        s.sshd_r = take(&in, 4) == 0 ? TAKE(&in, sshd_reads) : 0;
         if (s.sshd_r == 0) {
                 s.sshd.text = strdup(TAKE(&in, sshd_texts));
                 s.sshd.len = strlen(s.sshd.text);
