@@ -49,18 +49,16 @@ static int usage_error(const char *fmt, const char *arg) {
 
 int main(int argc, char *argv[]) {
         enum { ARG_DRY_RUN = 0x100, ARG_JSON, ARG_ROOT, ARG_IMDS_URL, ARG_IMDS_FILE, ARG_CONFIG, ARG_VERSION, ARG_REPAIR };
-        static const struct option options[] = {
-                { "help", no_argument, NULL, 'h' },
-                { "version", no_argument, NULL, ARG_VERSION },
-                { "dry-run", no_argument, NULL, ARG_DRY_RUN },
-                { "json", no_argument, NULL, ARG_JSON },
-                { "root", required_argument, NULL, ARG_ROOT },
-                { "imds-url", required_argument, NULL, ARG_IMDS_URL },
-                { "imds-file", required_argument, NULL, ARG_IMDS_FILE },
-                { "config", required_argument, NULL, ARG_CONFIG },
-                { "repair", no_argument, NULL, ARG_REPAIR },
-                {}
-        };
+        static const struct option options[] = { { "help", no_argument, NULL, 'h' },
+                                                 { "version", no_argument, NULL, ARG_VERSION },
+                                                 { "dry-run", no_argument, NULL, ARG_DRY_RUN },
+                                                 { "json", no_argument, NULL, ARG_JSON },
+                                                 { "root", required_argument, NULL, ARG_ROOT },
+                                                 { "imds-url", required_argument, NULL, ARG_IMDS_URL },
+                                                 { "imds-file", required_argument, NULL, ARG_IMDS_FILE },
+                                                 { "config", required_argument, NULL, ARG_CONFIG },
+                                                 { "repair", no_argument, NULL, ARG_REPAIR },
+                                                 {} };
         Options o = {};
         const char *verb = NULL;
         int c;
@@ -76,18 +74,10 @@ int main(int argc, char *argv[]) {
                         continue;
                 }
                 switch (c) {
-                case 'h':
-                        help();
-                        return 0;
-                case ARG_VERSION:
-                        printf("aks-ssh-access %s\n", VERSION);
-                        return 0;
-                case ARG_DRY_RUN:
-                        o.dry_run = true;
-                        break;
-                case ARG_JSON:
-                        o.json = true;
-                        break;
+                case 'h': help(); return 0;
+                case ARG_VERSION: printf("aks-ssh-access %s\n", VERSION); return 0;
+                case ARG_DRY_RUN: o.dry_run = true; break;
+                case ARG_JSON: o.json = true; break;
                 case ARG_ROOT:
                         if (!*optarg)
                                 return usage_error("--root needs a directory%s", NULL);
@@ -98,22 +88,15 @@ int main(int argc, char *argv[]) {
                                 return usage_error("--imds-url must be an http:// or https:// URL, not \"%s\"", optarg);
                         o.imds_url = optarg;
                         break;
-                case ARG_IMDS_FILE:
-                        o.imds_file = optarg;
-                        break;
-                case ARG_CONFIG:
-                        o.config_file = optarg;
-                        break;
-                case ARG_REPAIR:
-                        o.repair = true;
-                        break;
+                case ARG_IMDS_FILE: o.imds_file = optarg; break;
+                case ARG_CONFIG: o.config_file = optarg; break;
+                case ARG_REPAIR: o.repair = true; break;
                 case '?':
                         /* optopt is a short option letter, or the value of a long option missing its argument */
                         if (optopt > 0 && optopt < 0x100)
                                 return usage_error("unknown option -%s", (char[]) { (char) optopt, 0 });
                         return usage_error("unknown option or missing argument: %s", argv[optind - 1]);
-                default:
-                        return usage_error("unexpected option%s", NULL);
+                default: return usage_error("unexpected option%s", NULL);
                 }
         }
 

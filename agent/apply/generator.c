@@ -17,8 +17,7 @@ static const char *const generator_paths[] = {
         "/lib/systemd/system-generators/" SSH_GENERATOR,
 };
 
-static const char *const output_dirs[] = { "/run/systemd/generator.early", "/run/systemd/generator",
-                                           "/run/systemd/generator.late" };
+static const char *const output_dirs[] = { "/run/systemd/generator.early", "/run/systemd/generator", "/run/systemd/generator.late" };
 
 /* The name in dfd is a symlink to /dev/null: a mask. */
 static bool is_mask_link(int dfd) {

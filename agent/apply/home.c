@@ -101,12 +101,27 @@ static bool writable_by_others(const struct stat *st) {
  * hostile image, not a user's home. */
 static bool system_directory(const char *real) {
         static const char *const exact[] = {
-                "/", "/home", "/var", "/var/lib", "/var/cache", "/var/log", "/var/spool", "/var/tmp", "/var/mail",
-                "/tmp", "/opt", "/srv", "/mnt", "/media", "/snap", "/nonexistent",
+                "/",         "/home", "/var", "/var/lib", "/var/cache", "/var/log", "/var/spool", "/var/tmp",
+                "/var/mail", "/tmp",  "/opt", "/srv",     "/mnt",       "/media",   "/snap",      "/nonexistent",
         };
         static const char *const trees[] = {
-                "/etc", "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/boot", "/dev", "/proc",
-                "/sys", "/run", "/root", "/var/run", "/var/lib/aks-ssh-access", "/var/lib/systemd",
+                "/etc",
+                "/usr",
+                "/bin",
+                "/sbin",
+                "/lib",
+                "/lib32",
+                "/lib64",
+                "/libx32",
+                "/boot",
+                "/dev",
+                "/proc",
+                "/sys",
+                "/run",
+                "/root",
+                "/var/run",
+                "/var/lib/aks-ssh-access",
+                "/var/lib/systemd",
         };
 
         for (size_t i = 0; i < ELEMENTSOF(exact); i++)
@@ -129,7 +144,10 @@ int home_open(int root_fd, AdminUser *u, int *ret_fd) {
         /* Resolve like sshd (realpath), symlinks above the home allowed but kept inside the root. */
         resolved = open_in_root_realpath(root_fd, u->home, O_PATH | O_DIRECTORY, &real);
         if (resolved < 0)
-                return fail(u, resolved == -ENOENT ? HOME_E_NOT_FOUND : resolved == -ENOTDIR || resolved == -ELOOP ? HOME_E_UNSAFE : resolved,
+                return fail(u,
+                            resolved == -ENOENT                                  ? HOME_E_NOT_FOUND
+                                    : resolved == -ENOTDIR || resolved == -ELOOP ? HOME_E_UNSAFE
+                                                                                 : resolved,
                             "cannot open home directory %s: %s", u->home, strerror(-resolved));
 
         if (system_directory(real))
@@ -148,7 +166,8 @@ int home_open(int root_fd, AdminUser *u, int *ret_fd) {
                 if (!comp)
                         break; /* dfd is the home: checked below */
                 if (st.st_uid != 0 || writable_by_others(&st))
-                        return fail(u, HOME_E_UNSAFE, "refusing to use home %s: a directory above it is %s (must be root-owned and not group/world writable)",
+                        return fail(u, HOME_E_UNSAFE,
+                                    "refusing to use home %s: a directory above it is %s (must be root-owned and not group/world writable)",
                                     real, st.st_uid != 0 ? "not owned by root" : "group/world writable");
                 int nfd = openat(dfd, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
                 if (nfd < 0)
@@ -159,7 +178,8 @@ int home_open(int root_fd, AdminUser *u, int *ret_fd) {
         }
 
         if (st.st_uid != 0 && st.st_uid != u->uid)
-                return fail(u, HOME_E_UNSAFE, "refusing to use home %s: owned by uid %u, not by %s or root", real, (unsigned) st.st_uid, u->name);
+                return fail(u, HOME_E_UNSAFE, "refusing to use home %s: owned by uid %u, not by %s or root", real, (unsigned) st.st_uid,
+                            u->name);
         if (writable_by_others(&st))
                 return fail(u, HOME_E_UNSAFE, "refusing to use home %s: it is group/world writable (mode %04o)", real, st.st_mode & 07777);
 
@@ -176,9 +196,11 @@ int home_open(int root_fd, AdminUser *u, int *ret_fd) {
 
 static int check_owned(const struct stat *st, AdminUser *u, const char *what) {
         if (st->st_uid != 0 && st->st_uid != u->uid)
-                return fail(u, HOME_E_UNSAFE, "refusing to use %s/%s: owned by uid %u, not by the user or root", u->real_home, what, (unsigned) st->st_uid);
+                return fail(u, HOME_E_UNSAFE, "refusing to use %s/%s: owned by uid %u, not by the user or root", u->real_home, what,
+                            (unsigned) st->st_uid);
         if (writable_by_others(st))
-                return fail(u, HOME_E_UNSAFE, "refusing to use %s/%s: group/world writable (mode %04o)", u->real_home, what, st->st_mode & 07777);
+                return fail(u, HOME_E_UNSAFE, "refusing to use %s/%s: group/world writable (mode %04o)", u->real_home, what,
+                            st->st_mode & 07777);
         return 0;
 }
 
@@ -212,7 +234,7 @@ static int dir_is_empty(int fd) {
 
 static bool made_by_agent(int fd, const struct stat *st) {
         return S_ISDIR(st->st_mode) && st->st_uid == geteuid() && (st->st_mode & 07777) == SSH_DIR_CREATE_MODE &&
-               dir_is_empty(fd) == 1; /* not st_nlink: btrfs directories always have 1 */
+                dir_is_empty(fd) == 1; /* not st_nlink: btrfs directories always have 1 */
 }
 
 int ssh_dir_tighten(int ssh_fd, AdminUser *u, bool writing) {
@@ -223,7 +245,8 @@ int ssh_dir_tighten(int ssh_fd, AdminUser *u, bool writing) {
         /* A .ssh the agent made in a run killed before it handed it over: finish that now. */
         if (made_by_agent(ssh_fd, &st)) {
                 if (fchown(ssh_fd, u->uid, u->gid) < 0 || fchmod(ssh_fd, 0700) < 0)
-                        return fail(u, errno == EPERM ? HOME_E_IMMUTABLE : -errno, "cannot set owner/mode of %s/.ssh: %s", u->real_home, strerror(errno));
+                        return fail(u, errno == EPERM ? HOME_E_IMMUTABLE : -errno, "cannot set owner/mode of %s/.ssh: %s", u->real_home,
+                                    strerror(errno));
                 return 0;
         }
         /* Only the user's own .ssh: a root-owned one at 0700 would lock the user out of it. */
@@ -306,7 +329,8 @@ int authorized_keys_read(int ssh_fd, AdminUser *u, char **ret_text, size_t *ret_
         if (!S_ISREG(st.st_mode))
                 return fail(u, HOME_E_UNSAFE, "refusing to use %s/.ssh/authorized_keys: not a regular file", u->real_home);
         if (st.st_nlink != 1)
-                return fail(u, HOME_E_UNSAFE, "refusing to use %s/.ssh/authorized_keys: it has %lu hard links", u->real_home, (unsigned long) st.st_nlink);
+                return fail(u, HOME_E_UNSAFE, "refusing to use %s/.ssh/authorized_keys: it has %lu hard links", u->real_home,
+                            (unsigned long) st.st_nlink);
         r = check_owned(&st, u, ".ssh/authorized_keys");
         if (r != 0)
                 return r;

@@ -31,8 +31,8 @@ typedef struct AdminUser {
         char *name;
         uid_t uid;
         gid_t gid;
-        char *home;      /* as in the passwd database */
-        char *real_home; /* the home's realpath inside the root, like sshd resolves it */
+        char *home;                 /* as in the passwd database */
+        char *real_home;            /* the home's realpath inside the root, like sshd resolves it */
         char error[HOME_ERROR_MAX]; /* why the last call on this user failed, or "" */
 } AdminUser;
 

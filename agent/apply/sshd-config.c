@@ -15,8 +15,8 @@
 #include "text-util.h"
 
 #define SSHD_TIMEOUT_MS 10000
-#define SSHD_CHECK_OUTPUT_MAX 4096           /* sshd -t: a message at most */
-#define SSHD_DUMP_OUTPUT_MAX (256 * 1024)    /* sshd -T: every setting, a few KiB */
+#define SSHD_CHECK_OUTPUT_MAX 4096        /* sshd -t: a message at most */
+#define SSHD_DUMP_OUTPUT_MAX (256 * 1024) /* sshd -T: every setting, a few KiB */
 
 /* --- Pure text functions --- */
 

@@ -72,8 +72,8 @@ int sshd_block_insert(const char *text, size_t len, char **ret, size_t *ret_len)
 /* --- The file --- */
 
 typedef struct SshdConfigFile {
-        int dir_fd;  /* /etc/ssh inside the root */
-        char *text;  /* the bytes as read (NUL-terminated) */
+        int dir_fd; /* /etc/ssh inside the root */
+        char *text; /* the bytes as read (NUL-terminated) */
         size_t len;
         mode_t mode; /* its permission bits and owner, kept on write */
         uid_t uid;

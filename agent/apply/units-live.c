@@ -50,8 +50,8 @@ static int bus_error(UnitBackend *b, int r, const sd_bus_error *error) {
 
 /* The one way this backend talks to PID 1: a Manager method with arguments `types`, ...; timeout 0 is the
  * bus' method call timeout. On failure the D-Bus error is in *error and b->error. */
-static int manager_call(UnitBackend *b, uint64_t timeout, const char *method, sd_bus_error *error,
-                        sd_bus_message **reply, const char *types, ...) {
+static int manager_call(UnitBackend *b, uint64_t timeout, const char *method, sd_bus_error *error, sd_bus_message **reply,
+                        const char *types, ...) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
         va_list ap;
         int r;

@@ -35,10 +35,19 @@
 
 /* systemd's search path for the system scope, in order (Debian: /lib before /usr/lib). */
 static const char *const unit_dirs[] = {
-        "etc/systemd/system.control", "run/systemd/system.control", "run/systemd/transient",
-        "run/systemd/generator.early", CONFIG_DIR, "etc/systemd/system.attached", "run/systemd/system",
-        "run/systemd/system.attached", "run/systemd/generator", "usr/local/lib/systemd/system",
-        "lib/systemd/system", "usr/lib/systemd/system", "run/systemd/generator.late",
+        "etc/systemd/system.control",
+        "run/systemd/system.control",
+        "run/systemd/transient",
+        "run/systemd/generator.early",
+        CONFIG_DIR,
+        "etc/systemd/system.attached",
+        "run/systemd/system",
+        "run/systemd/system.attached",
+        "run/systemd/generator",
+        "usr/local/lib/systemd/system",
+        "lib/systemd/system",
+        "usr/lib/systemd/system",
+        "run/systemd/generator.late",
 };
 
 static const char *const systemctl_paths[] = { "/usr/bin/systemctl", "/bin/systemctl" };
@@ -99,7 +108,9 @@ static int tree_guard(OfflineBackend *b) {
                 }
                 if (!S_ISDIR(st.st_mode))
                         return fail(b, ELOOP, "%s in the root is %s, not a directory: refusing to run systemctl",
-                                    i == 0 ? "etc" : i == 1 ? "etc/systemd" : CONFIG_DIR,
+                                    i == 0           ? "etc"
+                                            : i == 1 ? "etc/systemd"
+                                                     : CONFIG_DIR,
                                     S_ISLNK(st.st_mode) ? "a symlink" : "something else");
                 int nfd = openat(dfd, parts[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
                 if (nfd < 0)
@@ -263,7 +274,7 @@ static int offline_change(UnitBackend *backend, const char *verb, const char *un
         if (res.exit_status != 0)
                 return systemctl_failed(b, &res);
         r = strstr(res.err, "Created symlink") || strstr(res.err, "Removed") || strstr(res.out, "Created symlink") ||
-            strstr(res.out, "Removed");
+                strstr(res.out, "Removed");
         spawn_result_done(&res);
         return r;
 }

@@ -35,8 +35,10 @@ static void print_plan(const Options *o, const Snapshot *s, const Decision *d) {
         printf("Plan%s: mode %s (source %s)\n", o->dry_run ? " (dry run, nothing changed)" : "", mode_to_string(d->mode), d->source);
         if (d->key_part) {
                 _cleanup_free_ char *home = text_escape(s->user.real_home); /* from passwd: escaped */
-                printf("  %s%s/.ssh/authorized_keys: %s\n", root, home ?: "?", !d->keys_change ? "unchanged"
-                       : d->mode == MODE_LOCALUSER ? "write the managed block" : "remove the managed block");
+                printf("  %s%s/.ssh/authorized_keys: %s\n", root, home ?: "?",
+                       !d->keys_change                     ? "unchanged"
+                               : d->mode == MODE_LOCALUSER ? "write the managed block"
+                                                           : "remove the managed block");
                 for (size_t i = 0; i < managed_keys(s, d); i++)
                         printf("    %s %s %s\n", s->policy.keys[i].key.type, s->policy.keys[i].key.fingerprint,
                                s->policy.keys[i].key.comment ?: "");
@@ -51,7 +53,8 @@ static void print_plan(const Options *o, const Snapshot *s, const Decision *d) {
         if (s->have_policy && s->policy.n_rejected > REJECTED_NAMED_MAX)
                 printf("  rejected: %zu more entries\n", s->policy.n_rejected - REJECTED_NAMED_MAX);
         if (d->sshd_change)
-                printf("  %s%s: %s\n", root, SSHD_CONFIG, d->mode == MODE_ENTRAID ? "write the EntraId block at the top" : "remove the EntraId block");
+                printf("  %s%s: %s\n", root, SSHD_CONFIG,
+                       d->mode == MODE_ENTRAID ? "write the EntraId block at the top" : "remove the EntraId block");
         else if (d->mode == MODE_ENTRAID && s->sshd_r != 0)
                 printf("  %s%s: unusable (%s): sshd fails closed\n", root, SSHD_CONFIG, sshd_read_error_to_string(s->sshd_r));
         if (s->legacy_dropin > 0)
@@ -134,12 +137,12 @@ static void log_outcome(const Decision *d, bool changed) {
         snprintf(source_field, sizeof source_field, "SSH_ACCESS_SOURCE=%s", d->source);
         const char *fields[] = { mode_field, source_field, NULL };
         if (changed)
-                log_event(LOG_NOTICE, d->fallback ? MID_FALLBACK_APPLIED : MID_MODE_APPLIED, fields, "SSH access mode %s applied%s (source %s)%s%s.",
-                          mode_to_string(d->mode), d->fallback ? " as fallback" : "", d->source,
-                          d->exit && d->result ? ", with problems: " : "", d->exit && d->result ? d->result : "");
+                log_event(LOG_NOTICE, d->fallback ? MID_FALLBACK_APPLIED : MID_MODE_APPLIED, fields,
+                          "SSH access mode %s applied%s (source %s)%s%s.", mode_to_string(d->mode), d->fallback ? " as fallback" : "",
+                          d->source, d->exit && d->result ? ", with problems: " : "", d->exit && d->result ? d->result : "");
         else
-                log_event(LOG_INFO, MID_ALREADY_IN_SYNC, fields, "SSH access mode %s: node already in sync (source %s).", mode_to_string(d->mode),
-                          d->source);
+                log_event(LOG_INFO, MID_ALREADY_IN_SYNC, fields, "SSH access mode %s: node already in sync (source %s).",
+                          mode_to_string(d->mode), d->source);
 }
 
 /* Every non-zero exit prints one clear line on stderr (SPEC §6). */
@@ -152,11 +155,11 @@ static void print_failure(const Snapshot *s, const Decision *d, const char *deta
                 fprintf(stderr, "aks-ssh-access: EntraId%s cannot be made effective: %s; sshd left masked (fail closed)\n",
                         d->fallback ? " (fallback)" : "", d->entraid_failed);
         else if (d->fallback)
-                fprintf(stderr, "aks-ssh-access: %s (%s); applied fallback mode %s\n", d->exit == EX_UNAVAILABLE ? "IMDS unavailable" : "invalid document",
-                        detail ?: what, mode_to_string(d->mode));
+                fprintf(stderr, "aks-ssh-access: %s (%s); applied fallback mode %s\n",
+                        d->exit == EX_UNAVAILABLE ? "IMDS unavailable" : "invalid document", detail ?: what, mode_to_string(d->mode));
         else if (d->exit == EX_DATAERR && streq(what, "rejected-entries"))
-                fprintf(stderr, "aks-ssh-access: %zu publicKeys entr%s rejected; applied mode %s with the valid ones\n", s->policy.n_rejected,
-                        s->policy.n_rejected == 1 ? "y" : "ies", mode_to_string(d->mode));
+                fprintf(stderr, "aks-ssh-access: %zu publicKeys entr%s rejected; applied mode %s with the valid ones\n",
+                        s->policy.n_rejected, s->policy.n_rejected == 1 ? "y" : "ies", mode_to_string(d->mode));
         else if (broken && d->exit == EX_SOFTWARE && streq(what, "unit-broken"))
                 fprintf(stderr, "aks-ssh-access: apply: unit %s%s is broken (%s); mode %s applied to every other unit\n",
                         s->units.units[broken->unit].name, n_broken > 1 ? " (and others)" : "", s->units.errors[broken->unit],
@@ -175,8 +178,10 @@ static int want(const Options *o, Node *n, Snapshot *s, const char **ret_source,
         if (o->from_state) {
                 code = policy_from_state(&s->prev, &s->policy, ret_source);
                 if (code != 0) {
-                        fprintf(stderr, "aks-ssh-access: cannot repair: %s\n", code == EX_SOFTWARE ? "out of memory"
-                                : "the state file lacks what to re-assert (no mode, or keys recorded without their lines by an older version; run apply)");
+                        fprintf(stderr, "aks-ssh-access: cannot repair: %s\n",
+                                code == EX_SOFTWARE
+                                        ? "out of memory"
+                                        : "the state file lacks what to re-assert (no mode, or keys recorded without their lines by an older version; run apply)");
                         return code;
                 }
                 s->have_policy = true;

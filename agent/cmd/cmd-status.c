@@ -99,8 +99,11 @@ static int verify_node(Node *n, Snapshot *s, char **ret_what, int *ret_state) {
         if (ret_state)
                 *ret_state = state_r;
         if (r < 0 || state_r < 0) {
-                if (asprintf(ret_what, "unknown: %s%s", r < 0 ? "out of memory" : state_r == -ENOENT ? "nothing applied yet (no " STATE_DIR "/" STATE_FILE ")"
-                             : "state file unreadable: ", r < 0 || state_r == -ENOENT ? "" : strerror(-state_r)) < 0)
+                if (asprintf(ret_what, "unknown: %s%s",
+                             r < 0                        ? "out of memory"
+                                     : state_r == -ENOENT ? "nothing applied yet (no " STATE_DIR "/" STATE_FILE ")"
+                                                          : "state file unreadable: ",
+                             r < 0 || state_r == -ENOENT ? "" : strerror(-state_r)) < 0)
                         *ret_what = NULL;
                 return 2;
         }
@@ -146,7 +149,6 @@ static int verify_repair(const Options *o, Node *n, Snapshot *s, char **what) {
                 *what = NULL;
         return 1;
 }
-
 
 /* Text from disk (state.json, passwd, a hand-edited block) is printed escaped: no terminal escapes, valid
  * UTF-8 in JSON. */
@@ -246,8 +248,10 @@ int cmd_status(const Options *o) {
 
                 cJSON_AddItemToObject(j, "mode", have_state ? cJSON_CreateString(mode_to_string(s->mode)) : cJSON_CreateNull());
                 cJSON_AddItemToObject(j, "user", have_state && s->user ? cJSON_CreateString(s->user) : cJSON_CreateNull());
-                cJSON_AddItemToObject(j, "authorized_keys", ak_path ? cJSON_CreateString(ak_path)
-                                                            : s->authorized_keys ? cJSON_CreateString(s->authorized_keys) : cJSON_CreateNull());
+                cJSON_AddItemToObject(j, "authorized_keys",
+                                      ak_path                      ? cJSON_CreateString(ak_path)
+                                              : s->authorized_keys ? cJSON_CreateString(s->authorized_keys)
+                                                                   : cJSON_CreateNull());
                 a = cJSON_AddArrayToObject(j, "keys");
                 for (size_t i = 0; have_block && i < block.n; i++)
                         cJSON_AddItemToArray(a, json_key(&block.keys[i]));
@@ -389,7 +393,10 @@ int cmd_show_imds(const Options *o) {
         }
         code = node_fetch(&n, o->imds_file, &body, &len, &source, &detail);
         if (code != 0) {
-                fprintf(stderr, "aks-ssh-access: %s: %s\n", code == EX_UNAVAILABLE ? "IMDS unavailable" : code == EX_NOINPUT ? "cannot read the document" : "invalid document",
+                fprintf(stderr, "aks-ssh-access: %s: %s\n",
+                        code == EX_UNAVAILABLE       ? "IMDS unavailable"
+                                : code == EX_NOINPUT ? "cannot read the document"
+                                                     : "invalid document",
                         detail ?: "?");
                 node_done(&n);
                 return code;
@@ -429,7 +436,8 @@ int cmd_show_imds(const Options *o) {
                 printf("Admin user:  %s%s\n", p.admin_user, user_ok ? "" : " (not in this node's passwd database: paths not checked)");
                 printf("Keys:        %zu\n", p.n_keys);
                 for (size_t i = 0; i < p.n_keys; i++)
-                        printf("  [%zu] %-34s %s %s\n", p.keys[i].index, p.keys[i].key.type, p.keys[i].key.fingerprint, p.keys[i].key.comment ?: "");
+                        printf("  [%zu] %-34s %s %s\n", p.keys[i].index, p.keys[i].key.type, p.keys[i].key.fingerprint,
+                               p.keys[i].key.comment ?: "");
                 for (size_t i = 0; i < p.n_rejected; i++)
                         printf("  rejected [%zu]: %s\n", p.rejected[i].index, p.rejected[i].reason);
         }

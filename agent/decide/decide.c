@@ -16,11 +16,16 @@
 #include "macro.h"
 
 static const char *const step_names[_STEP_MAX] = {
-        [STEP_SAVE_IMAGE_RECORD] = "save-image-record",   [STEP_UNIT] = "unit",
-        [STEP_REMOVE_PREVIOUS_KEYS] = "remove-previous-keys", [STEP_REMOVE_STALE_TEMPS] = "remove-stale-temps",
-        [STEP_MAKE_SSH_DIR] = "make-ssh-dir",             [STEP_WRITE_KEYS] = "write-keys",
-        [STEP_WRITE_SSHD_CONFIG] = "write-sshd-config",   [STEP_REMOVE_LEGACY_DROPIN] = "remove-legacy-dropin",
-        [STEP_CHECK_ENTRAID] = "check-entraid",           [STEP_RESTORE_SSHD_CONFIG] = "restore-sshd-config",
+        [STEP_SAVE_IMAGE_RECORD] = "save-image-record",
+        [STEP_UNIT] = "unit",
+        [STEP_REMOVE_PREVIOUS_KEYS] = "remove-previous-keys",
+        [STEP_REMOVE_STALE_TEMPS] = "remove-stale-temps",
+        [STEP_MAKE_SSH_DIR] = "make-ssh-dir",
+        [STEP_WRITE_KEYS] = "write-keys",
+        [STEP_WRITE_SSHD_CONFIG] = "write-sshd-config",
+        [STEP_REMOVE_LEGACY_DROPIN] = "remove-legacy-dropin",
+        [STEP_CHECK_ENTRAID] = "check-entraid",
+        [STEP_RESTORE_SSHD_CONFIG] = "restore-sshd-config",
         [STEP_CHECK_SSHD] = "check-sshd",
 };
 
@@ -260,7 +265,9 @@ static int copy_image(const ImageRecord *from, ImageRecord *to) {
 }
 
 int decide(const Snapshot *s, Decision *ret) {
-        Decision d = { .mode = s->have_policy ? s->policy.mode : s->prev.mode != MODE_INVALID ? s->prev.mode : s->fallback_mode,
+        Decision d = { .mode = s->have_policy                 ? s->policy.mode
+                               : s->prev.mode != MODE_INVALID ? s->prev.mode
+                                                              : s->fallback_mode,
                        .fallback = !s->have_policy };
         int r = 0;
 
@@ -291,9 +298,9 @@ int decide(const Snapshot *s, Decision *ret) {
         if (r >= 0)
                 r = decide_units(d.mode, s, &d.image, &d.plan) ?: decide_sshd(s, &d);
         if (r >= 0)
-                r = d.mode == MODE_DISABLED ? decide_disabled(s, &d)
-                  : d.mode == MODE_ENTRAID  ? decide_entraid(s, &d)
-                                            : decide_localuser(s, &d);
+                r = d.mode == MODE_DISABLED      ? decide_disabled(s, &d)
+                        : d.mode == MODE_ENTRAID ? decide_entraid(s, &d)
+                                                 : decide_localuser(s, &d);
         if (r < 0) {
                 decision_done(&d);
                 return r;
@@ -380,8 +387,7 @@ int decide_feedback(const Snapshot *s, Decision *d, size_t i, int r, const char 
                                 d->steps[k++] = d->steps[j];
                 d->n_steps = k;
                 return 0;
-        default:
-                return 0;
+        default: return 0;
         }
         /* A failed key step: the rest of the key part is not done. */
         size_t k = i + 1;
@@ -427,8 +433,8 @@ int decide_record(const Snapshot *s, const Decision *d, const char *now, State *
                 r = strdup_or_null(d->refused_root ? NULL : p->admin_user, &st.user);
                 st.keys = calloc(1, sizeof *st.keys);
         } else {
-                r = strdup_or_null(s->prev.user ?: (s->have_policy ? p->admin_user : NULL), &st.user) ?:
-                    strdup_or_null(s->prev.authorized_keys, &st.authorized_keys);
+                r = strdup_or_null(s->prev.user ?: (s->have_policy ? p->admin_user : NULL), &st.user)
+                        ?: strdup_or_null(s->prev.authorized_keys, &st.authorized_keys);
                 st.keys = calloc(s->prev.n_keys ?: 1, sizeof *st.keys);
                 for (size_t i = 0; st.keys && i < s->prev.n_keys; i++)
                         r = key_dup(NULL, &s->prev.keys[i], &st.keys[st.n_keys++]) ?: r;
@@ -458,8 +464,10 @@ static const char *expected_word(UnitActionKind k) {
         switch (k) {
         case UNIT_STOP: return "stopped";
         case UNIT_DISABLE: return "disabled";
-        case UNIT_MASK: case UNIT_MASK_GENERATOR: return "masked";
-        case UNIT_UNMASK: case UNIT_UNMASK_GENERATOR: return "unmasked";
+        case UNIT_MASK:
+        case UNIT_MASK_GENERATOR: return "masked";
+        case UNIT_UNMASK:
+        case UNIT_UNMASK_GENERATOR: return "unmasked";
         case UNIT_ENABLE: return "enabled";
         case UNIT_START: return "running";
         default: return "reloaded";
@@ -544,9 +552,12 @@ int decide_verify(const Snapshot *s, char **ret_what) {
         if (find_problem(&d, PART_SSHD_READ))
                 return verdict(ret_what, 2, "unknown: sshd_config cannot be read for mode %s", mode);
         if (has_step(&d, STEP_WRITE_SSHD_CONFIG))
-                return verdict(ret_what, 1, "drift: %s for mode %s", d.mode != MODE_ENTRAID ? "sshd_config still has the EntraId block"
-                               : sshd_block_state(s->sshd.text, s->sshd.len) == SSHD_BLOCK_ABSENT ? "sshd_config has no EntraId block"
-                               : "the EntraId block in sshd_config is changed", mode);
+                return verdict(ret_what, 1, "drift: %s for mode %s",
+                               d.mode != MODE_ENTRAID ? "sshd_config still has the EntraId block"
+                                       : sshd_block_state(s->sshd.text, s->sshd.len) == SSHD_BLOCK_ABSENT
+                                       ? "sshd_config has no EntraId block"
+                                       : "the EntraId block in sshd_config is changed",
+                               mode);
         /* The key part: the user, the home, .ssh, the file (only the first problem is decided). */
         for (Part part = PART_USER; part <= PART_KEYS_READ && !p; part++)
                 p = find_problem(&d, part);
@@ -561,6 +572,6 @@ int decide_verify(const Snapshot *s, char **ret_what) {
         }
         if (has_step(&d, STEP_WRITE_KEYS) || has_step(&d, STEP_REMOVE_PREVIOUS_KEYS))
                 return verdict(ret_what, 1, "drift: managed keys of %s differ from the last apply", user);
-        return verdict(ret_what, 0, "in sync: %s, %zu managed key%s, applied %s from %s", mode, s->prev.n_keys, s->prev.n_keys == 1 ? "" : "s",
-                       s->prev.last_time ?: "?", s->prev.last_source ?: "?");
+        return verdict(ret_what, 0, "in sync: %s, %zu managed key%s, applied %s from %s", mode, s->prev.n_keys,
+                       s->prev.n_keys == 1 ? "" : "s", s->prev.last_time ?: "?", s->prev.last_source ?: "?");
 }

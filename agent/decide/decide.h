@@ -36,33 +36,33 @@ typedef struct UnitInfoList {
 
 /* The node as read once, and what is wanted. */
 typedef struct Snapshot {
-        const char *root;      /* --root, for messages ("" or NULL: the live node) */
-        bool live;             /* the running node: sshd -t / sshd -T are run */
-        bool from_state;       /* a repair: the policy is the state file's */
-        Mode fallback_mode;    /* config */
-        State prev;            /* the state file (mode MODE_INVALID: none or unreadable) */
+        const char *root;   /* --root, for messages ("" or NULL: the live node) */
+        bool live;          /* the running node: sshd -t / sshd -T are run */
+        bool from_state;    /* a repair: the policy is the state file's */
+        Mode fallback_mode; /* config */
+        State prev;         /* the state file (mode MODE_INVALID: none or unreadable) */
         /* What is wanted: the policy, or why there is none (fallback). */
         bool have_policy;
-        Policy policy;         /* paths already checked against the admin's home (policy_check_paths) */
-        int fetch_exit;        /* without a policy: 65 invalid document, 69 IMDS unavailable */
+        Policy policy;  /* paths already checked against the admin's home (policy_check_paths) */
+        int fetch_exit; /* without a policy: 65 invalid document, 69 IMDS unavailable */
         /* The admin user: looked up only with a policy naming one. Each step's result: 0, a HOME_E_* outcome
          * (home.h: HOME_E_NOT_FOUND for a missing .ssh or file), a negative errno, or NOT_TRIED. */
-        int user_r;            /* admin_user_lookup */
+        int user_r; /* admin_user_lookup */
         AdminUser user;
-        int home_r;            /* home_open */
-        int ssh_dir_r;         /* ssh_dir_open, not creating */
-        int keys_r;            /* authorized_keys_read */
-        char *keys_text;       /* the file as read */
+        int home_r;      /* home_open */
+        int ssh_dir_r;   /* ssh_dir_open, not creating */
+        int keys_r;      /* authorized_keys_read */
+        char *keys_text; /* the file as read */
         size_t keys_len;
-        int home_fd, ssh_fd;   /* handles for the executor (-1: none); decide() never looks at them */
+        int home_fd, ssh_fd; /* handles for the executor (-1: none); decide() never looks at them */
         /* Units: the configured ones and the generator's sockets, and the generator itself. */
-        int units_r;           /* node_query_units: 0 or -errno */
+        int units_r; /* node_query_units: 0 or -errno */
         UnitInfoList units;
-        GeneratorInfo gen;     /* ours: the state file's generator_masked, and the mask still there */
+        GeneratorInfo gen; /* ours: the state file's generator_masked, and the mask still there */
         /* sshd's configuration */
-        int sshd_r;            /* sshd_config_read: 0, an SSHD_E_* outcome (sshd-config.h), -errno */
-        SshdConfigFile sshd;   /* text, len (and, for the executor, the directory fd, mode, owner) */
-        int legacy_dropin;     /* sshd_legacy_dropin_state: 1 present, 0 absent, -errno unknown */
+        int sshd_r;          /* sshd_config_read: 0, an SSHD_E_* outcome (sshd-config.h), -errno */
+        SshdConfigFile sshd; /* text, len (and, for the executor, the directory fd, mode, owner) */
+        int legacy_dropin;   /* sshd_legacy_dropin_state: 1 present, 0 absent, -errno unknown */
 } Snapshot;
 
 typedef enum StepKind {
@@ -99,21 +99,21 @@ typedef struct Problem {
 typedef struct Decision {
         Mode mode;
         bool fallback;
-        const char *source;    /* "imds", "file", "fallback" (set by the caller) */
-        int exit;              /* the most severe (exit_code_worse) */
-        const char *result;    /* its result word; NULL: "ok" */
+        const char *source; /* "imds", "file", "fallback" (set by the caller) */
+        int exit;           /* the most severe (exit_code_worse) */
+        const char *result; /* its result word; NULL: "ok" */
         Problem *problems;
         size_t n_problems;
         Step *steps;
         size_t n_steps;
-        UnitPlan plan;         /* the unit part (ssh_unit/off_unit for the executor) */
-        ImageRecord image;     /* how the image had sshd: kept, or taken now */
-        bool gen_ours;         /* the generator mask is the agent's (state.json generator_masked) */
+        UnitPlan plan;     /* the unit part (ssh_unit/off_unit for the executor) */
+        ImageRecord image; /* how the image had sshd: kept, or taken now */
+        bool gen_ours;     /* the generator mask is the agent's (state.json generator_masked) */
         /* The key part */
-        bool key_part;         /* done (not blocked, not a fallback) */
-        bool admin_changed;    /* the previous admin's block goes */
-        bool refused_root;     /* the admin has uid 0: never recorded */
-        int prev_admin;        /* after execution: 1 their block is gone, -1 removing it failed */
+        bool key_part;      /* done (not blocked, not a fallback) */
+        bool admin_changed; /* the previous admin's block goes */
+        bool refused_root;  /* the admin has uid 0: never recorded */
+        int prev_admin;     /* after execution: 1 their block is gone, -1 removing it failed */
         bool keys_change;
         char *keys_new;
         size_t keys_new_len;
@@ -121,10 +121,10 @@ typedef struct Decision {
         bool sshd_change;
         char *sshd_new;
         size_t sshd_new_len;
-        bool sshd_written;     /* feedback: STEP_WRITE_SSHD_CONFIG succeeded (and was not restored) */
-        char *entraid_failed;  /* why EntraId could not be made effective */
-        bool units_failed;     /* feedback: a unit action failed (the first one counts) */
-        size_t n_broken;       /* managed units whose state could not be read */
+        bool sshd_written;    /* feedback: STEP_WRITE_SSHD_CONFIG succeeded (and was not restored) */
+        char *entraid_failed; /* why EntraId could not be made effective */
+        bool units_failed;    /* feedback: a unit action failed (the first one counts) */
+        size_t n_broken;      /* managed units whose state could not be read */
 } Decision;
 
 void decision_done(Decision *d);

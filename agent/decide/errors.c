@@ -14,14 +14,14 @@
 static int severity(int code) {
         switch (code) {
         case 0: return 0;
-        case EX_DATAERR: return 1;      /* 65 rejected entries / invalid document */
-        case EX_NOUSER: return 2;       /* 67 */
-        case EX_NOPERM: return 3;       /* 77 */
-        case EX_UNAVAILABLE: return 4;  /* 69 */
-        case EX_CONFIG: return 5;       /* 78 */
-        case EX_IOERR: return 6;        /* 74 */
-        case EX_CANTCREAT: return 7;    /* 73 */
-        case EX_SOFTWARE: return 8;     /* 70 */
+        case EX_DATAERR: return 1;     /* 65 rejected entries / invalid document */
+        case EX_NOUSER: return 2;      /* 67 */
+        case EX_NOPERM: return 3;      /* 77 */
+        case EX_UNAVAILABLE: return 4; /* 69 */
+        case EX_CONFIG: return 5;      /* 78 */
+        case EX_IOERR: return 6;       /* 74 */
+        case EX_CANTCREAT: return 7;   /* 73 */
+        case EX_SOFTWARE: return 8;    /* 70 */
         default: return 9;
         }
 }
@@ -33,10 +33,19 @@ int exit_code_worse(int a, int b) {
 /* The unexpected failures (a negative errno) by class; 0: none, the row says. */
 static int errno_class(int r) {
         switch (-r) {
-        case EPERM: case ELOOP: case ENOTDIR: case EMLINK: return EX_NOPERM;
+        case EPERM:
+        case ELOOP:
+        case ENOTDIR:
+        case EMLINK: return EX_NOPERM;
         case ENOENT: return EX_NOUSER;
-        case EACCES: case EROFS: case EEXIST: case ENAMETOOLONG: return EX_CANTCREAT;
-        case EIO: case ENOSPC: case EDQUOT: case EFBIG: return EX_IOERR;
+        case EACCES:
+        case EROFS:
+        case EEXIST:
+        case ENAMETOOLONG: return EX_CANTCREAT;
+        case EIO:
+        case ENOSPC:
+        case EDQUOT:
+        case EFBIG: return EX_IOERR;
         default: return 0;
         }
 }

@@ -13,31 +13,30 @@
 
 typedef enum Part {
         PART_OOM,
-        PART_IMDS,             /* IMDS unavailable (fallback) */
-        PART_DOCUMENT,         /* invalid document (fallback) */
-        PART_REJECTED,         /* publicKeys entries rejected */
-        PART_USER,             /* admin_user_lookup; HOME_E_ROOT: the admin has uid 0 */
-        PART_HOME,             /* home_open */
-        PART_SSH_DIR,          /* ssh_dir_open, reading */
-        PART_KEYS_READ,        /* authorized_keys_read */
-        PART_KEYS_MERGE,       /* authorized_keys_merge: AK_E_DAMAGED */
-        PART_PREVIOUS_KEYS,    /* authorized_keys_remove_managed of the previous admin */
-        PART_SSH_DIR_CREATE,   /* ssh_dir_open(create) / ssh_dir_tighten before writing */
-        PART_KEYS_WRITE,       /* authorized_keys_write */
-        PART_UNIT_QUERY,       /* node_query_units */
-        PART_UNIT_BROKEN,      /* a managed unit whose state cannot be read */
-        PART_UNITS,            /* a unit action */
-        PART_SSHD_READ,        /* sshd_config unreadable outside EntraId (it may hide our block) */
-        PART_SSHD_WRITE,       /* removing EntraId's block */
-        PART_LEGACY_DROPIN,    /* removing the old drop-in outside EntraId */
+        PART_IMDS,                  /* IMDS unavailable (fallback) */
+        PART_DOCUMENT,              /* invalid document (fallback) */
+        PART_REJECTED,              /* publicKeys entries rejected */
+        PART_USER,                  /* admin_user_lookup; HOME_E_ROOT: the admin has uid 0 */
+        PART_HOME,                  /* home_open */
+        PART_SSH_DIR,               /* ssh_dir_open, reading */
+        PART_KEYS_READ,             /* authorized_keys_read */
+        PART_KEYS_MERGE,            /* authorized_keys_merge: AK_E_DAMAGED */
+        PART_PREVIOUS_KEYS,         /* authorized_keys_remove_managed of the previous admin */
+        PART_SSH_DIR_CREATE,        /* ssh_dir_open(create) / ssh_dir_tighten before writing */
+        PART_KEYS_WRITE,            /* authorized_keys_write */
+        PART_UNIT_QUERY,            /* node_query_units */
+        PART_UNIT_BROKEN,           /* a managed unit whose state cannot be read */
+        PART_UNITS,                 /* a unit action */
+        PART_SSHD_READ,             /* sshd_config unreadable outside EntraId (it may hide our block) */
+        PART_SSHD_WRITE,            /* removing EntraId's block */
+        PART_LEGACY_DROPIN,         /* removing the old drop-in outside EntraId */
         PART_LEGACY_DROPIN_ENTRAID, /* ... in EntraId (it says the same as the block: never worse than 73) */
-        PART_SSHD_CHECK,       /* sshd -t before a start */
-        PART_ENTRAID,          /* EntraId cannot be made effective: fail closed */
-        PART_STATE,            /* state_save */
-        PART_LOCK,             /* lock_acquire */
+        PART_SSHD_CHECK,            /* sshd -t before a start */
+        PART_ENTRAID,               /* EntraId cannot be made effective: fail closed */
+        PART_STATE,                 /* state_save */
+        PART_LOCK,                  /* lock_acquire */
         _PART_MAX,
 } Part;
-
 
 typedef struct ErrorInfo {
         int exit;

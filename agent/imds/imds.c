@@ -13,21 +13,21 @@
 
 #include "macro.h"
 
-#define USEC_PER_SEC  UINT64_C(1000000)
+#define USEC_PER_SEC UINT64_C(1000000)
 #define USEC_PER_MSEC UINT64_C(1000)
 
 /* Retry policy (SPEC §2): exponential backoff with full jitter, never more than 5 requests per second. */
-#define BACKOFF_BASE_USEC      (250 * USEC_PER_MSEC)
-#define BACKOFF_CAP_USEC       (5 * USEC_PER_SEC)
-#define MIN_START_GAP_USEC     (200 * USEC_PER_MSEC)
+#define BACKOFF_BASE_USEC (250 * USEC_PER_MSEC)
+#define BACKOFF_CAP_USEC (5 * USEC_PER_SEC)
+#define MIN_START_GAP_USEC (200 * USEC_PER_MSEC)
 /* One request may never take longer than this (nor longer than what is left of the deadline). */
-#define REQUEST_TIMEOUT_USEC   (10 * USEC_PER_SEC)
-#define CONNECT_TIMEOUT_USEC   (5 * USEC_PER_SEC)
+#define REQUEST_TIMEOUT_USEC (10 * USEC_PER_SEC)
+#define CONNECT_TIMEOUT_USEC (5 * USEC_PER_SEC)
 /* When the backoff would carry the next attempt past the deadline, still try once this long before it. */
-#define LAST_CHANCE_USEC       (500 * USEC_PER_MSEC)
+#define LAST_CHANCE_USEC (500 * USEC_PER_MSEC)
 /* Not worth starting a request with less time than this left. */
-#define MIN_REQUEST_USEC       (50 * USEC_PER_MSEC)
-#define MAX_DEADLINE_USEC      (24 * 3600 * USEC_PER_SEC)
+#define MIN_REQUEST_USEC (50 * USEC_PER_MSEC)
+#define MAX_DEADLINE_USEC (24 * 3600 * USEC_PER_SEC)
 
 static uint64_t now_usec(void) {
         struct timespec ts;
@@ -66,7 +66,7 @@ typedef struct Body {
         size_t allocated;
         size_t max;
         bool too_big;
-        bool oom;      /* our own allocation failed */
+        bool oom; /* our own allocation failed */
 } Body;
 
 static size_t body_write(char *ptr, size_t size, size_t nmemb, void *userdata) {
@@ -222,10 +222,10 @@ static int imds_easy_new(const char *url, struct curl_slist *headers, Body *body
         if (!c)
                 return -ENOMEM;
 
-#define SETOPT(opt, val)                                     \
-        do {                                                 \
-                if (cc == CURLE_OK)                          \
-                        cc = curl_easy_setopt(c, opt, val);  \
+#define SETOPT(opt, val)                                    \
+        do {                                                \
+                if (cc == CURLE_OK)                         \
+                        cc = curl_easy_setopt(c, opt, val); \
         } while (0)
 
         SETOPT(CURLOPT_URL, url);
@@ -326,8 +326,7 @@ int imds_fetch(const ImdsRequest *req, char **ret_body, size_t *ret_size, char *
 
                 (void) curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, (long) (timeout / USEC_PER_MSEC));
                 (void) curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS,
-                                        (long) ((timeout < CONNECT_TIMEOUT_USEC ? timeout : CONNECT_TIMEOUT_USEC) /
-                                                USEC_PER_MSEC));
+                                        (long) ((timeout < CONNECT_TIMEOUT_USEC ? timeout : CONNECT_TIMEOUT_USEC) / USEC_PER_MSEC));
 
                 last_start = now;
                 requests++;
@@ -361,9 +360,8 @@ int imds_fetch(const ImdsRequest *req, char **ret_body, size_t *ret_size, char *
                 if (retry_after > 0) {
                         /* The server asked us to come back later: do so if that is still within the deadline,
                          * else there is no point in waiting. */
-                        uint64_t ra = (uint64_t) retry_after > budget / USEC_PER_SEC
-                                              ? budget + USEC_PER_SEC
-                                              : (uint64_t) retry_after * USEC_PER_SEC;
+                        uint64_t ra = (uint64_t) retry_after > budget / USEC_PER_SEC ? budget + USEC_PER_SEC
+                                                                                     : (uint64_t) retry_after * USEC_PER_SEC;
 
                         if (now + ra + MIN_REQUEST_USEC > deadline)
                                 break;
@@ -386,8 +384,11 @@ int imds_fetch(const ImdsRequest *req, char **ret_body, size_t *ret_size, char *
 
                 /* The caller logs each retry (the library does not). */
                 if (req->on_retry)
-                        req->on_retry(&(ImdsRetry) { .requests = requests, .status = status, .what = what,
-                                                     .curl_error = errbuf, .wait_usec = wake - now },
+                        req->on_retry(&(ImdsRetry) { .requests = requests,
+                                                     .status = status,
+                                                     .what = what,
+                                                     .curl_error = errbuf,
+                                                     .wait_usec = wake - now },
                                       req->userdata);
                 sleep_until(wake);
         }

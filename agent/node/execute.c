@@ -42,24 +42,24 @@ static void log_problem(const Snapshot *s, const Decision *d, const Problem *p) 
                 else
                         log_event_errno(LOG_ERR, e, mid, NULL, "Admin user %s not found in the passwd database%s%s: %s",
                                         s->policy.admin_user, s->root ? " of " : "", root,
-                                        *s->user.error ? s->user.error : p->code == HOME_E_NO_USER ? "no such user" : strerror(-e));
+                                        *s->user.error                      ? s->user.error
+                                                : p->code == HOME_E_NO_USER ? "no such user"
+                                                                            : strerror(-e));
                 break;
         case PART_HOME:
         case PART_SSH_DIR:
-        case PART_KEYS_READ:
-                log_event_errno(LOG_ERR, e, mid, NULL, "Not touching the keys of %s: %s.", s->user.name, s->user.error);
-                break;
+        case PART_KEYS_READ: log_event_errno(LOG_ERR, e, mid, NULL, "Not touching the keys of %s: %s.", s->user.name, s->user.error); break;
         case PART_KEYS_MERGE: {
                 size_t line = 0;
                 const char *what = NULL;
                 (void) authorized_keys_check(s->keys_text, s->keys_len, &line, &what);
-                log_event(LOG_ERR, mid, NULL, "Not touching the keys of %s: the managed block in %s/.ssh/authorized_keys is damaged (%s, line %zu); fix or remove the markers by hand.",
-                          s->user.name, s->user.real_home, what ?: "?", line);
+                log_event(
+                        LOG_ERR, mid, NULL,
+                        "Not touching the keys of %s: the managed block in %s/.ssh/authorized_keys is damaged (%s, line %zu); fix or remove the markers by hand.",
+                        s->user.name, s->user.real_home, what ?: "?", line);
                 break;
         }
-        case PART_UNIT_QUERY:
-                log_error_errno(e, "Cannot read the state of the ssh units: %m");
-                break;
+        case PART_UNIT_QUERY: log_error_errno(e, "Cannot read the state of the ssh units: %m"); break;
         case PART_UNIT_BROKEN: {
                 char unit_field[300];
                 snprintf(unit_field, sizeof unit_field, "UNIT_NAME=%s", s->units.units[p->unit].name);
@@ -68,13 +68,14 @@ static void log_problem(const Snapshot *s, const Decision *d, const Problem *p) 
                 break;
         }
         case PART_SSHD_READ:
-                log_error_errno(e, "Cannot read %s%s to remove the EntraId block: %s", root, SSHD_CONFIG, sshd_read_error_to_string(p->code));
+                log_error_errno(e, "Cannot read %s%s to remove the EntraId block: %s", root, SSHD_CONFIG,
+                                sshd_read_error_to_string(p->code));
                 break;
         case PART_ENTRAID:
-                log_event(LOG_ERR, mid, NULL, "EntraId cannot be made effective: %s; sshd is left masked (fail closed).", d->entraid_failed);
+                log_event(LOG_ERR, mid, NULL, "EntraId cannot be made effective: %s; sshd is left masked (fail closed).",
+                          d->entraid_failed);
                 break;
-        default:
-                break; /* the fallback's reason: logged by the caller, with the fetch's detail */
+        default: break; /* the fallback's reason: logged by the caller, with the fetch's detail */
         }
 }
 
@@ -132,8 +133,8 @@ static int run_unit_action(Node *n, const Decision *d, const Step *st) {
                 char unit_field[300];
                 snprintf(unit_field, sizeof unit_field, "UNIT_NAME=%s", st->unit ?: "");
                 const char *fields[] = { unit_field, NULL };
-                log_event_errno(LOG_ERR, e, error_lookup(PART_UNITS, e).message_id, fields, "Failed to %s %s: %s", unit_action_to_string(st->action),
-                                st->unit ?: "systemd", b->error[0] ? b->error : strerror(-e));
+                log_event_errno(LOG_ERR, e, error_lookup(PART_UNITS, e).message_id, fields, "Failed to %s %s: %s",
+                                unit_action_to_string(st->action), st->unit ?: "systemd", b->error[0] ? b->error : strerror(-e));
         }
         return e;
 }
@@ -171,7 +172,9 @@ static int remove_previous_keys(Node *n, const Snapshot *s, bool *ret_removed) {
         else if (e != 0)
                 log_event_errno(LOG_ERR, e < 0 ? e : 0, error_lookup(PART_PREVIOUS_KEYS, e).message_id, NULL,
                                 "Cannot remove the managed keys of the previous admin user %s: %s", who ?: "?",
-                                e == HOME_E_DAMAGED ? "the managed block is damaged" : *prev.error ? prev.error : strerror(-e));
+                                e == HOME_E_DAMAGED   ? "the managed block is damaged"
+                                        : *prev.error ? prev.error
+                                                      : strerror(-e));
         else if (*ret_removed)
                 log_event(LOG_INFO, MID_KEYS_WRITTEN, NULL, "Removed the managed keys of the previous admin user %s.", who ?: "?");
         return e == HOME_E_NO_USER || e == HOME_E_ROOT ? 0 : e;
@@ -206,9 +209,7 @@ int node_execute(Node *n, Snapshot *s, Decision *d, bool *ret_changed) {
                 int e = 0;
 
                 switch (st->kind) {
-                case STEP_SAVE_IMAGE_RECORD:
-                        e = save_image_record(n, s, d);
-                        break;
+                case STEP_SAVE_IMAGE_RECORD: e = save_image_record(n, s, d); break;
                 case STEP_UNIT:
                         e = run_unit_action(n, d, st);
                         changed = true;
@@ -219,9 +220,7 @@ int node_execute(Node *n, Snapshot *s, Decision *d, bool *ret_changed) {
                         changed |= removed;
                         break;
                 }
-                case STEP_REMOVE_STALE_TEMPS:
-                        (void) remove_stale_temp_files(ssh_fd, "authorized_keys");
-                        break;
+                case STEP_REMOVE_STALE_TEMPS: (void) remove_stale_temp_files(ssh_fd, "authorized_keys"); break;
                 case STEP_MAKE_SSH_DIR:
                         if (ssh_fd < 0) {
                                 e = ssh_dir_open(s->home_fd, &s->user, true, &made_ssh_fd);
@@ -260,12 +259,11 @@ int node_execute(Node *n, Snapshot *s, Decision *d, bool *ret_changed) {
                         else if (e < 0)
                                 log_error_errno(e, "Cannot run %s -t: %m", SSHD_BINARY);
                         break;
-                default:
-                        break;
+                default: break;
                 }
                 if (e != 0 && (st->kind == STEP_MAKE_SSH_DIR || st->kind == STEP_WRITE_KEYS))
-                        log_event_errno(LOG_ERR, e < 0 ? e : 0, error_lookup(PART_KEYS_WRITE, e).message_id, NULL, "Not writing the keys of %s: %s.",
-                                        s->user.name, s->user.error);
+                        log_event_errno(LOG_ERR, e < 0 ? e : 0, error_lookup(PART_KEYS_WRITE, e).message_id, NULL,
+                                        "Not writing the keys of %s: %s.", s->user.name, s->user.error);
                 r = decide_feedback(s, d, i, e, why);
                 if (r < 0)
                         return r;

@@ -49,8 +49,10 @@ int node_block(const Snapshot *s, BlockKeys *ret);
  * unit that cannot be read is in the list, broken). */
 int node_observe(Node *n, Snapshot *s);
 void snapshot_done(Snapshot *s);
-#define SNAPSHOT_INIT \
-        (Snapshot) { .prev.mode = MODE_INVALID, .policy.mode = MODE_INVALID, .home_fd = -1, .ssh_fd = -1, .sshd.dir_fd = -1 }
+#define SNAPSHOT_INIT                                                                                                  \
+        (Snapshot) {                                                                                                   \
+                .prev.mode = MODE_INVALID, .policy.mode = MODE_INVALID, .home_fd = -1, .ssh_fd = -1, .sshd.dir_fd = -1 \
+        }
 
 /* The policy the state file records (mode, user, managed key lines), for a repair: 0, EX_NOINPUT when
  * the state cannot say (nothing applied, key lines missing), EX_SOFTWARE on OOM. */

@@ -234,9 +234,11 @@ static void node_observe_units(Node *n, Snapshot *s) {
 }
 
 int node_block(const Snapshot *s, BlockKeys *ret) {
-        int r = s->user_r != 0 ? s->user_r : s->home_r != 0 ? s->home_r
-              : s->ssh_dir_r != 0 && s->ssh_dir_r != HOME_E_NOT_FOUND ? s->ssh_dir_r
-              : s->ssh_dir_r == 0 && s->keys_r != 0 && s->keys_r != HOME_E_NOT_FOUND ? s->keys_r : 0;
+        int r = s->user_r != 0                                                         ? s->user_r
+                : s->home_r != 0                                                       ? s->home_r
+                : s->ssh_dir_r != 0 && s->ssh_dir_r != HOME_E_NOT_FOUND                ? s->ssh_dir_r
+                : s->ssh_dir_r == 0 && s->keys_r != 0 && s->keys_r != HOME_E_NOT_FOUND ? s->keys_r
+                                                                                       : 0;
 
         return r != 0 ? r : block_keys_parse(s->keys_r == 0 ? s->keys_text : NULL, s->keys_len, ret);
 }
@@ -361,8 +363,8 @@ static void log_imds_retry(const ImdsRetry *t, void *userdata) {
 
         snprintf(attempt, sizeof attempt, "IMDS_REQUESTS=%u", t->requests);
         snprintf(http, sizeof http, "HTTP_STATUS=%ld", t->status);
-        log_event(LOG_INFO, MID_IMDS_RETRY, fields, "IMDS request %u failed (%s), retrying in %.2f s.", t->requests,
-                  t->what, (double) t->wait_usec / 1e6);
+        log_event(LOG_INFO, MID_IMDS_RETRY, fields, "IMDS request %u failed (%s), retrying in %.2f s.", t->requests, t->what,
+                  (double) t->wait_usec / 1e6);
         if (t->curl_error[0])
                 log_debug("IMDS request %u: %s", t->requests, t->curl_error);
 }

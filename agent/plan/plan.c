@@ -8,14 +8,20 @@
 #include "fs-util.h"
 #include "macro.h"
 
-#define IN_SET_FILE_ACTION(k)                                                                            \
-        ((k) == UNIT_DISABLE || (k) == UNIT_MASK || (k) == UNIT_UNMASK || (k) == UNIT_ENABLE ||           \
-         (k) == UNIT_MASK_GENERATOR || (k) == UNIT_UNMASK_GENERATOR)
+#define IN_SET_FILE_ACTION(k)                                                                                                 \
+        ((k) == UNIT_DISABLE || (k) == UNIT_MASK || (k) == UNIT_UNMASK || (k) == UNIT_ENABLE || (k) == UNIT_MASK_GENERATOR || \
+         (k) == UNIT_UNMASK_GENERATOR)
 
 static const char *const action_names[_UNIT_ACTION_MAX] = {
-        [UNIT_STOP] = "stop",       [UNIT_DISABLE] = "disable", [UNIT_MASK] = "mask",   [UNIT_UNMASK] = "unmask",
-        [UNIT_ENABLE] = "enable",   [UNIT_RELOAD] = "daemon-reload", [UNIT_START] = "start",
-        [UNIT_MASK_GENERATOR] = "mask-generator", [UNIT_UNMASK_GENERATOR] = "unmask-generator",
+        [UNIT_STOP] = "stop",
+        [UNIT_DISABLE] = "disable",
+        [UNIT_MASK] = "mask",
+        [UNIT_UNMASK] = "unmask",
+        [UNIT_ENABLE] = "enable",
+        [UNIT_RELOAD] = "daemon-reload",
+        [UNIT_START] = "start",
+        [UNIT_MASK_GENERATOR] = "mask-generator",
+        [UNIT_UNMASK_GENERATOR] = "unmask-generator",
 };
 
 bool unit_is_generator_socket(const char *name) {
@@ -53,8 +59,7 @@ static bool masked(const UnitInfo *u) {
 }
 
 static bool running(const UnitInfo *u) {
-        return streq(u->active_state, "active") || streq(u->active_state, "activating") ||
-               streq(u->active_state, "reloading");
+        return streq(u->active_state, "active") || streq(u->active_state, "activating") || streq(u->active_state, "reloading");
 }
 
 static const UnitInfo *find(const UnitInfo *units, size_t n, const char *name) {
@@ -80,8 +85,7 @@ static const UnitInfo *pick(const UnitInfo *units, size_t n, const char *suffix)
          * enabled, and on Azure Linux it would shadow the real sshd.service. */
         /* A broken unit (its state unreadable) is never picked: not for the record, not to serve port 22. */
         for (size_t i = 0; i < n; i++)
-                if (pickable(&units[i], suffix) && !broken(&units[i]) && !streq(units[i].file_state, "alias") &&
-                    !generated(&units[i]))
+                if (pickable(&units[i], suffix) && !broken(&units[i]) && !streq(units[i].file_state, "alias") && !generated(&units[i]))
                         return &units[i];
         for (size_t i = 0; i < n; i++)
                 if (pickable(&units[i], suffix) && streq(units[i].file_state, "alias"))
@@ -223,8 +227,7 @@ int unit_plan_build(Mode mode, const UnitInfo *units, size_t n, const ImageRecor
         return unit_plan_build_gen(mode, units, n, rec, NULL, ret);
 }
 
-int unit_plan_build_gen(Mode mode, const UnitInfo *units, size_t n, const ImageRecord *rec, const GeneratorInfo *gen,
-                        UnitPlan *ret) {
+int unit_plan_build_gen(Mode mode, const UnitInfo *units, size_t n, const ImageRecord *rec, const GeneratorInfo *gen, UnitPlan *ret) {
         Builder b = {};
 
         if (mode == MODE_DISABLED)

@@ -67,8 +67,7 @@ bool unit_is_generator_socket(const char *name);
 /* Disabled: with the generator present, its socket names are masked even where they do not exist yet (a mask
  * in /etc beats generator output) and the generator is masked. LocalUser/EntraId: the agent's own generator
  * mask is removed and the generator's sockets are started again after the daemon-reload. */
-int unit_plan_build_gen(Mode mode, const UnitInfo *units, size_t n, const ImageRecord *rec, const GeneratorInfo *gen,
-                        UnitPlan *ret);
+int unit_plan_build_gen(Mode mode, const UnitInfo *units, size_t n, const ImageRecord *rec, const GeneratorInfo *gen, UnitPlan *ret);
 void unit_plan_done(UnitPlan *p);
 
 /* True when the plan changes unit files (so a daemon-reload is part of it). */

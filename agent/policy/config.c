@@ -117,8 +117,10 @@ static int set_key(Config *c, const char *key, const char *value) {
                 /* The unit lives at most TimeoutStartSec=150 s: a longer IMDS deadline would have systemd kill
                  * the agent before the fallback (fail closed) runs. Clamped, with a warning. */
                 if (d > DEADLINE_MAX_S) {
-                        (void) note(c, LOG_WARNING, 0, "deadline_s = %lu is more than %u s (the unit's TimeoutStartSec=%u s less %u s kept for the fallback); using %u s.",
-                                    d, DEADLINE_MAX_S, UNIT_TIMEOUT_START_S, UNIT_TIMEOUT_START_S - DEADLINE_MAX_S, DEADLINE_MAX_S);
+                        (void) note(
+                                c, LOG_WARNING, 0,
+                                "deadline_s = %lu is more than %u s (the unit's TimeoutStartSec=%u s less %u s kept for the fallback); using %u s.",
+                                d, DEADLINE_MAX_S, UNIT_TIMEOUT_START_S, UNIT_TIMEOUT_START_S - DEADLINE_MAX_S, DEADLINE_MAX_S);
                         d = DEADLINE_MAX_S;
                 }
                 c->deadline_s = (unsigned) d;

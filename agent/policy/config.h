@@ -30,10 +30,10 @@ typedef struct Config {
         char *mode_tag;
         unsigned deadline_s;
         Mode fallback_mode;
-        char **units; /* strv */
-        bool drift_repair;  /* drift = repair: verify (and the timer's run) re-asserts the last applied state */
-        char *metrics_dir;  /* NULL: the node-exporter textfile directory when it exists; "off": none */
-        ConfigNote *notes;  /* what config_parse_text()/config_load() found, in order */
+        char **units;      /* strv */
+        bool drift_repair; /* drift = repair: verify (and the timer's run) re-asserts the last applied state */
+        char *metrics_dir; /* NULL: the node-exporter textfile directory when it exists; "off": none */
+        ConfigNote *notes; /* what config_parse_text()/config_load() found, in order */
         size_t n_notes;
 } Config;
 

@@ -240,7 +240,7 @@ static int mark_duplicates(const PolicyKey *keys, size_t n, bool *dup) {
         qsort_r(order, n, sizeof *order, cmp_blob_then_position, (void *) keys);
         for (size_t i = 1; i < n; i++)
                 dup[order[i]] = streq(keys[order[i]].key.blob_b64, keys[order[i - 1]].key.blob_b64) &&
-                                streq(keys[order[i]].key.type, keys[order[i - 1]].key.type);
+                        streq(keys[order[i]].key.type, keys[order[i - 1]].key.type);
         return 0;
 }
 

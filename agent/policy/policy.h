@@ -18,8 +18,8 @@ typedef enum Mode {
         _MODE_MAX,
 } Mode;
 
-const char *mode_to_string(Mode m);         /* "LocalUser", "Disabled", "EntraId" */
-Mode mode_from_string(const char *s);        /* case-insensitive; MODE_INVALID otherwise */
+const char *mode_to_string(Mode m);   /* "LocalUser", "Disabled", "EntraId" */
+Mode mode_from_string(const char *s); /* case-insensitive; MODE_INVALID otherwise */
 
 typedef struct Rejection {
         size_t index;       /* position in compute.publicKeys */
@@ -36,8 +36,8 @@ typedef struct Policy {
         Mode mode;
         bool mode_from_tag; /* false: the tag was absent and LocalUser is the default */
         char *admin_user;
-        char *vm_id;        /* may be NULL */
-        PolicyKey *keys;    /* valid entries in document order (de-duplicated by policy_check_paths()) */
+        char *vm_id;     /* may be NULL */
+        PolicyKey *keys; /* valid entries in document order (de-duplicated by policy_check_paths()) */
         size_t n_keys, n_keys_alloc;
         Rejection *rejected;
         size_t n_rejected, n_rejected_alloc;

@@ -23,7 +23,7 @@ static const struct {
         const char *curve; /* ECDSA: the curve name inside the blob */
         size_t point_len;  /* ECDSA: uncompressed point length */
         unsigned bits;
-        int nid;           /* ECDSA: OpenSSL's curve */
+        int nid; /* ECDSA: OpenSSL's curve */
 } key_types[] = {
         { "ssh-ed25519", KIND_ED25519, NULL, 32, 256, 0 },
         { "ecdsa-sha2-nistp256", KIND_ECDSA, "nistp256", 65, 256, NID_X9_62_prime256v1 },
@@ -281,8 +281,7 @@ int sshkey_parse(const char *line, size_t len, SshKey *ret, const char **ret_rea
         if (!blob)
                 return -ENOMEM;
         const char *b64_end;
-        if (sodium_base642bin(blob, b64_len, line + b64_start, b64_len, NULL, &blob_len, &b64_end,
-                              sodium_base64_VARIANT_ORIGINAL) != 0 ||
+        if (sodium_base642bin(blob, b64_len, line + b64_start, b64_len, NULL, &blob_len, &b64_end, sodium_base64_VARIANT_ORIGINAL) != 0 ||
             b64_end != line + b64_start + b64_len)
                 return reject_key(ret_reason, "key data is not valid base64");
 

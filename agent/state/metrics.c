@@ -86,9 +86,11 @@ char *metrics_format(const MetricsInput *m) {
                         fprintf(f, "aks_ssh_access_verify_result{result=\"%s\"} %d\n", VERIFY[i], (int) i == m->verify);
         }
         if (m->sshd_answering >= 0) {
-                head(f, "aks_ssh_access_sshd_answering_sockets", "Listening sockets (TCP, AF_UNIX, AF_VSOCK) that answered with an SSH banner.");
+                head(f, "aks_ssh_access_sshd_answering_sockets",
+                     "Listening sockets (TCP, AF_UNIX, AF_VSOCK) that answered with an SSH banner.");
                 fprintf(f, "aks_ssh_access_sshd_answering_sockets %ld\n", m->sshd_answering);
-                head(f, "aks_ssh_access_sshd_listening_in_disabled", "1 when the mode is Disabled and something answers as sshd (the promise is broken).");
+                head(f, "aks_ssh_access_sshd_listening_in_disabled",
+                     "1 when the mode is Disabled and something answers as sshd (the promise is broken).");
                 fprintf(f, "aks_ssh_access_sshd_listening_in_disabled %d\n", m->mode == MODE_DISABLED && m->sshd_answering > 0);
         }
         /* a write error of a memory stream is a failed allocation */

@@ -13,15 +13,15 @@
 #define METRICS_DIR_DEFAULT "/var/lib/prometheus/node-exporter"
 
 typedef struct MetricsInput {
-        Mode mode;                 /* MODE_INVALID: nothing applied yet */
+        Mode mode; /* MODE_INVALID: nothing applied yet */
         size_t managed_keys;
         bool have_last_apply;
         long long last_apply_time; /* Unix seconds; < 0 unknown */
         int last_apply_exit;
         const char *last_apply_source, *last_apply_result;
         bool fallback;
-        int verify;                /* 0 in sync, 1 drift, 2 unknown; -1 not measured (apply) */
-        long sshd_answering;       /* sockets answering as sshd; -1 not measured */
+        int verify;          /* 0 in sync, 1 drift, 2 unknown; -1 not measured (apply) */
+        long sshd_answering; /* sockets answering as sshd; -1 not measured */
 } MetricsInput;
 
 /* The whole file's text (malloc'ed), or NULL on OOM. */

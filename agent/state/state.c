@@ -30,7 +30,8 @@ typedef struct Field {
         size_t offset;
 } Field;
 
-#define FIELD(key, kind, type, member) { key, kind, offsetof(type, member) }
+#define FIELD(key, kind, type, member) \
+        { key, kind, offsetof(type, member) }
 #define STRING_FIELD(key, type, member) FIELD(key, FIELD_STRING, type, member)
 #define BOOL_FIELD(key, type, member) FIELD(key, FIELD_BOOL, type, member)
 
@@ -55,7 +56,8 @@ static const Field image_fields[] = {
 static const Field flag_fields[] = {
         FIELD("generator_masked", FIELD_FLAG, State, generator_masked),
 };
-static const Field last_apply_fields[] = { /* "last_apply": {...}, into State */
+static const Field last_apply_fields[] = {
+        /* "last_apply": {...}, into State */
         STRING_FIELD("time", State, last_time),
         STRING_FIELD("source", State, last_source),
         STRING_FIELD("result", State, last_result),

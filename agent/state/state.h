@@ -22,26 +22,26 @@ typedef struct StateKey {
 /* How the image had sshd before the agent first masked anything. */
 typedef struct ImageRecord {
         bool recorded;
-        char *service;        /* canonical service unit name, e.g. "ssh.service"; may be NULL */
-        char *socket;         /* canonical socket unit name; may be NULL */
+        char *service; /* canonical service unit name, e.g. "ssh.service"; may be NULL */
+        char *socket;  /* canonical socket unit name; may be NULL */
         bool service_enabled;
         bool socket_enabled;
 } ImageRecord;
 
 typedef struct State {
-        Mode mode;            /* MODE_INVALID: nothing applied yet */
+        Mode mode; /* MODE_INVALID: nothing applied yet */
         char *user;
         char *authorized_keys;
         StateKey *keys;
         size_t n_keys;
-        char **units;         /* managed units that existed (strv) */
+        char **units; /* managed units that existed (strv) */
         ImageRecord image;
         bool generator_masked; /* the agent made /etc/systemd/system-generators/systemd-ssh-generator -> /dev/null */
         char *vm_id;
         /* last apply */
-        char *last_time;      /* RFC 3339 UTC */
-        char *last_source;    /* "imds", "file", "fallback" */
-        char *last_result;    /* "ok", "rejected-entries", "unsafe-path", ... */
+        char *last_time;   /* RFC 3339 UTC */
+        char *last_source; /* "imds", "file", "fallback" */
+        char *last_result; /* "ok", "rejected-entries", "unsafe-path", ... */
         int last_exit;
         char *mode_applied_time; /* when `mode` was last applied from a valid document */
 } State;

@@ -357,8 +357,8 @@ int remove_stale_temp_files(int dir_fd, const char *name) {
         return n;
 }
 
-
 bool is_enabled_state(const char *s) {
-        return s && (streq(s, "enabled") || streq(s, "enabled-runtime") || streq(s, "linked") ||
-                     streq(s, "linked-runtime") || streq(s, "alias"));
+        return s &&
+                (streq(s, "enabled") || streq(s, "enabled-runtime") || streq(s, "linked") || streq(s, "linked-runtime") ||
+                 streq(s, "alias"));
 }

@@ -52,8 +52,8 @@ static bool parse_tcp_line(const char *line, int family, Listener *ret) {
         uint32_t w[4];
         char addr[33];
 
-        if (sscanf(line, "%*u: %32[0-9A-Fa-f]:%4x %*[0-9A-Fa-f]:%*4x %2x", addr, &port, &state) != 3 ||
-            strlen(addr) != addr_hex || state != TCP_STATE_LISTEN)
+        if (sscanf(line, "%*u: %32[0-9A-Fa-f]:%4x %*[0-9A-Fa-f]:%*4x %2x", addr, &port, &state) != 3 || strlen(addr) != addr_hex ||
+            state != TCP_STATE_LISTEN)
                 return false; /* the header, another state, or garbage */
         for (size_t k = 0; k < addr_hex / 8; k++)
                 if (sscanf(addr + 8 * k, "%8x", &w[k]) != 1)
@@ -118,8 +118,7 @@ static bool parse_unix_line(const char *line, int family, Listener *ret) {
 }
 
 /* Appends what parse_line finds in each line of the text; lines that do not parse are skipped. */
-static int parse_lines(const char *text, size_t len, int family, bool (*parse_line)(const char *, int, Listener *),
-                       ListenerList *l) {
+static int parse_lines(const char *text, size_t len, int family, bool (*parse_line)(const char *, int, Listener *), ListenerList *l) {
         _cleanup_free_ char *copy = strndup(text, len);
         char *p = copy, *line;
 
@@ -188,8 +187,10 @@ static int read_vsock(ListenerList *l) {
                 struct nlmsghdr nlh;
                 struct vsock_diag_req req;
         } msg = {
-                .nlh = { .nlmsg_len = sizeof msg, .nlmsg_type = SOCK_DIAG_BY_FAMILY,
-                         .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP, .nlmsg_seq = 1 },
+                .nlh = { .nlmsg_len = sizeof msg,
+                         .nlmsg_type = SOCK_DIAG_BY_FAMILY,
+                         .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP,
+                         .nlmsg_seq = 1 },
                 .req = { .sdiag_family = AF_VSOCK, .vdiag_states = 1u << TCP_STATE_LISTEN },
         };
         struct sockaddr_nl kernel = { .nl_family = AF_NETLINK };
@@ -227,8 +228,13 @@ static int read_proc_file(const char *dir, const char *name, char **ret, size_t 
 }
 
 int listeners_read(const char *proc_net_dir, ListenerList *ret) {
-        static const struct { const char *name; int family; } files[] = {
-                { "tcp", AF_INET }, { "tcp6", AF_INET6 }, { "unix", AF_UNIX },
+        static const struct {
+                const char *name;
+                int family;
+        } files[] = {
+                { "tcp", AF_INET },
+                { "tcp6", AF_INET6 },
+                { "unix", AF_UNIX },
         };
         ListenerList l = {};
         size_t found = 0;
@@ -244,8 +250,7 @@ int listeners_read(const char *proc_net_dir, ListenerList *ret) {
                 if (r < 0)
                         goto fail;
                 found++;
-                r = files[i].family == AF_UNIX ? listeners_parse_unix(text, len, &l)
-                                               : listeners_parse_tcp(text, len, files[i].family, &l);
+                r = files[i].family == AF_UNIX ? listeners_parse_unix(text, len, &l) : listeners_parse_tcp(text, len, files[i].family, &l);
                 if (r < 0)
                         goto fail;
         }

@@ -20,28 +20,28 @@
 #define LISTENERS_PROBE_TIMEOUT_USEC (300 * 1000ULL)
 
 typedef struct Listener {
-        int family;          /* AF_INET, AF_INET6, AF_UNIX, AF_VSOCK */
+        int family; /* AF_INET, AF_INET6, AF_UNIX, AF_VSOCK */
         union {
                 struct sockaddr sa;
                 struct sockaddr_in in;
                 struct sockaddr_in6 in6;
                 struct sockaddr_un un;
                 struct sockaddr_vm vm;
-        } addr;              /* where the probe connects (a wildcard listener: loopback / VMADDR_CID_LOCAL) */
+        } addr; /* where the probe connects (a wildcard listener: loopback / VMADDR_CID_LOCAL) */
         socklen_t addr_len;
-        char name[128];      /* as listed: "0.0.0.0:22", "[::1]:2222", "/run/ssh-unix-local/socket", "@name", "vsock:any:22" */
+        char name[128]; /* as listed: "0.0.0.0:22", "[::1]:2222", "/run/ssh-unix-local/socket", "@name", "vsock:any:22" */
         /* probe outcome */
-        bool ssh;            /* answered with "SSH-" */
-        bool probed;         /* reached: connected, or refused as nothing listens any more ("ssh" is then
+        bool ssh;        /* answered with "SSH-" */
+        bool probed;     /* reached: connected, or refused as nothing listens any more ("ssh" is then
                               * meaningful); false: could not be checked (no socket of that family here,
                               * EACCES/EPERM, no vsock loopback transport, still connecting at the timeout) */
-        char banner[64];     /* the first line it sent, control characters replaced by '?' */
+        char banner[64]; /* the first line it sent, control characters replaced by '?' */
 } Listener;
 
 typedef struct ListenerList {
         Listener *items;
         size_t n;
-        bool vsock_checked;  /* false: the kernel has no vsock_diag (or refused the query) */
+        bool vsock_checked; /* false: the kernel has no vsock_diag (or refused the query) */
 } ListenerList;
 
 void listener_list_done(ListenerList *l);

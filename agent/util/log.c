@@ -18,8 +18,8 @@ void log_open(void) {
         struct stat st;
         unsigned long long dev, ino;
 
-        if (e && sscanf(e, "%llu:%llu", &dev, &ino) == 2 && fstat(STDERR_FILENO, &st) == 0 &&
-            (unsigned long long) st.st_dev == dev && (unsigned long long) st.st_ino == ino) {
+        if (e && sscanf(e, "%llu:%llu", &dev, &ino) == 2 && fstat(STDERR_FILENO, &st) == 0 && (unsigned long long) st.st_dev == dev &&
+            (unsigned long long) st.st_ino == ino) {
                 log_target = LOG_TARGET_JOURNAL;
                 log_max_level = LOG_INFO;
         }

@@ -10,20 +10,20 @@
 #include "macro.h"
 
 /* MESSAGE_IDs of the events an operator searches for (journalctl MESSAGE_ID=...); see units/aks-ssh-access.catalog. */
-#define MID_MODE_APPLIED      "5f0a8a3c6e0b4c1f9a0e8d7b2c4a6e10"
-#define MID_ALREADY_IN_SYNC   "5f0a8a3c6e0b4c1f9a0e8d7b2c4a6e11"
-#define MID_KEYS_WRITTEN      "5f0a8a3c6e0b4c1f9a0e8d7b2c4a6e12"
-#define MID_KEY_REJECTED      "5f0a8a3c6e0b4c1f9a0e8d7b2c4a6e13"
-#define MID_IMDS_UNAVAILABLE  "5f0a8a3c6e0b4c1f9a0e8d7b2c4a6e14"
-#define MID_DOCUMENT_INVALID  "5f0a8a3c6e0b4c1f9a0e8d7b2c4a6e15"
-#define MID_FALLBACK_APPLIED  "5f0a8a3c6e0b4c1f9a0e8d7b2c4a6e16"
-#define MID_UNSAFE_PATH       "5f0a8a3c6e0b4c1f9a0e8d7b2c4a6e17"
-#define MID_USER_MISSING      "5f0a8a3c6e0b4c1f9a0e8d7b2c4a6e18"
-#define MID_UNIT_FAILED       "5f0a8a3c6e0b4c1f9a0e8d7b2c4a6e19"
-#define MID_SSHD_CONFIG_BAD   "5f0a8a3c6e0b4c1f9a0e8d7b2c4a6e1a"
-#define MID_DRIFT             "5f0a8a3c6e0b4c1f9a0e8d7b2c4a6e1b"
-#define MID_IMDS_RETRY        "5f0a8a3c6e0b4c1f9a0e8d7b2c4a6e1c"
-#define MID_DRIFT_REPAIRED    "5f0a8a3c6e0b4c1f9a0e8d7b2c4a6e1d"
+#define MID_MODE_APPLIED "5f0a8a3c6e0b4c1f9a0e8d7b2c4a6e10"
+#define MID_ALREADY_IN_SYNC "5f0a8a3c6e0b4c1f9a0e8d7b2c4a6e11"
+#define MID_KEYS_WRITTEN "5f0a8a3c6e0b4c1f9a0e8d7b2c4a6e12"
+#define MID_KEY_REJECTED "5f0a8a3c6e0b4c1f9a0e8d7b2c4a6e13"
+#define MID_IMDS_UNAVAILABLE "5f0a8a3c6e0b4c1f9a0e8d7b2c4a6e14"
+#define MID_DOCUMENT_INVALID "5f0a8a3c6e0b4c1f9a0e8d7b2c4a6e15"
+#define MID_FALLBACK_APPLIED "5f0a8a3c6e0b4c1f9a0e8d7b2c4a6e16"
+#define MID_UNSAFE_PATH "5f0a8a3c6e0b4c1f9a0e8d7b2c4a6e17"
+#define MID_USER_MISSING "5f0a8a3c6e0b4c1f9a0e8d7b2c4a6e18"
+#define MID_UNIT_FAILED "5f0a8a3c6e0b4c1f9a0e8d7b2c4a6e19"
+#define MID_SSHD_CONFIG_BAD "5f0a8a3c6e0b4c1f9a0e8d7b2c4a6e1a"
+#define MID_DRIFT "5f0a8a3c6e0b4c1f9a0e8d7b2c4a6e1b"
+#define MID_IMDS_RETRY "5f0a8a3c6e0b4c1f9a0e8d7b2c4a6e1c"
+#define MID_DRIFT_REPAIRED "5f0a8a3c6e0b4c1f9a0e8d7b2c4a6e1d"
 
 typedef enum LogTarget {
         LOG_TARGET_STDERR,
@@ -39,8 +39,7 @@ void log_set_max_level(int level);
  *   return log_error_errno(r, "Failed to ...: %m");
  * %m expands to strerror(abs(error)). message_id may be NULL. Extra journal fields can be passed in
  * `fields` as a NULL-terminated list of "KEY=value" strings (may be NULL). */
-int log_internal(int level, int error, const char *message_id, const char *const *fields, const char *fmt, ...)
-        _printf_(5, 6);
+int log_internal(int level, int error, const char *message_id, const char *const *fields, const char *fmt, ...) _printf_(5, 6);
 
 #define log_full_errno(level, error, ...) log_internal(level, error, NULL, NULL, __VA_ARGS__)
 #define log_debug(...) log_internal(LOG_DEBUG, 0, NULL, NULL, __VA_ARGS__)

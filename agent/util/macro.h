@@ -38,17 +38,17 @@ static inline void fclosep(FILE **f) {
 #define _cleanup_fclose_ _cleanup_(fclosep)
 
 /* Hand ownership of a pointer / fd to the caller: returns the value, leaves NULL / -1 behind. */
-#define TAKE_PTR(p)                          \
-        ({                                   \
-                __typeof__(p) _tp = (p);     \
-                (p) = NULL;                  \
-                _tp;                         \
+#define TAKE_PTR(p)                      \
+        ({                               \
+                __typeof__(p) _tp = (p); \
+                (p) = NULL;              \
+                _tp;                     \
         })
-#define TAKE_FD(fd)                          \
-        ({                                   \
-                int _tf = (fd);              \
-                (fd) = -1;                   \
-                _tf;                         \
+#define TAKE_FD(fd)             \
+        ({                      \
+                int _tf = (fd); \
+                (fd) = -1;      \
+                _tf;            \
         })
 
 #define streq(a, b) (strcmp((a), (b)) == 0)
@@ -71,8 +71,7 @@ static inline void *greedy_realloc(void **p, size_t need, size_t size) {
                 *p = q;
         return q;
 }
-#define GREEDY_REALLOC(array, need) \
-        ((__typeof__(array)) greedy_realloc((void **) &(array), (need), sizeof((array)[0])))
+#define GREEDY_REALLOC(array, need) ((__typeof__(array)) greedy_realloc((void **) &(array), (need), sizeof((array)[0])))
 
 /* strv: NULL-terminated arrays of malloc'ed strings. */
 static inline char **strv_free(char **l) {

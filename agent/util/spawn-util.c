@@ -22,8 +22,8 @@ static long elapsed_ms(const struct timespec *start) {
 }
 
 int spawn_capture(char *const argv[], size_t cap, unsigned timeout_ms, SpawnResult *ret) {
-        static char *const envp[] = { (char *) "PATH=/usr/sbin:/usr/bin:/sbin:/bin", (char *) "LC_ALL=C",
-                                      (char *) "SYSTEMD_COLORS=0", (char *) "SYSTEMD_PAGER=", NULL };
+        static char *const envp[] = { (char *) "PATH=/usr/sbin:/usr/bin:/sbin:/bin", (char *) "LC_ALL=C", (char *) "SYSTEMD_COLORS=0",
+                                      (char *) "SYSTEMD_PAGER=", NULL };
         int outp[2] = { -1, -1 }, errp[2] = { -1, -1 }, status = 0, r;
         char *buf[2] = { calloc(1, cap + 1), calloc(1, cap + 1) };
         size_t len[2] = {};

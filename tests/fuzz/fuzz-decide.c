@@ -30,16 +30,33 @@ static const char *const names[] = {
         "ssh.service", "sshd.service", "ssh.socket", "sshd.socket", "sshd-unix-local.socket", "sshd-vsock.socket",
 };
 static const char *const file_states[] = {
-        "not-found", "enabled", "disabled", "masked", "masked-runtime", "static", "alias", "generated",
-        "transient", "linked", "enabled-runtime", "indirect", "bad",
+        "not-found", "enabled",   "disabled", "masked",          "masked-runtime", "static", "alias",
+        "generated", "transient", "linked",   "enabled-runtime", "indirect",       "bad",
 };
 static const char *const active_states[] = { "active", "inactive", "activating", "failed", "unknown" };
 static const char *const keys_texts[] = { NULL, "", "# mine\n", AK_BEGIN "\n" K1 "\n" AK_END "\n", AK_BEGIN "\n", AK_END "\n" };
 static const char *const sshd_texts[] = { "Port 22\n", SSHD_BLOCK_TEXT "Port 22\n", "# BEGIN aks-ssh-access\nPort 22\n" };
 /* Step results: success (0, 1, 2: some steps say what they did), home.h's outcomes, errnos. */
-static const int errnos[] = { 0, 1, 2, HOME_E_UNSAFE, HOME_E_IMMUTABLE, HOME_E_NOT_FOUND, HOME_E_DAMAGED, SSHD_E_REJECTED,
-                               SSHD_E_NOT_EFFECTIVE, SSHD_E_NO_SSHD, -ENOENT, -EPERM, -EACCES, -EROFS, -EIO, -ENOSPC, -EBADMSG,
-                               -ELOOP, -EBUSY, -EINVAL };
+static const int errnos[] = { 0,
+                              1,
+                              2,
+                              HOME_E_UNSAFE,
+                              HOME_E_IMMUTABLE,
+                              HOME_E_NOT_FOUND,
+                              HOME_E_DAMAGED,
+                              SSHD_E_REJECTED,
+                              SSHD_E_NOT_EFFECTIVE,
+                              SSHD_E_NO_SSHD,
+                              -ENOENT,
+                              -EPERM,
+                              -EACCES,
+                              -EROFS,
+                              -EIO,
+                              -ENOSPC,
+                              -EBADMSG,
+                              -ELOOP,
+                              -EBUSY,
+                              -EINVAL };
 /* sshd_config_read's results */
 static const int sshd_reads[] = { SSHD_E_NOT_FOUND, SSHD_E_SYMLINK, SSHD_E_NOT_REGULAR, SSHD_E_TOO_LARGE, -EACCES, -EIO };
 
@@ -109,8 +126,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         Input in = { data, size };
         UnitInfo units[ELEMENTSOF(names)];
         char *errors[ELEMENTSOF(names)] = {};
-        Snapshot s = { .root = "/r", .prev.mode = MODE_INVALID, .policy.mode = MODE_INVALID, .home_fd = -1, .ssh_fd = -1,
-                       .sshd.dir_fd = -1, .user_r = NOT_TRIED, .home_r = NOT_TRIED, .ssh_dir_r = NOT_TRIED, .keys_r = NOT_TRIED };
+        Snapshot s = { .root = "/r",
+                       .prev.mode = MODE_INVALID,
+                       .policy.mode = MODE_INVALID,
+                       .home_fd = -1,
+                       .ssh_fd = -1,
+                       .sshd.dir_fd = -1,
+                       .user_r = NOT_TRIED,
+                       .home_r = NOT_TRIED,
+                       .ssh_dir_r = NOT_TRIED,
+                       .keys_r = NOT_TRIED };
         Decision d = {};
         State st = {};
         size_t n = 0;
@@ -125,14 +150,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 int len = snprintf(doc, sizeof doc,
                                    "{\"compute\":{\"osProfile\":{\"adminUsername\":\"azureuser\"},\"tagsList\":[{\"name\":"
                                    "\"aks-managed-ssh-access\",\"value\":\"%s\"}],\"publicKeys\":[%s]}}",
-                                   mode_to_string((Mode) mode), take(&in, 2) ? "{\"keyData\":\"" K1 "\",\"path\":\"/home/azureuser/.ssh/authorized_keys\"}" : take(&in, 2) ? "{\"keyData\":\"ssh-ed25519 AAAA\",\"path\":\"x\"}" : "");
+                                   mode_to_string((Mode) mode),
+                                   take(&in, 2)           ? "{\"keyData\":\"" K1 "\",\"path\":\"/home/azureuser/.ssh/authorized_keys\"}"
+                                           : take(&in, 2) ? "{\"keyData\":\"ssh-ed25519 AAAA\",\"path\":\"x\"}"
+                                                          : "");
                 if (policy_parse(doc, (size_t) len, NULL, &s.policy, &err) < 0)
                         goto out;
                 s.have_policy = true;
                 s.user_r = take(&in, 4) == 0 ? HOME_E_NO_USER : 0;
                 if (s.user_r == 0) {
-                        s.user = (AdminUser) { .name = strdup("azureuser"), .uid = take(&in, 4) == 0 ? 0 : 1000, .gid = 1000,
-                                               .home = strdup("/home/azureuser"), .real_home = strdup("/home/azureuser") };
+                        s.user = (AdminUser) { .name = strdup("azureuser"),
+                                               .uid = take(&in, 4) == 0 ? 0 : 1000,
+                                               .gid = 1000,
+                                               .home = strdup("/home/azureuser"),
+                                               .real_home = strdup("/home/azureuser") };
                         s.home_r = take(&in, 4) == 0 ? HOME_E_UNSAFE : 0;
                         s.ssh_dir_r = take(&in, 2) ? 0 : TAKE(&in, errnos);
                         if (s.ssh_dir_r > 0 && s.ssh_dir_r < HOME_E_UNSAFE)
@@ -147,7 +178,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 s.prev.mode = (Mode) take(&in, _MODE_MAX);
                 s.prev.user = strdup(take(&in, 2) ? "azureuser" : "olduser");
                 s.prev.authorized_keys = take(&in, 2) ? strdup("/home/olduser/.ssh/authorized_keys") : NULL;
-                s.prev.image = (ImageRecord) { take(&in, 2), strdup(TAKE(&in, names)), strdup(TAKE(&in, names)), take(&in, 2), take(&in, 2) };
+                s.prev.image =
+                        (ImageRecord) { take(&in, 2), strdup(TAKE(&in, names)), strdup(TAKE(&in, names)), take(&in, 2), take(&in, 2) };
                 s.prev.generator_masked = take(&in, 2);
         }
         for (size_t i = 0; i < ELEMENTSOF(names); i++) {

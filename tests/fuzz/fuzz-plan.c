@@ -41,8 +41,8 @@ static Mode dump_mode;
 static void dump(void) {
         fprintf(stderr, "mode %s\n", mode_to_string(dump_mode));
         for (size_t i = 0; i < dump_n; i++)
-                fprintf(stderr, "  unit %s %s %s (-> %s)\n", dump_units[i].name, dump_units[i].file_state,
-                        dump_units[i].active_state, dump_units[i].canonical);
+                fprintf(stderr, "  unit %s %s %s (-> %s)\n", dump_units[i].name, dump_units[i].file_state, dump_units[i].active_state,
+                        dump_units[i].canonical);
         for (size_t i = 0; dump_plan && i < dump_plan->n; i++)
                 fprintf(stderr, "  %s %s\n", unit_action_to_string(dump_plan->actions[i].kind), dump_plan->actions[i].unit ?: "");
 }
@@ -51,8 +51,8 @@ static const char *const names[] = {
         "ssh.service", "sshd.service", "ssh.socket", "sshd.socket", "sshd-unix-local.socket", "sshd-vsock.socket",
 };
 static const char *const file_states[] = {
-        "not-found", "enabled", "disabled", "masked", "masked-runtime", "static", "alias", "generated",
-        "transient", "linked", "enabled-runtime", "linked-runtime", "indirect", "bad",
+        "not-found", "enabled",   "disabled", "masked",          "masked-runtime", "static",   "alias",
+        "generated", "transient", "linked",   "enabled-runtime", "linked-runtime", "indirect", "bad",
 };
 static const char *const active_states[] = { "active", "inactive", "activating", "reloading", "failed", "unknown" };
 
@@ -87,9 +87,15 @@ static void simulate(const UnitPlan *p, const UnitInfo *units, size_t n, const c
                                 continue;
                         switch (a->kind) {
                         case UNIT_STOP: as[i] = "inactive"; break;
-                        case UNIT_DISABLE: if (is_enabled_state(fs[i])) fs[i] = "disabled"; break;
+                        case UNIT_DISABLE:
+                                if (is_enabled_state(fs[i]))
+                                        fs[i] = "disabled";
+                                break;
                         case UNIT_MASK: fs[i] = "masked"; break;
-                        case UNIT_UNMASK: if (is_masked(fs[i])) fs[i] = units[i].file_state[0] == 'm' ? "disabled" : units[i].file_state; break;
+                        case UNIT_UNMASK:
+                                if (is_masked(fs[i]))
+                                        fs[i] = units[i].file_state[0] == 'm' ? "disabled" : units[i].file_state;
+                                break;
                         case UNIT_ENABLE: fs[i] = "enabled"; break;
                         case UNIT_START: as[i] = "active"; break;
                         default: break;

@@ -25,8 +25,14 @@
 #include "policy/sshkey.h"
 
 static const char *const types[8] = {
-        "ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521",
-        "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com", "ssh-rsa", "ssh-dss",
+        "ssh-ed25519",
+        "ecdsa-sha2-nistp256",
+        "ecdsa-sha2-nistp384",
+        "ecdsa-sha2-nistp521",
+        "sk-ssh-ed25519@openssh.com",
+        "sk-ecdsa-sha2-nistp256@openssh.com",
+        "ssh-rsa",
+        "ssh-dss",
 };
 
 /* Independent of the agent's validator: decode every sequence, compare with the shortest encoding. */
@@ -68,8 +74,7 @@ static void check_accepted(const SshKey *k) {
         size_t b64_len = strlen(k->blob_b64), blob_len = 0;
         unsigned char *blob = malloc(b64_len + 1);
         ASSERT(blob);
-        ASSERT(sodium_base642bin(blob, b64_len + 1, k->blob_b64, b64_len, NULL, &blob_len, NULL,
-                                 sodium_base64_VARIANT_ORIGINAL) == 0);
+        ASSERT(sodium_base642bin(blob, b64_len + 1, k->blob_b64, b64_len, NULL, &blob_len, NULL, sodium_base64_VARIANT_ORIGINAL) == 0);
         char *fp = sshkey_fingerprint(blob, blob_len);
         ASSERT(fp && strcmp(fp, k->fingerprint) == 0);
         free(fp);

@@ -55,11 +55,12 @@ static void test_keys(void) {
         Config c;
 
         CHECK_INTEQ(config_init(&c), 0, "config_init");
-        CHECK_INTEQ(parse(&c, "imds_url = http://127.0.0.1:8080/metadata/instance?api-version=2021-08-01\n"
-                              "mode_tag=my-tag\n"
-                              "  deadline_s   =   30   \n"
-                              "fallback_mode = LocalUser\n"
-                              "units = ssh.service, ssh.socket\tfoo.service\n"),
+        CHECK_INTEQ(parse(&c,
+                          "imds_url = http://127.0.0.1:8080/metadata/instance?api-version=2021-08-01\n"
+                          "mode_tag=my-tag\n"
+                          "  deadline_s   =   30   \n"
+                          "fallback_mode = LocalUser\n"
+                          "units = ssh.service, ssh.socket\tfoo.service\n"),
                     0, "every key");
         CHECK_STREQ(c.imds_url, "http://127.0.0.1:8080/metadata/instance?api-version=2021-08-01", "imds_url");
         CHECK_STREQ(c.mode_tag, "my-tag", "mode_tag without spaces around =");
@@ -215,8 +216,8 @@ static void test_notes(void) {
         /* A missing --config FILE: -ENOENT and one note naming it (SPEC §6: one line on stderr). */
         CHECK_INTEQ(config_init(&c), 0, "init");
         CHECK_INTEQ(config_load(&c, AT_FDCWD, "/nonexistent/aks.conf"), -ENOENT, "missing explicit file");
-        CHECK(c.n_notes >= 1 && streq(c.notes[c.n_notes - 1].text,
-                                      "Cannot open configuration /nonexistent/aks.conf: No such file or directory"),
+        CHECK(c.n_notes >= 1 &&
+                      streq(c.notes[c.n_notes - 1].text, "Cannot open configuration /nonexistent/aks.conf: No such file or directory"),
               "named in the last note");
         config_done(&c);
 }

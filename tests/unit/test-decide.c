@@ -31,7 +31,10 @@ static const UnitInfo debian_broken_socket[] = {
 static char *no_errors[8];
 static char *socket_broken[] = { NULL, (char *) "dangling link" };
 
-#define UNITS(u) (UnitInfoList) { (UnitInfo *) (u), no_errors, ELEMENTSOF(u) }
+#define UNITS(u)                                           \
+        (UnitInfoList) {                                   \
+                (UnitInfo *) (u), no_errors, ELEMENTSOF(u) \
+        }
 
 /* A node: azureuser (uid 1000) with a home and no .ssh; sshd_config without a block; no previous state. The
  * document: mode (NULL: none could be had, fetch_exit 69) and keys (NULL-terminated). */
@@ -40,21 +43,36 @@ static void node(Snapshot *s, const char *mode, const char *const *keys, UnitInf
         size_t len = 0;
         const char *err = NULL;
 
-        *s = (Snapshot) { .root = "/r", .fallback_mode = MODE_DISABLED, .prev.mode = MODE_INVALID, .policy.mode = MODE_INVALID,
-                          .fetch_exit = EX_UNAVAILABLE, .user_r = NOT_TRIED, .home_r = NOT_TRIED, .ssh_dir_r = NOT_TRIED, .keys_r = NOT_TRIED, .home_fd = -1,
-                          .ssh_fd = -1, .units = units, .sshd = { .dir_fd = -1, .text = strdup("Port 22\n"), .len = 8 } };
+        *s = (Snapshot) { .root = "/r",
+                          .fallback_mode = MODE_DISABLED,
+                          .prev.mode = MODE_INVALID,
+                          .policy.mode = MODE_INVALID,
+                          .fetch_exit = EX_UNAVAILABLE,
+                          .user_r = NOT_TRIED,
+                          .home_r = NOT_TRIED,
+                          .ssh_dir_r = NOT_TRIED,
+                          .keys_r = NOT_TRIED,
+                          .home_fd = -1,
+                          .ssh_fd = -1,
+                          .units = units,
+                          .sshd = { .dir_fd = -1, .text = strdup("Port 22\n"), .len = 8 } };
         if (!mode)
                 return;
         len += (size_t) snprintf(doc + len, sizeof doc - len,
                                  "{\"compute\":{\"osProfile\":{\"adminUsername\":\"azureuser\"},\"vmId\":\"vm-1\","
-                                 "\"tagsList\":[{\"name\":\"aks-managed-ssh-access\",\"value\":\"%s\"}],\"publicKeys\":[", mode);
+                                 "\"tagsList\":[{\"name\":\"aks-managed-ssh-access\",\"value\":\"%s\"}],\"publicKeys\":[",
+                                 mode);
         for (size_t i = 0; keys && keys[i]; i++)
                 len += (size_t) snprintf(doc + len, sizeof doc - len, "%s{\"keyData\":\"%s\",\"path\":\"" AK "\"}", i ? "," : "", keys[i]);
         len += (size_t) snprintf(doc + len, sizeof doc - len, "]}}");
         if (policy_parse(doc, len, NULL, &s->policy, &err) < 0)
                 abort();
         s->have_policy = true;
-        s->user = (AdminUser) { .name = strdup("azureuser"), .uid = 1000, .gid = 1000, .home = strdup("/home/azureuser"), .real_home = strdup("/home/azureuser") };
+        s->user = (AdminUser) { .name = strdup("azureuser"),
+                                .uid = 1000,
+                                .gid = 1000,
+                                .home = strdup("/home/azureuser"),
+                                .real_home = strdup("/home/azureuser") };
         s->user_r = s->home_r = 0;
         s->ssh_dir_r = HOME_E_NOT_FOUND;
 }
@@ -68,9 +86,12 @@ static void with_keys_file(Snapshot *s, const char *text) {
 }
 
 static void with_prev(Snapshot *s, Mode mode, const char *user, bool service_enabled, bool socket_enabled) {
-        s->prev = (State) { .mode = mode, .user = user ? strdup(user) : NULL, .authorized_keys = user ? strdup("/home/x/.ssh/authorized_keys") : NULL,
+        s->prev = (State) { .mode = mode,
+                            .user = user ? strdup(user) : NULL,
+                            .authorized_keys = user ? strdup("/home/x/.ssh/authorized_keys") : NULL,
                             .image = { true, strdup("ssh.service"), strdup("ssh.socket"), service_enabled, socket_enabled },
-                            .mode_applied_time = strdup("2026-01-01T00:00:00Z"), .last_source = strdup("imds") };
+                            .mode_applied_time = strdup("2026-01-01T00:00:00Z"),
+                            .last_source = strdup("imds") };
 }
 
 static void snap_free(Snapshot *s) {
@@ -121,8 +142,9 @@ static size_t find_step(const Decision *d, StepKind kind) {
         abort();
 }
 
-#define DISABLED_UNITS "stop ssh.service; stop sshd.service; stop ssh.socket; disable ssh.service; mask ssh.service; " \
-                       "mask sshd.service; mask ssh.socket; daemon-reload"
+#define DISABLED_UNITS                                                                                  \
+        "stop ssh.service; stop sshd.service; stop ssh.socket; disable ssh.service; mask ssh.service; " \
+        "mask sshd.service; mask ssh.socket; daemon-reload"
 #define OPEN_UNITS "unmask ssh.service; unmask sshd.service; unmask ssh.socket; enable ssh.service; daemon-reload; start ssh.service"
 
 static void test_disabled(void) {
@@ -172,8 +194,10 @@ static void test_localuser(void) {
         check_decide(&s, &d, "make-ssh-dir; write-keys; check-sshd; " OPEN_UNITS, 0, "ok", "live: sshd -t before the units");
         /* sshd -t fails: unmask and enable, but no start */
         CHECK_INTEQ(decide_feedback(&s, &d, find_step(&d, STEP_CHECK_SSHD), SSHD_E_REJECTED, NULL), 0, "feedback");
-        check_steps(&d, "make-ssh-dir; write-keys; check-sshd; unmask ssh.service; unmask sshd.service; unmask ssh.socket; "
-                        "enable ssh.service; daemon-reload", EX_CONFIG, "sshd-config-invalid", "a failed sshd -t drops the start");
+        check_steps(&d,
+                    "make-ssh-dir; write-keys; check-sshd; unmask ssh.service; unmask sshd.service; unmask ssh.socket; "
+                    "enable ssh.service; daemon-reload",
+                    EX_CONFIG, "sshd-config-invalid", "a failed sshd -t drops the start");
         decision_done(&d);
         check_decide(&s, &d, "make-ssh-dir; write-keys; check-sshd; " OPEN_UNITS, 0, "ok", "again");
         CHECK_INTEQ(decide_feedback(&s, &d, find_step(&d, STEP_CHECK_SSHD), SSHD_E_NO_SSHD, NULL), 0, "feedback");
@@ -184,8 +208,10 @@ static void test_localuser(void) {
         /* the image had socket activation: the socket again, never both */
         state_done(&s.prev);
         with_prev(&s, MODE_DISABLED, "azureuser", false, true);
-        check_decide(&s, &d, "make-ssh-dir; write-keys; unmask ssh.service; unmask sshd.service; unmask ssh.socket; enable ssh.socket; "
-                             "daemon-reload; start ssh.socket", 0, "ok", "LocalUser restores socket activation");
+        check_decide(&s, &d,
+                     "make-ssh-dir; write-keys; unmask ssh.service; unmask sshd.service; unmask ssh.socket; enable ssh.socket; "
+                     "daemon-reload; start ssh.socket",
+                     0, "ok", "LocalUser restores socket activation");
         decision_done(&d);
 
         /* in sync */
@@ -306,8 +332,10 @@ static void test_broken_unit(void) {
 
         node(&s, "Disabled", NULL, UNITS(debian_broken_socket));
         s.units.errors = socket_broken;
-        check_decide(&s, &d, "save-image-record; stop ssh.service; stop ssh.socket; disable ssh.service; mask ssh.service; "
-                             "mask ssh.socket; daemon-reload", EX_SOFTWARE, "unit-broken", "Disabled masks the broken unit too: 70");
+        check_decide(&s, &d,
+                     "save-image-record; stop ssh.service; stop ssh.socket; disable ssh.service; mask ssh.service; "
+                     "mask ssh.socket; daemon-reload",
+                     EX_SOFTWARE, "unit-broken", "Disabled masks the broken unit too: 70");
         CHECK(d.n_broken == 1 && d.problems[0].part == PART_UNIT_BROKEN && d.problems[0].unit == 1, "named");
         CHECK(d.image.recorded && d.image.socket == NULL, "a broken unit is never recorded as the image's");
         decision_done(&d);
@@ -387,32 +415,51 @@ static void test_error_table(void) {
                 int code, exit;
                 const char *result;
         } t[] = {
-                { PART_HOME, HOME_E_NOT_FOUND, EX_NOUSER, "home-missing" }, { PART_HOME, HOME_E_UNSAFE, EX_NOPERM, "unsafe-path" },
-                { PART_HOME, HOME_E_IMMUTABLE, EX_CANTCREAT, "unsafe-path" }, { PART_USER, HOME_E_NO_USER, EX_NOUSER, "admin-user-missing" },
-                { PART_USER, HOME_E_UNSAFE, EX_NOUSER, "admin-user-missing" }, { PART_KEYS_READ, HOME_E_UNSAFE, EX_NOPERM, "unsafe-path" },
-                { PART_SSH_DIR, HOME_E_UNSAFE, EX_NOPERM, "unsafe-path" }, { PART_SSH_DIR_CREATE, HOME_E_UNSAFE, EX_NOPERM, "unsafe-path" },
+                { PART_HOME, HOME_E_NOT_FOUND, EX_NOUSER, "home-missing" },
+                { PART_HOME, HOME_E_UNSAFE, EX_NOPERM, "unsafe-path" },
+                { PART_HOME, HOME_E_IMMUTABLE, EX_CANTCREAT, "unsafe-path" },
+                { PART_USER, HOME_E_NO_USER, EX_NOUSER, "admin-user-missing" },
+                { PART_USER, HOME_E_UNSAFE, EX_NOUSER, "admin-user-missing" },
+                { PART_KEYS_READ, HOME_E_UNSAFE, EX_NOPERM, "unsafe-path" },
+                { PART_SSH_DIR, HOME_E_UNSAFE, EX_NOPERM, "unsafe-path" },
+                { PART_SSH_DIR_CREATE, HOME_E_UNSAFE, EX_NOPERM, "unsafe-path" },
                 { PART_SSH_DIR_CREATE, HOME_E_IMMUTABLE, EX_CANTCREAT, "cannot-create" },
-                { PART_KEYS_WRITE, HOME_E_IMMUTABLE, EX_CANTCREAT, "cannot-create" }, { PART_KEYS_WRITE, HOME_E_UNSAFE, EX_NOPERM, "io-error" },
+                { PART_KEYS_WRITE, HOME_E_IMMUTABLE, EX_CANTCREAT, "cannot-create" },
+                { PART_KEYS_WRITE, HOME_E_UNSAFE, EX_NOPERM, "io-error" },
                 { PART_PREVIOUS_KEYS, HOME_E_IMMUTABLE, EX_CANTCREAT, "previous-admin-keys" },
                 { PART_PREVIOUS_KEYS, HOME_E_UNSAFE, EX_NOPERM, "previous-admin-keys" },
-                { PART_HOME, -ENOENT, EX_NOUSER, "home-missing" },     { PART_HOME, -EPERM, EX_NOPERM, "unsafe-path" },
-                { PART_HOME, -EIO, EX_IOERR, "unsafe-path" },           { PART_KEYS_READ, -EPERM, EX_NOPERM, "unsafe-path" },
-                { PART_KEYS_READ, -EIO, EX_IOERR, "io-error" },         { PART_SSH_DIR_CREATE, -ENOENT, EX_CANTCREAT, "cannot-create" },
-                { PART_SSH_DIR_CREATE, -EPERM, EX_NOPERM, "unsafe-path" }, { PART_KEYS_WRITE, -EPERM, EX_CANTCREAT, "cannot-create" },
-                { PART_KEYS_WRITE, -ENOSPC, EX_IOERR, "io-error" },     { PART_UNITS, -EROFS, EX_CANTCREAT, "unit-control-failed" },
-                { PART_UNITS, -EIO, EX_SOFTWARE, "unit-control-failed" }, { PART_SSHD_READ, -EINVAL, EX_IOERR, "sshd-config-unreadable" },
+                { PART_HOME, -ENOENT, EX_NOUSER, "home-missing" },
+                { PART_HOME, -EPERM, EX_NOPERM, "unsafe-path" },
+                { PART_HOME, -EIO, EX_IOERR, "unsafe-path" },
+                { PART_KEYS_READ, -EPERM, EX_NOPERM, "unsafe-path" },
+                { PART_KEYS_READ, -EIO, EX_IOERR, "io-error" },
+                { PART_SSH_DIR_CREATE, -ENOENT, EX_CANTCREAT, "cannot-create" },
+                { PART_SSH_DIR_CREATE, -EPERM, EX_NOPERM, "unsafe-path" },
+                { PART_KEYS_WRITE, -EPERM, EX_CANTCREAT, "cannot-create" },
+                { PART_KEYS_WRITE, -ENOSPC, EX_IOERR, "io-error" },
+                { PART_UNITS, -EROFS, EX_CANTCREAT, "unit-control-failed" },
+                { PART_UNITS, -EIO, EX_SOFTWARE, "unit-control-failed" },
+                { PART_SSHD_READ, -EINVAL, EX_IOERR, "sshd-config-unreadable" },
                 { PART_SSHD_READ, -EACCES, EX_CANTCREAT, "sshd-config-unreadable" },
-                { PART_SSHD_WRITE, -EBUSY, EX_CANTCREAT, "cannot-create" }, { PART_LEGACY_DROPIN, -EBUSY, EX_CANTCREAT, "cannot-create" },
-                { PART_LEGACY_DROPIN, -EPERM, EX_NOPERM, "cannot-create" }, { PART_LEGACY_DROPIN_ENTRAID, -EPERM, EX_CANTCREAT, "cannot-create" },
-                { PART_STATE, -EACCES, EX_CANTCREAT, "state-write-failed" }, { PART_STATE, -EIO, EX_IOERR, "state-write-failed" },
-                { PART_LOCK, -EWOULDBLOCK, EX_TEMPFAIL, "locked" },     { PART_LOCK, -EINVAL, EX_IOERR, "io-error" },
-                { PART_USER, HOME_E_ROOT, EX_NOUSER, "admin-user-root" }, { PART_PREVIOUS_KEYS, HOME_E_DAMAGED, EX_DATAERR, "authorized-keys-damaged" },
+                { PART_SSHD_WRITE, -EBUSY, EX_CANTCREAT, "cannot-create" },
+                { PART_LEGACY_DROPIN, -EBUSY, EX_CANTCREAT, "cannot-create" },
+                { PART_LEGACY_DROPIN, -EPERM, EX_NOPERM, "cannot-create" },
+                { PART_LEGACY_DROPIN_ENTRAID, -EPERM, EX_CANTCREAT, "cannot-create" },
+                { PART_STATE, -EACCES, EX_CANTCREAT, "state-write-failed" },
+                { PART_STATE, -EIO, EX_IOERR, "state-write-failed" },
+                { PART_LOCK, -EWOULDBLOCK, EX_TEMPFAIL, "locked" },
+                { PART_LOCK, -EINVAL, EX_IOERR, "io-error" },
+                { PART_USER, HOME_E_ROOT, EX_NOUSER, "admin-user-root" },
+                { PART_PREVIOUS_KEYS, HOME_E_DAMAGED, EX_DATAERR, "authorized-keys-damaged" },
                 /* the leaves' documented codes (AK_E_*, SSHD_E_*), and errnos by class where the part has no row */
-                { PART_KEYS_MERGE, AK_E_DAMAGED, EX_DATAERR, "authorized-keys-damaged" }, { PART_KEYS_MERGE, -ENOMEM, EX_SOFTWARE, "out-of-memory" },
+                { PART_KEYS_MERGE, AK_E_DAMAGED, EX_DATAERR, "authorized-keys-damaged" },
+                { PART_KEYS_MERGE, -ENOMEM, EX_SOFTWARE, "out-of-memory" },
                 { PART_SSHD_READ, SSHD_E_TOO_LARGE, EX_IOERR, "sshd-config-unreadable" },
                 { PART_SSHD_READ, -ENOTDIR, EX_NOPERM, "sshd-config-unreadable" },
-                { PART_SSHD_CHECK, SSHD_E_REJECTED, EX_CONFIG, "sshd-config-invalid" }, { PART_LEGACY_DROPIN, -EROFS, EX_CANTCREAT, "cannot-create" },
-                { PART_SSHD_WRITE, -EIO, EX_IOERR, "cannot-create" },   { PART_SSHD_WRITE, -EINVAL, EX_SOFTWARE, "cannot-create" },
+                { PART_SSHD_CHECK, SSHD_E_REJECTED, EX_CONFIG, "sshd-config-invalid" },
+                { PART_LEGACY_DROPIN, -EROFS, EX_CANTCREAT, "cannot-create" },
+                { PART_SSHD_WRITE, -EIO, EX_IOERR, "cannot-create" },
+                { PART_SSHD_WRITE, -EINVAL, EX_SOFTWARE, "cannot-create" },
         };
         for (size_t i = 0; i < ELEMENTSOF(t); i++) {
                 ErrorInfo e = error_lookup(t[i].part, t[i].code);
@@ -424,7 +471,6 @@ static void test_error_table(void) {
         CHECK_INTEQ(exit_code_worse(EX_CANTCREAT, EX_NOUSER), EX_CANTCREAT, "73 is worse than 67");
 }
 
-
 /* ---- The executor with a fake unit backend: the calls in order, and each result fed back ---------------- */
 
 typedef struct FakeBackend {
@@ -432,7 +478,7 @@ typedef struct FakeBackend {
         char calls[1024];
         const char *fail_unit; /* this unit's file changes fail with fail_errno */
         int fail_errno;
-        const char *enabled;   /* get_file_state answers "enabled" for it */
+        const char *enabled; /* get_file_state answers "enabled" for it */
 } FakeBackend;
 
 static int fake_call(UnitBackend *b, const char *what, const char *unit) {
@@ -447,17 +493,38 @@ static int fake_file_state(UnitBackend *b, const char *unit, char **ret) {
         *ret = strdup(f->enabled && streq(unit, f->enabled) ? "enabled" : "disabled");
         return *ret ? 0 : -ENOMEM;
 }
-static int fake_stop(UnitBackend *b, const char *u) { return fake_call(b, "stop", u); }
-static int fake_start(UnitBackend *b, const char *u) { return fake_call(b, "start", u); }
-static int fake_mask(UnitBackend *b, const char *u) { return fake_call(b, "mask", u); }
-static int fake_unmask(UnitBackend *b, const char *u) { return fake_call(b, "unmask", u); }
-static int fake_enable(UnitBackend *b, const char *u) { return fake_call(b, "enable", u); }
-static int fake_disable(UnitBackend *b, const char *u) { return fake_call(b, "disable", u); }
-static int fake_reload(UnitBackend *b) { return fake_call(b, "daemon-reload", NULL); }
+static int fake_stop(UnitBackend *b, const char *u) {
+        return fake_call(b, "stop", u);
+}
+static int fake_start(UnitBackend *b, const char *u) {
+        return fake_call(b, "start", u);
+}
+static int fake_mask(UnitBackend *b, const char *u) {
+        return fake_call(b, "mask", u);
+}
+static int fake_unmask(UnitBackend *b, const char *u) {
+        return fake_call(b, "unmask", u);
+}
+static int fake_enable(UnitBackend *b, const char *u) {
+        return fake_call(b, "enable", u);
+}
+static int fake_disable(UnitBackend *b, const char *u) {
+        return fake_call(b, "disable", u);
+}
+static int fake_reload(UnitBackend *b) {
+        return fake_call(b, "daemon-reload", NULL);
+}
 
 static const UnitBackendVTable fake_vtable = {
-        .name = "fake", .get_file_state = fake_file_state, .stop_no_block = fake_stop, .start_no_block = fake_start,
-        .mask = fake_mask, .unmask = fake_unmask, .enable = fake_enable, .disable = fake_disable, .reload = fake_reload,
+        .name = "fake",
+        .get_file_state = fake_file_state,
+        .stop_no_block = fake_stop,
+        .start_no_block = fake_start,
+        .mask = fake_mask,
+        .unmask = fake_unmask,
+        .enable = fake_enable,
+        .disable = fake_disable,
+        .reload = fake_reload,
 };
 
 static void test_execute(void) {
@@ -482,8 +549,10 @@ static void test_execute(void) {
         fake.fail_errno = -EROFS;
         CHECK_INTEQ(decide(&s, &d), 0, "decide");
         CHECK_INTEQ(node_execute(&n, &s, &d, &changed), 0, "execute");
-        CHECK_STREQ(fake.calls, "stop ssh.service; stop sshd.service; stop ssh.socket; disable ssh.service; mask ssh.service; "
-                                "mask sshd.service; mask ssh.socket; daemon-reload", "the calls, in the plan's order, all of them");
+        CHECK_STREQ(fake.calls,
+                    "stop ssh.service; stop sshd.service; stop ssh.socket; disable ssh.service; mask ssh.service; "
+                    "mask sshd.service; mask ssh.socket; daemon-reload",
+                    "the calls, in the plan's order, all of them");
         CHECK(changed, "changed");
         CHECK_INTEQ(d.exit, EX_CANTCREAT, "a read-only unit file (73) is more severe than IMDS unavailable (69)");
         CHECK_STREQ(d.result, "unit-control-failed", "result word");
@@ -501,8 +570,10 @@ static void test_execute(void) {
         fake = (FakeBackend) { .base.vtable = &fake_vtable, .enabled = "ssh.socket" };
         CHECK_INTEQ(decide(&s, &d), 0, "decide");
         CHECK_INTEQ(node_execute(&n, &s, &d, &changed), 0, "execute");
-        CHECK_STREQ(fake.calls, "unmask ssh.service; unmask sshd.service; unmask ssh.socket; enable ssh.service; disable ssh.socket; "
-                                "daemon-reload; start ssh.service", "never both for port 22");
+        CHECK_STREQ(fake.calls,
+                    "unmask ssh.service; unmask sshd.service; unmask ssh.socket; enable ssh.service; disable ssh.socket; "
+                    "daemon-reload; start ssh.service",
+                    "never both for port 22");
         decision_done(&d);
         snap_free(&s);
         close(n.root_fd);
@@ -521,9 +592,14 @@ static void recorded(Snapshot *s, Mode mode, const char *const *keys, UnitInfoLi
         policy_done(&s->policy);
         while (keys && keys[n])
                 n++;
-        s->prev = (State) { .mode = mode, .user = strdup("azureuser"), .authorized_keys = strdup(AK), .n_keys = n,
-                            .keys = calloc(n + 1, sizeof *s->prev.keys), .last_time = strdup("2026-01-01T00:00:00Z"),
-                            .last_source = strdup("imds"), .image = { true, strdup("ssh.service"), strdup("ssh.socket"), true, false } };
+        s->prev = (State) { .mode = mode,
+                            .user = strdup("azureuser"),
+                            .authorized_keys = strdup(AK),
+                            .n_keys = n,
+                            .keys = calloc(n + 1, sizeof *s->prev.keys),
+                            .last_time = strdup("2026-01-01T00:00:00Z"),
+                            .last_source = strdup("imds"),
+                            .image = { true, strdup("ssh.service"), strdup("ssh.socket"), true, false } };
         for (size_t i = 0; i < n; i++) {
                 SshKey k = {};
                 if (sshkey_parse(keys[i], strlen(keys[i]), &k, NULL) < 0)
@@ -612,7 +688,8 @@ static void test_verify_localuser(void) {
         s.live = true;
         check_verify(&s, 0, "in sync: LocalUser, 2 managed keys, " APPLIED, "live: no sshd -t step without unit steps either");
         s.units = UNITS(debian_masked);
-        check_verify(&s, 1, "drift: ssh.service is masked, expected unmasked for mode LocalUser", "masked by hand (sshd -t does not count)");
+        check_verify(&s, 1, "drift: ssh.service is masked, expected unmasked for mode LocalUser",
+                     "masked by hand (sshd -t does not count)");
         s.units = UNITS(debian);
         s.sshd_r = SSHD_E_SYMLINK;
         check_verify(&s, 0, "in sync: LocalUser, 2 managed keys, " APPLIED, "a symlinked sshd_config holds nothing of ours");
@@ -622,10 +699,10 @@ static void test_verify_localuser(void) {
 
         /* The keys are compared as the bytes apply would write: what --repair would rewrite is drift. */
         static const char *const drifted[] = {
-                AK_BEGIN "\n" K2 "\n" K1 "\n" AK_END "\n",              /* reordered */
-                AK_BEGIN "\n" K1 "\n" K2 " edited\n" AK_END "\n",       /* a comment edited inside the block */
-                AK_BEGIN "\n" K1 "\n" AK_END "\n",                       /* a key removed */
-                "# mine\n",                                              /* the block removed */
+                AK_BEGIN "\n" K2 "\n" K1 "\n" AK_END "\n",        /* reordered */
+                AK_BEGIN "\n" K1 "\n" K2 " edited\n" AK_END "\n", /* a comment edited inside the block */
+                AK_BEGIN "\n" K1 "\n" AK_END "\n",                /* a key removed */
+                "# mine\n",                                       /* the block removed */
         };
         for (size_t i = 0; i < ELEMENTSOF(drifted); i++) {
                 free(s.keys_text);
@@ -652,7 +729,8 @@ static void test_verify_localuser(void) {
         s.user_r = HOME_E_NO_USER;
         check_verify(&s, 2, "unknown: managed keys of azureuser cannot be read", "the user gone: cannot tell");
         s.units = UNITS(debian_masked);
-        check_verify(&s, 1, "drift: ssh.service is masked, expected unmasked for mode LocalUser", "the units first: they are always applied");
+        check_verify(&s, 1, "drift: ssh.service is masked, expected unmasked for mode LocalUser",
+                     "the units first: they are always applied");
         snap_free(&s);
 }
 

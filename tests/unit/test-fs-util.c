@@ -58,10 +58,10 @@ int main(void) {
         mkdir(strcat(strcpy(p, top), "/a/b"), 0755);
         put("etc/passwd", "inside\n");
         put("etc/f", "f\n");
-        link_("/etc", "a/abs");                       /* absolute: resolved from the root */
-        link_("../../etc", "a/b/rel");                /* relative */
+        link_("/etc", "a/abs");                            /* absolute: resolved from the root */
+        link_("../../etc", "a/b/rel");                     /* relative */
         link_("../../../../../../../etc/passwd", "a/esc"); /* tries to climb out: clamped */
-        link_("/a/abs/f", "chain");                   /* a link through a link */
+        link_("/a/abs/f", "chain");                        /* a link through a link */
         link_("loop2", "loop1");
         link_("loop1", "loop2");
         link_("/nonexistent", "dangling");
@@ -73,12 +73,12 @@ int main(void) {
                 { "/etc/f", "f\n" },
                 { "a/abs/f", "f\n" },
                 { "a/b/rel/f", "f\n" },
-                { "a/esc", "inside\n" },          /* the root's passwd, never the host's */
+                { "a/esc", "inside\n" }, /* the root's passwd, never the host's */
                 { "/../../etc/passwd", "inside\n" },
                 { "chain", "f\n" },
                 { "a/./b/../abs/f", "f\n" },
-                { "loop1", "ERR40" },              /* ELOOP */
-                { "dangling", "ERR2" },            /* ENOENT inside the root */
+                { "loop1", "ERR40" },   /* ELOOP */
+                { "dangling", "ERR2" }, /* ENOENT inside the root */
                 { "etc/nope", "ERR2" },
         };
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
@@ -91,7 +91,8 @@ int main(void) {
         CHECK_INTEQ(open_in_root_by_hand(root, "chain", O_RDONLY | O_NOFOLLOW, 0), -ELOOP, "last symlink with O_NOFOLLOW (by hand)");
         /* with O_DIRECTORY the kernel says ENOTDIR for a symlink: both ways alike */
         CHECK_INTEQ(open_in_root(root, "a/abs", O_RDONLY | O_NOFOLLOW | O_DIRECTORY, 0), -ENOTDIR, "dir symlink with O_NOFOLLOW");
-        CHECK_INTEQ(open_in_root_by_hand(root, "a/abs", O_RDONLY | O_NOFOLLOW | O_DIRECTORY, 0), -ENOTDIR, "dir symlink with O_NOFOLLOW (by hand)");
+        CHECK_INTEQ(open_in_root_by_hand(root, "a/abs", O_RDONLY | O_NOFOLLOW | O_DIRECTORY, 0), -ENOTDIR,
+                    "dir symlink with O_NOFOLLOW (by hand)");
 
         /* The real path inside the root, as sshd's realpath of a home would be (symlinks resolved in it). */
         static const struct {

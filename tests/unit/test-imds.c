@@ -261,10 +261,8 @@ static void test_invalid_arguments(void) {
 int main(void) {
         test_ok_after_retries();
         test_retry_callback();
-        test_permanent("HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                       "HTTP 403 after 1 request");
-        test_permanent("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                       "HTTP 400 after 1 request");
+        test_permanent("HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", "HTTP 403 after 1 request");
+        test_permanent("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", "HTTP 400 after 1 request");
         test_permanent("HTTP/1.1 302 Found\r\nLocation: http://127.0.0.2:9/x\r\nContent-Length: 0\r\n"
                        "Connection: close\r\n\r\n",
                        "HTTP 302 after 1 request");

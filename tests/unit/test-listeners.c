@@ -43,24 +43,23 @@ static const char TCP6[] =
         /* TIME_WAIT: not a listener */
         "   2: 00000000000000000000000001000000:08AE 00000000000000000000000001000000:D431 06 00000000:00000000 03:00000F2D 00000000     0        0 0 3 0000000000000000\n";
 
-static const char UNIX[] =
-        "Num       RefCount Protocol Flags    Type St Inode Path\n"
-        /* the generator's sshd-unix-local.socket: listening stream under /run */
-        "0000000000000000: 00000002 00000000 00010000 0001 01 23456 /run/ssh-unix-local/socket\n"
-        /* listening, abstract */
-        "0000000000000000: 00000002 00000000 00010000 0001 01 23457 @/containerd-shim/abc.sock@\n"
-        /* listening but outside /run: not probed */
-        "0000000000000000: 00000002 00000000 00010000 0001 01 23458 /var/lib/kubelet/device-plugins/kubelet.sock\n"
-        /* a connected stream under /run (no ACCEPTCON): not a listener */
-        "0000000000000000: 00000003 00000000 00000000 0001 03 23459 /run/systemd/journal/stdout\n"
-        /* a listening datagram socket... cannot listen; a SEQPACKET one (type 5) is not sshd's */
-        "0000000000000000: 00000002 00000000 00010000 0005 01 23460 /run/udev/control\n"
-        /* datagram under /run */
-        "0000000000000000: 00000002 00000000 00000000 0002 01 23461 /run/systemd/notify\n"
-        /* unnamed listener */
-        "0000000000000000: 00000002 00000000 00010000 0001 01 23462\n"
-        /* "/runx/": not under /run/ */
-        "0000000000000000: 00000002 00000000 00010000 0001 01 23463 /runx/sock\n";
+static const char UNIX[] = "Num       RefCount Protocol Flags    Type St Inode Path\n"
+                           /* the generator's sshd-unix-local.socket: listening stream under /run */
+                           "0000000000000000: 00000002 00000000 00010000 0001 01 23456 /run/ssh-unix-local/socket\n"
+                           /* listening, abstract */
+                           "0000000000000000: 00000002 00000000 00010000 0001 01 23457 @/containerd-shim/abc.sock@\n"
+                           /* listening but outside /run: not probed */
+                           "0000000000000000: 00000002 00000000 00010000 0001 01 23458 /var/lib/kubelet/device-plugins/kubelet.sock\n"
+                           /* a connected stream under /run (no ACCEPTCON): not a listener */
+                           "0000000000000000: 00000003 00000000 00000000 0001 03 23459 /run/systemd/journal/stdout\n"
+                           /* a listening datagram socket... cannot listen; a SEQPACKET one (type 5) is not sshd's */
+                           "0000000000000000: 00000002 00000000 00010000 0005 01 23460 /run/udev/control\n"
+                           /* datagram under /run */
+                           "0000000000000000: 00000002 00000000 00000000 0002 01 23461 /run/systemd/notify\n"
+                           /* unnamed listener */
+                           "0000000000000000: 00000002 00000000 00010000 0001 01 23462\n"
+                           /* "/runx/": not under /run/ */
+                           "0000000000000000: 00000002 00000000 00010000 0001 01 23463 /runx/sock\n";
 
 static void test_parse_tcp(void) {
         ListenerList l = {};
@@ -149,7 +148,8 @@ static int listen_loopback(uint16_t *ret_port) {
 }
 
 static void test_probe(void) {
-        Server srv[3] = { { .greeting = "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n" }, { .greeting = "HTTP/1.0 400 Bad\r\n" },
+        Server srv[3] = { { .greeting = "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n" },
+                          { .greeting = "HTTP/1.0 400 Bad\r\n" },
                           { .greeting = NULL } };
         pthread_t th[3];
         uint16_t port[3];
@@ -165,7 +165,8 @@ static void test_probe(void) {
                         return;
                 pthread_create(&th[i], NULL, serve, &srv[i]);
                 len += (size_t) snprintf(text + len, sizeof text - len,
-                                         "   %d: 0100007F:%04X 00000000:0000 0A 00000000:00000000 00:00000000 00000000 0 0 1 1\n", i, port[i]);
+                                         "   %d: 0100007F:%04X 00000000:0000 0A 00000000:00000000 00:00000000 00000000 0 0 1 1\n", i,
+                                         port[i]);
         }
         /* A port nothing listens on any more: refused, not sshd. */
         uint16_t dead_port;
@@ -210,13 +211,19 @@ static VsockMsg vsock_msg(uint8_t type, uint8_t state, uint32_t cid, uint32_t po
 
 static void test_parse_vsock_diag(void) {
         VsockMsg batch[4] = {
-                vsock_msg(SOCK_STREAM, 10 /* TCP_LISTEN */, VMADDR_CID_ANY, 22),  /* sshd-vsock.socket */
-                vsock_msg(SOCK_STREAM, 1 /* established */, 3, 1024),             /* not a listener */
-                vsock_msg(SOCK_SEQPACKET, 10, VMADDR_CID_ANY, 5000),              /* not a stream */
-                vsock_msg(SOCK_STREAM, 10, 3, 2222),                              /* bound to the guest's CID */
+                vsock_msg(SOCK_STREAM, 10 /* TCP_LISTEN */, VMADDR_CID_ANY, 22), /* sshd-vsock.socket */
+                vsock_msg(SOCK_STREAM, 1 /* established */, 3, 1024),            /* not a listener */
+                vsock_msg(SOCK_SEQPACKET, 10, VMADDR_CID_ANY, 5000),             /* not a stream */
+                vsock_msg(SOCK_STREAM, 10, 3, 2222),                             /* bound to the guest's CID */
         };
-        struct { struct nlmsghdr h; int status; } done = { .h = { .nlmsg_len = NLMSG_LENGTH(sizeof(int)), .nlmsg_type = NLMSG_DONE } };
-        struct { struct nlmsghdr h; struct nlmsgerr e; } error = {
+        struct {
+                struct nlmsghdr h;
+                int status;
+        } done = { .h = { .nlmsg_len = NLMSG_LENGTH(sizeof(int)), .nlmsg_type = NLMSG_DONE } };
+        struct {
+                struct nlmsghdr h;
+                struct nlmsgerr e;
+        } error = {
                 .h = { .nlmsg_len = NLMSG_LENGTH(sizeof(struct nlmsgerr)), .nlmsg_type = NLMSG_ERROR },
                 .e = { .error = -ENOENT },
         };

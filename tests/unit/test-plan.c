@@ -35,7 +35,7 @@ static void check_plan(Mode mode, const UnitInfo *u, size_t n, const ImageRecord
         CHECK_STREQ(got, want, why);
         for (size_t i = 0; i < p.n; i++)
                 has_file_action = has_file_action || p.actions[i].kind == UNIT_MASK || p.actions[i].kind == UNIT_UNMASK ||
-                                  p.actions[i].kind == UNIT_ENABLE || p.actions[i].kind == UNIT_DISABLE;
+                        p.actions[i].kind == UNIT_ENABLE || p.actions[i].kind == UNIT_DISABLE;
         CHECK(unit_plan_changes_files(&p) == has_file_action, "changes_files matches the actions");
         CHECK(unit_plan_changes_files(&p) == (strstr(want, "daemon-reload") != NULL), "daemon-reload exactly when files change");
         for (size_t i = 0; i < p.n; i++)
@@ -82,10 +82,16 @@ static const UnitInfo debian_socket_on[] = {
         { "sshd.socket", "not-found", "inactive", "sshd.socket" },
 };
 
-static const ImageRecord rec_service = { .recorded = true, .service = (char *) "ssh.service", .socket = (char *) "ssh.socket",
-                                         .service_enabled = true, .socket_enabled = false };
-static const ImageRecord rec_socket = { .recorded = true, .service = (char *) "ssh.service", .socket = (char *) "ssh.socket",
-                                        .service_enabled = false, .socket_enabled = true };
+static const ImageRecord rec_service = { .recorded = true,
+                                         .service = (char *) "ssh.service",
+                                         .socket = (char *) "ssh.socket",
+                                         .service_enabled = true,
+                                         .socket_enabled = false };
+static const ImageRecord rec_socket = { .recorded = true,
+                                        .service = (char *) "ssh.service",
+                                        .socket = (char *) "ssh.socket",
+                                        .service_enabled = false,
+                                        .socket_enabled = true };
 
 static void test_disabled(void) {
         check_plan(MODE_DISABLED, debian_default, ELEMENTSOF(debian_default), NULL,
@@ -137,9 +143,10 @@ static void test_localuser(void) {
                    "LocalUser from all-masked without record");
         {
                 ImageRecord none = { .recorded = false };
-                check_plan(MODE_LOCALUSER, debian_masked, ELEMENTSOF(debian_masked), &none,
-                           "unmask ssh.service; unmask sshd.service; unmask ssh.socket; enable ssh.service; daemon-reload; start ssh.service",
-                           "LocalUser from all-masked, record not taken");
+                check_plan(
+                        MODE_LOCALUSER, debian_masked, ELEMENTSOF(debian_masked), &none,
+                        "unmask ssh.service; unmask sshd.service; unmask ssh.socket; enable ssh.service; daemon-reload; start ssh.service",
+                        "LocalUser from all-masked, record not taken");
         }
         check_plan(MODE_ENTRAID, debian_masked, ELEMENTSOF(debian_masked), &rec_service,
                    "unmask ssh.service; unmask sshd.service; unmask ssh.socket; enable ssh.service; daemon-reload; start ssh.service",
@@ -165,8 +172,7 @@ static void test_localuser(void) {
                         { "ssh.socket", "enabled", "active", "ssh.socket" },
                 };
                 check_plan(MODE_LOCALUSER, u, ELEMENTSOF(u), &rec_service,
-                           "stop ssh.socket; disable ssh.socket; daemon-reload; start ssh.service",
-                           "enabled service, running socket");
+                           "stop ssh.socket; disable ssh.socket; daemon-reload; start ssh.service", "enabled service, running socket");
         }
         /* the socket runs (not enabled), the service is enabled: stop the socket, start the service, no file change */
         {
@@ -197,9 +203,10 @@ static void test_localuser(void) {
                         { "sshd.service", "enabled", "active", "sshd.service" },
                         { "ssh.socket", "disabled", "inactive", "ssh.socket" },
                 };
-                check_plan(MODE_LOCALUSER, u, ELEMENTSOF(u), &rec_socket,
-                           "stop sshd.service; disable ssh.service; disable sshd.service; enable ssh.socket; daemon-reload; start ssh.socket",
-                           "socket mode: every real service stopped and disabled");
+                check_plan(
+                        MODE_LOCALUSER, u, ELEMENTSOF(u), &rec_socket,
+                        "stop sshd.service; disable ssh.service; disable sshd.service; enable ssh.socket; daemon-reload; start ssh.socket",
+                        "socket mode: every real service stopped and disabled");
         }
         /* A record naming units of the wrong kind (a hand-edited state.json) is not trusted: before the fix the
          * "socket" ssh.service was started as the port-22 unit and the running ssh.socket left up beside it. */
@@ -208,8 +215,9 @@ static void test_localuser(void) {
                         { "ssh.service", "masked", "inactive", "ssh.service" },
                         { "ssh.socket", "disabled", "active", "ssh.socket" },
                 };
-                static const ImageRecord swapped = { .recorded = true, .service = (char *) "ssh.socket",
-                                                     .socket = (char *) "ssh.service", .service_enabled = true };
+                static const ImageRecord swapped = {
+                        .recorded = true, .service = (char *) "ssh.socket", .socket = (char *) "ssh.service", .service_enabled = true
+                };
                 check_plan(MODE_LOCALUSER, u, ELEMENTSOF(u), &swapped,
                            "unmask ssh.service; stop ssh.socket; enable ssh.service; daemon-reload; start ssh.service",
                            "a record of the wrong kinds is ignored");
@@ -405,8 +413,9 @@ static void test_broken(void) {
         CHECK_STREQ(rec.socket, "sshd.socket", "record skips a broken unit listed first");
         image_record_done(&rec);
         {
-                ImageRecord r = { .recorded = true, .service = (char *) "sshd.service", .socket = (char *) "ssh.socket",
-                                  .socket_enabled = true };
+                ImageRecord r = {
+                        .recorded = true, .service = (char *) "sshd.service", .socket = (char *) "ssh.socket", .socket_enabled = true
+                };
                 check_plan(MODE_LOCALUSER, broken_first, ELEMENTSOF(broken_first), &r,
                            "unmask sshd.service; enable sshd.socket; daemon-reload; start sshd.socket",
                            "recorded socket broken now: the other socket serves port 22");
@@ -416,8 +425,8 @@ static void test_broken(void) {
                    "Disabled: a broken unit is stopped and masked, never disabled");
 }
 
-static void check_plan_gen(Mode mode, const UnitInfo *u, size_t n, const ImageRecord *rec, const GeneratorInfo *gen,
-                           const char *want, const char *why) {
+static void check_plan_gen(Mode mode, const UnitInfo *u, size_t n, const ImageRecord *rec, const GeneratorInfo *gen, const char *want,
+                           const char *why) {
         UnitPlan p = {};
         _cleanup_free_ char *got = NULL;
 

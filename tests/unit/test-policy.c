@@ -77,9 +77,9 @@ static void test_mode(void) {
                 const char *value;
                 Mode mode;
         } ok[] = {
-                { "Disabled", MODE_DISABLED }, { "DISABLED", MODE_DISABLED }, { "disabled", MODE_DISABLED },
+                { "Disabled", MODE_DISABLED },   { "DISABLED", MODE_DISABLED },   { "disabled", MODE_DISABLED },
                 { "LocalUser", MODE_LOCALUSER }, { "localuser", MODE_LOCALUSER }, { "LOCALUSER", MODE_LOCALUSER },
-                { "EntraId", MODE_ENTRAID }, { "entraid", MODE_ENTRAID }, { "ENTRAID", MODE_ENTRAID },
+                { "EntraId", MODE_ENTRAID },     { "entraid", MODE_ENTRAID },     { "ENTRAID", MODE_ENTRAID },
         };
         Policy p;
         const char *err;
@@ -146,7 +146,8 @@ static void test_mode(void) {
         /* the same tag twice with the same value (any case) is fine */
         {
                 _cleanup_free_ char *d = doc("[{\"name\":\"aks-managed-ssh-access\",\"value\":\"Disabled\"},"
-                                             "{\"name\":\"aks-managed-ssh-access\",\"value\":\"disabled\"}]", NULL);
+                                             "{\"name\":\"aks-managed-ssh-access\",\"value\":\"disabled\"}]",
+                                             NULL);
                 CHECK_INTEQ(parse(d, NULL, &p, &err), 0, "same value twice");
                 CHECK_INTEQ(p.mode, MODE_DISABLED, "same value twice");
                 policy_done(&p);
@@ -175,7 +176,8 @@ static void test_mode(void) {
         /* two tags that disagree: no way to tell which one is meant */
         {
                 _cleanup_free_ char *d = doc("[{\"name\":\"aks-managed-ssh-access\",\"value\":\"Disabled\"},"
-                                             "{\"name\":\"aks-managed-ssh-access\",\"value\":\"LocalUser\"}]", NULL);
+                                             "{\"name\":\"aks-managed-ssh-access\",\"value\":\"LocalUser\"}]",
+                                             NULL);
                 check_invalid(d, "conflicting tags");
         }
 }
@@ -210,8 +212,7 @@ static void test_invalid_documents(void) {
         /* publicKeys / tagsList of the wrong type */
         {
                 _cleanup_free_ char *d1 = doc(NULL, "{}"), *d2 = doc("\"x\"", NULL), *d3 = doc(NULL, "\"ssh-ed25519 AAAA\""),
-                                    *d4 = doc("{\"name\":\"aks-managed-ssh-access\",\"value\":\"Disabled\"}", NULL),
-                                    *d5 = doc(NULL, "5");
+                                    *d4 = doc("{\"name\":\"aks-managed-ssh-access\",\"value\":\"Disabled\"}", NULL), *d5 = doc(NULL, "5");
                 check_invalid(d1, "publicKeys is an object");
                 check_invalid(d2, "tagsList is a string");
                 check_invalid(d3, "publicKeys is a string");
@@ -241,16 +242,16 @@ static void test_entries(void) {
         const char *err;
 
         keys = fmt("["
-                   "\"%s\","                                                            /* 0: not an object */
-                   "{\"keyData\":5,\"path\":\"/home/azureuser/.ssh/authorized_keys\"},"  /* 1: keyData a number */
-                   "{\"path\":\"/home/azureuser/.ssh/authorized_keys\"},"                /* 2: keyData missing */
-                   "{\"keyData\":\"%s\"},"                                               /* 3: path missing */
-                   "{\"keyData\":\"%s\",\"path\":\"/home/azureuser/.ssh/authorized_keys\"}," /* 4: valid */
+                   "\"%s\","                                                                           /* 0: not an object */
+                   "{\"keyData\":5,\"path\":\"/home/azureuser/.ssh/authorized_keys\"},"                /* 1: keyData a number */
+                   "{\"path\":\"/home/azureuser/.ssh/authorized_keys\"},"                              /* 2: keyData missing */
+                   "{\"keyData\":\"%s\"},"                                                             /* 3: path missing */
+                   "{\"keyData\":\"%s\",\"path\":\"/home/azureuser/.ssh/authorized_keys\"},"           /* 4: valid */
                    "{\"keyData\":\"ssh-dss AAAA\",\"path\":\"/home/azureuser/.ssh/authorized_keys\"}," /* 5: bad key */
-                   "{\"keyData\":\"%s\",\"path\":5},"                                    /* 6: path a number */
-                   "null,"                                                               /* 7: null */
-                   "{\"keyData\":\"%s\\r\\n\",\"path\":\"/home/azureuser/.ssh/authorized_keys\"}," /* 8: valid, CRLF */
-                   "{\"keyData\":\"no-pty %s\",\"path\":\"/home/azureuser/.ssh/authorized_keys\"}" /* 9: options */
+                   "{\"keyData\":\"%s\",\"path\":5},"                                                  /* 6: path a number */
+                   "null,"                                                                             /* 7: null */
+                   "{\"keyData\":\"%s\\r\\n\",\"path\":\"/home/azureuser/.ssh/authorized_keys\"},"     /* 8: valid, CRLF */
+                   "{\"keyData\":\"no-pty %s\",\"path\":\"/home/azureuser/.ssh/authorized_keys\"}"     /* 9: options */
                    "]",
                    k0, k0, k0, k0, k1, k1);
         d = doc(NULL, keys);
@@ -355,21 +356,21 @@ static size_t run_paths(const char *const *paths, size_t n, const char *home, co
 
 static void test_paths(void) {
         static const char *const paths[] = {
-                "/home/azureuser/.ssh/authorized_keys",                /* 0: kept */
-                "/home/azureuser/.ssh/../.ssh/authorized_keys",        /* 1: not the exact spelling */
-                "/etc/shadow",                                         /* 2: outside the home */
-                "/home/azureuser/.ssh/authorized_keys2",               /* 3: another file sshd reads */
-                "/home/azureuseX/.ssh/authorized_keys",                /* 4: another home */
-                "/home/azureuser//.ssh/authorized_keys",               /* 5: double slash */
-                "/home/azureuser/.ssh/authorized_keys/",               /* 6: trailing slash */
-                ".ssh/authorized_keys",                                /* 7: relative */
-                "",                                                    /* 8: empty */
-                "/data/home/azureuser/.ssh/authorized_keys",           /* 9: the realpath spelling: kept */
-                "/home/azureuser/.ssh/authorized_keys\\n",             /* 10: with a newline */
-                "/home/azureuser/.ssh/./authorized_keys",              /* 11: dot component */
-                "/home/azureuser/../azureuser/.ssh/authorized_keys",   /* 12: dotdot through the home */
-                "/HOME/azureuser/.ssh/authorized_keys",                /* 13: case differs */
-                "/home/azure/.ssh/authorized_keys",                    /* 14: a prefix of the home */
+                "/home/azureuser/.ssh/authorized_keys",              /* 0: kept */
+                "/home/azureuser/.ssh/../.ssh/authorized_keys",      /* 1: not the exact spelling */
+                "/etc/shadow",                                       /* 2: outside the home */
+                "/home/azureuser/.ssh/authorized_keys2",             /* 3: another file sshd reads */
+                "/home/azureuseX/.ssh/authorized_keys",              /* 4: another home */
+                "/home/azureuser//.ssh/authorized_keys",             /* 5: double slash */
+                "/home/azureuser/.ssh/authorized_keys/",             /* 6: trailing slash */
+                ".ssh/authorized_keys",                              /* 7: relative */
+                "",                                                  /* 8: empty */
+                "/data/home/azureuser/.ssh/authorized_keys",         /* 9: the realpath spelling: kept */
+                "/home/azureuser/.ssh/authorized_keys\\n",           /* 10: with a newline */
+                "/home/azureuser/.ssh/./authorized_keys",            /* 11: dot component */
+                "/home/azureuser/../azureuser/.ssh/authorized_keys", /* 12: dotdot through the home */
+                "/HOME/azureuser/.ssh/authorized_keys",              /* 13: case differs */
+                "/home/azure/.ssh/authorized_keys",                  /* 14: a prefix of the home */
         };
         Policy p;
         size_t r;

@@ -102,8 +102,8 @@ int main(void) {
               "Match LocalPort 2222\n    X11Forwarding no\nMatch LocalAddress 10.0.0.1\n    X11Forwarding no\n"
               "Match Address 10.0.0.0/8 Host *.example\n    X11Forwarding no\n",
               0, NULL, "Match criteria of every kind are evaluated, not refused");
-        check(SSHD_BLOCK_TEXT, "NoSuchOption yes\n", "", SSHD_E_REJECTED, "sshd -t refuses the configuration: ",
-              "a configuration sshd refuses is not effective");
+        check(SSHD_BLOCK_TEXT, "NoSuchOption yes\n", "", SSHD_E_REJECTED,
+              "sshd -t refuses the configuration: ", "a configuration sshd refuses is not effective");
         check(SSHD_BLOCK_TEXT, "Include /etc/ssh/sshd_config.d/*.conf\n", "", 0, NULL, "an Include of an empty directory");
 
         /* sshd -t alone (before starting sshd in LocalUser) */

@@ -53,14 +53,13 @@ static void check_round_trip(const char *image, size_t len, const char *why) {
 }
 
 static void test_round_trips(void) {
-        static const char debian[] =
-                "# This is the sshd server system-wide configuration file.  See\n"
-                "# sshd_config(5) for more information.\n\n"
-                "Include /etc/ssh/sshd_config.d/*.conf\n\n"
-                "#PubkeyAuthentication yes\n"
-                "KbdInteractiveAuthentication no\n"
-                "UsePAM yes\n"
-                "Subsystem\tsftp\t/usr/lib/openssh/sftp-server\n";
+        static const char debian[] = "# This is the sshd server system-wide configuration file.  See\n"
+                                     "# sshd_config(5) for more information.\n\n"
+                                     "Include /etc/ssh/sshd_config.d/*.conf\n\n"
+                                     "#PubkeyAuthentication yes\n"
+                                     "KbdInteractiveAuthentication no\n"
+                                     "UsePAM yes\n"
+                                     "Subsystem\tsftp\t/usr/lib/openssh/sftp-server\n";
         static const char binary[] = "PubkeyAuthentication yes\r\n\0\xff\xfe trailing bytes";
 
         check_round_trip(debian, strlen(debian), "a Debian-like file");

@@ -18,12 +18,12 @@
 
 static void check_same(const State *a, const State *b, const char *why) {
         CHECK_INTEQ(b->mode, a->mode, why);
-#define SAME_STR(f)                                                          \
-        do {                                                                 \
-                if (a->f)                                                    \
-                        CHECK_STREQ(b->f, a->f, #f);                         \
-                else                                                         \
-                        CHECK(b->f == NULL, #f " stays absent");             \
+#define SAME_STR(f)                                              \
+        do {                                                     \
+                if (a->f)                                        \
+                        CHECK_STREQ(b->f, a->f, #f);             \
+                else                                             \
+                        CHECK(b->f == NULL, #f " stays absent"); \
         } while (0)
         SAME_STR(user);
         SAME_STR(authorized_keys);
@@ -95,8 +95,11 @@ static void test_round_trip(void) {
                 .keys = keys,
                 .n_keys = ELEMENTSOF(keys),
                 .units = units,
-                .image = { .recorded = true, .service = (char *) "ssh.service", .socket = (char *) "ssh.socket",
-                           .service_enabled = true, .socket_enabled = false },
+                .image = { .recorded = true,
+                           .service = (char *) "ssh.service",
+                           .socket = (char *) "ssh.socket",
+                           .service_enabled = true,
+                           .socket_enabled = false },
                 .vm_id = (char *) "0b9d4f5e-1111-2222-3333-444455556666",
                 .last_time = (char *) "2026-11-25T14:00:00Z",
                 .last_source = (char *) "imds",

@@ -26,10 +26,16 @@ int main(void) {
 
         CHECK(text_is_clean("azureuser", 9, false), "plain name");
         CHECK(text_is_clean("J\xc3\xb6rg", 5, false), "printable non-ASCII");
-        CHECK(text_is_clean("a\xc2\xa0" "b", 4, false), "U+00A0 is printable, not C1");
+        CHECK(text_is_clean("a\xc2\xa0"
+                            "b",
+                            4, false),
+              "U+00A0 is printable, not C1");
         CHECK(!text_is_clean("a\x1b[0m", 6, false), "ESC (C0)");
         CHECK(!text_is_clean("a\x7f", 2, false), "DEL");
-        CHECK(!text_is_clean("a\xc2\x9b" "2J", 5, false), "U+009B CSI (C1) must be rejected");
+        CHECK(!text_is_clean("a\xc2\x9b"
+                             "2J",
+                             5, false),
+              "U+009B CSI (C1) must be rejected");
         CHECK(!text_is_clean("a\xc2\x80", 3, false), "U+0080, first C1");
         CHECK(!text_is_clean("a\xc2\x9f", 3, false), "U+009F, last C1");
         CHECK(!text_is_clean("a\tb", 3, false), "a tab when not allowed");
@@ -40,7 +46,9 @@ int main(void) {
         check_escape("azureuser", "azureuser", "clean text unchanged");
         check_escape("J\xc3\xb6rg \xf0\x9f\x94\x91", "J\xc3\xb6rg \xf0\x9f\x94\x91", "printable UTF-8 unchanged");
         check_escape("a\x1b[31mred", "a\\x1b[31mred", "ESC escaped");
-        check_escape("a\xc2\x9b" "2J", "a\\xc2\\x9b2J", "C1 escaped as its two bytes");
+        check_escape("a\xc2\x9b"
+                     "2J",
+                     "a\\xc2\\x9b2J", "C1 escaped as its two bytes");
         check_escape("a\x7f", "a\\x7f", "DEL escaped");
         check_escape("a\xff\xc3", "a\\xff\\xc3", "invalid bytes escaped one by one");
         check_escape("\xc3\xa9\xc3", "\xc3\xa9\\xc3", "valid then truncated");

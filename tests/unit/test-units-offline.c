@@ -38,19 +38,19 @@ typedef struct Entry {
         const char *data; /* file content or symlink target */
 } Entry;
 
-#define SSH_SERVICE                                                                                         \
-        "[Unit]\nDescription=OpenBSD Secure Shell server\nAfter=network.target auditd.service\n\n"          \
-        "[Service]\nExecStart=/usr/sbin/sshd -D $SSHD_OPTS\nType=notify\n\n"                                \
+#define SSH_SERVICE                                                                                \
+        "[Unit]\nDescription=OpenBSD Secure Shell server\nAfter=network.target auditd.service\n\n" \
+        "[Service]\nExecStart=/usr/sbin/sshd -D $SSHD_OPTS\nType=notify\n\n"                       \
         "[Install]\nWantedBy=multi-user.target\nAlias=sshd.service\n"
-#define SSH_SOCKET                                                                                          \
-        "[Unit]\nDescription=OpenBSD Secure Shell server socket\nBefore=sockets.target\n\n"                 \
+#define SSH_SOCKET                                                                          \
+        "[Unit]\nDescription=OpenBSD Secure Shell server socket\nBefore=sockets.target\n\n" \
         "[Socket]\nListenStream=22\nAccept=no\n\n[Install]\nWantedBy=sockets.target\n"
 #define SSH_TEMPLATE "[Unit]\nDescription=OpenBSD per-connection server\n\n[Service]\nExecStart=-/usr/sbin/sshd -i\n"
-#define AZL_SSHD_SERVICE                                                                                    \
-        "[Unit]\nDescription=OpenSSH Daemon\nAfter=network.target sshd-keygen.target\n\n"                   \
+#define AZL_SSHD_SERVICE                                                                  \
+        "[Unit]\nDescription=OpenSSH Daemon\nAfter=network.target sshd-keygen.target\n\n" \
         "[Service]\nExecStart=/usr/sbin/sshd -D\n\n[Install]\nWantedBy=multi-user.target\n"
-#define AZL_SSHD_SOCKET                                                                                     \
-        "[Unit]\nDescription=OpenSSH Server Socket\nConflicts=sshd.service\n\n"                             \
+#define AZL_SSHD_SOCKET                                                         \
+        "[Unit]\nDescription=OpenSSH Server Socket\nConflicts=sshd.service\n\n" \
         "[Socket]\nListenStream=22\nAccept=yes\n\n[Install]\nWantedBy=sockets.target\n"
 #define STATIC_SERVICE "[Unit]\nDescription=static\n\n[Service]\nExecStart=/bin/true\n"
 #define WANTED_SERVICE "[Service]\nExecStart=/bin/true\n\n[Install]\nWantedBy=multi-user.target\n"
@@ -184,8 +184,7 @@ static void listing_walk(Listing *l, const char *root, const char *rel) {
                                 abort();
                         target[n] = '\0';
                 }
-                if (asprintf(&line, "%s %c %s", r, S_ISDIR(st.st_mode) ? 'd' : S_ISLNK(st.st_mode) ? 'l' : 'f',
-                             target) < 0)
+                if (asprintf(&line, "%s %c %s", r, S_ISDIR(st.st_mode) ? 'd' : S_ISLNK(st.st_mode) ? 'l' : 'f', target) < 0)
                         abort();
                 listing_add(l, line);
                 if (S_ISDIR(st.st_mode))
@@ -397,8 +396,7 @@ static int op(Pair *p, const char *verb, const char *unit) {
                 r2 = backend_op(p, verb, unit);
                 rc2 = systemctl(p->b, verb, unit, NULL);
                 again = tree_listing(p->a);
-                snprintf(why, sizeof why, "[%s] %s %s repeated (backend %d, systemctl exit %d)", p->name, verb, unit,
-                         r2, rc2);
+                snprintf(why, sizeof why, "[%s] %s %s repeated (backend %d, systemctl exit %d)", p->name, verb, unit, r2, rc2);
                 check_same_trees(p, why);
                 CHECK((r2 < 0) == (rc2 != 0), why);
                 if (rc2 == 0)
@@ -410,10 +408,9 @@ static int op(Pair *p, const char *verb, const char *unit) {
 
 /* ---- scenarios ----------------------------------------------------------------------------------------- */
 
-static const char *const ssh_names[] = { "ssh.service", "sshd.service", "ssh.socket", "sshd.socket",
-                                         "ssh@.service", "ssh@x.service", "systemd-static.service", NULL };
-static const char *const azl_names[] = { "sshd.service", "ssh.service", "sshd.socket", "sshd@.service",
-                                         "sshd-keygen@.service", NULL };
+static const char *const ssh_names[] = { "ssh.service",   "sshd.service",           "ssh.socket", "sshd.socket", "ssh@.service",
+                                         "ssh@x.service", "systemd-static.service", NULL };
+static const char *const azl_names[] = { "sshd.service", "ssh.service", "sshd.socket", "sshd@.service", "sshd-keygen@.service", NULL };
 
 static void test_debian_basic(const Entry *layout, const char *name) {
         Pair p;
@@ -523,8 +520,7 @@ static void test_conflicts(void) {
                 { 'l', "etc/systemd/system/sshd.service", "../../../usr/lib/systemd/system/ssh.service" },
                 {},
         };
-        static const char *const names[] = { "ssh.service", "sshd.service", "ssh.socket", "other.service",
-                                             "regular.service", NULL };
+        static const char *const names[] = { "ssh.service", "sshd.service", "ssh.socket", "other.service", "regular.service", NULL };
         Pair p;
 
         pair_init(&p, "conflicts", conflicts);
@@ -593,8 +589,7 @@ static int rm_rf(const char *path) {
 
 static void test_unsafe(void) {
         static const char *const ssh_units[] = { "ssh.service", "sshd.service", "ssh.socket", NULL };
-        static const char *const escape_units[] = { "aks-offline-escape-test.service",
-                                                    "aks-offline-escape-alias.service", NULL };
+        static const char *const escape_units[] = { "aks-offline-escape-test.service", "aks-offline-escape-alias.service", NULL };
         static const Entry escape_test[] = {
                 { 'f', "usr/lib/systemd/system/aks-offline-escape-test.service",
                   "[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n"
