@@ -54,22 +54,16 @@ void decision_fail(Decision *d, Part part, int code) {
 
 /* A problem found: failed in the decision, kept for the caller to log. */
 static int problem(Decision *d, Part part, int code, size_t unit) {
-        Problem *p = realloc(d->problems, (d->n_problems + 1) * sizeof *p);
-
-        if (!p)
+        if (!GREEDY_REALLOC(d->problems, d->n_problems + 1))
                 return -ENOMEM;
-        d->problems = p;
         d->problems[d->n_problems++] = (Problem) { part, code, unit };
         decision_fail(d, part, code);
         return 0;
 }
 
 static int add_step(Decision *d, StepKind kind, UnitActionKind action, const char *unit) {
-        Step *s = realloc(d->steps, (d->n_steps + 1) * sizeof *s);
-
-        if (!s)
+        if (!GREEDY_REALLOC(d->steps, d->n_steps + 1))
                 return -ENOMEM;
-        d->steps = s;
         d->steps[d->n_steps++] = (Step) { kind, action, unit };
         return 0;
 }

@@ -151,7 +151,7 @@ int state_parse(const char *text, size_t len, State *ret) {
 
         if (r >= 0 && keys && !(s.keys = calloc((size_t) cJSON_GetArraySize(keys) ?: 1, sizeof *s.keys)))
                 r = -ENOMEM;
-        for (e = r >= 0 && keys ? keys->child : NULL; r >= 0 && e; e = e->next) {
+        for (e = (r >= 0 && keys) ? keys->child : NULL; r >= 0 && e; e = e->next) {
                 StateKey *k = &s.keys[s.n_keys++];
                 r = cJSON_IsObject(e) ? parse_fields(e, k, key_fields, ELEMENTSOF(key_fields)) : -EBADMSG;
                 if (r >= 0 && (!k->type || !k->fingerprint))
