@@ -523,7 +523,7 @@ def callgrind_section(work, emu, doc_lu):
             "state.c:state_load [", "state.c:state_save [", "state.c:state_format [", "cJSON_Print [",
             "sshkey.c:sshkey_format [", "authorized-keys.c:authorized_keys_merge [", "policy.c:policy_check_paths [",
             "observe.c:node_observe [", "observe.c:node_query_units [", "decide.c:decide [", "execute.c:node_execute [",
-            "node.c:node_fetch [", "rtld.c:_dl_start [", "dl-init.c:_dl_init [", "imds.c:imds_fetch [")
+            "observe.c:node_fetch [", "rtld.c:_dl_start [", "dl-init.c:_dl_init [", "imds.c:imds_fetch [")
     ok = True
     for name, argv, doc, preload in cases:
         if doc is not None:
