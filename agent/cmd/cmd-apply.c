@@ -19,16 +19,6 @@ static size_t managed_keys(const Snapshot *s, const Decision *d) {
         return d->key_part && d->mode == MODE_LOCALUSER ? s->policy.n_keys : 0;
 }
 
-static const Problem *first_problem(const Decision *d, Part part, size_t *ret_count) {
-        const Problem *first = NULL;
-
-        *ret_count = 0;
-        for (size_t i = 0; i < d->n_problems; i++)
-                if (d->problems[i].part == part && (*ret_count)++ == 0)
-                        first = &d->problems[i];
-        return first;
-}
-
 static void print_plan(const Options *o, const Snapshot *s, const Decision *d) {
         const char *root = o->root ?: "";
 
@@ -148,8 +138,7 @@ static void log_outcome(const Decision *d, bool changed) {
 /* Every non-zero exit prints one clear line on stderr (SPEC §6). */
 static void print_failure(const Snapshot *s, const Decision *d, const char *detail) {
         const char *what = d->result ?: "failed";
-        size_t n_broken;
-        const Problem *broken = first_problem(d, PART_UNIT_BROKEN, &n_broken);
+        const Problem *broken = decision_find_problem(d, PART_UNIT_BROKEN);
 
         if (d->entraid_failed && d->exit == EX_CONFIG)
                 fprintf(stderr, "aks-ssh-access: EntraId%s cannot be made effective: %s; sshd left masked (fail closed)\n",
@@ -162,7 +151,7 @@ static void print_failure(const Snapshot *s, const Decision *d, const char *deta
                         s->policy.n_rejected, s->policy.n_rejected == 1 ? "y" : "ies", mode_to_string(d->mode));
         else if (broken && d->exit == EX_SOFTWARE && streq(what, "unit-broken"))
                 fprintf(stderr, "aks-ssh-access: apply: unit %s%s is broken (%s); mode %s applied to every other unit\n",
-                        s->units.units[broken->unit].name, n_broken > 1 ? " (and others)" : "", s->units.errors[broken->unit],
+                        s->units.units[broken->unit].name, d->n_broken > 1 ? " (and others)" : "", s->units.errors[broken->unit],
                         mode_to_string(d->mode));
         else
                 fprintf(stderr, "aks-ssh-access: apply: %s (mode %s; see the log above)\n", what, mode_to_string(d->mode));

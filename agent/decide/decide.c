@@ -487,7 +487,7 @@ static bool has_step(const Decision *d, StepKind kind) {
         return false;
 }
 
-static const Problem *find_problem(const Decision *d, Part part) {
+const Problem *decision_find_problem(const Decision *d, Part part) {
         for (size_t i = 0; i < d->n_problems; i++)
                 if (d->problems[i].part == part)
                         return &d->problems[i];
@@ -522,7 +522,7 @@ int decide_verify(const Snapshot *s, char **ret_what) {
         if (s->units_r < 0)
                 return verdict(ret_what, 2, "unknown: cannot read unit states: %s", strerror(-s->units_r));
         /* EntraId cannot be had (sshd_config unusable; verify runs no sshd -T): the decision fails closed. */
-        if (find_problem(&d, PART_ENTRAID)) {
+        if (decision_find_problem(&d, PART_ENTRAID)) {
                 bool known = s->sshd_r == SSHD_E_NOT_FOUND || s->sshd_r == SSHD_E_SYMLINK || s->sshd_r == SSHD_E_NOT_REGULAR;
                 return known ? verdict(ret_what, 1, "drift: sshd_config is %s for mode %s", sshd_read_error_to_string(s->sshd_r), mode)
                              : verdict(ret_what, 2, "unknown: sshd_config cannot be read for mode %s", mode);
@@ -543,7 +543,7 @@ int decide_verify(const Snapshot *s, char **ret_what) {
                 return verdict(ret_what, 2, "unknown: sshd_config.d cannot be read for mode %s", mode);
         if (has_step(&d, STEP_REMOVE_LEGACY_DROPIN))
                 return verdict(ret_what, 1, "drift: the old EntraId drop-in is present for mode %s", mode);
-        if (find_problem(&d, PART_SSHD_READ))
+        if (decision_find_problem(&d, PART_SSHD_READ))
                 return verdict(ret_what, 2, "unknown: sshd_config cannot be read for mode %s", mode);
         if (has_step(&d, STEP_WRITE_SSHD_CONFIG))
                 return verdict(ret_what, 1, "drift: %s for mode %s",
@@ -554,11 +554,11 @@ int decide_verify(const Snapshot *s, char **ret_what) {
                                mode);
         /* The key part: the user, the home, .ssh, the file (only the first problem is decided). */
         for (Part part = PART_USER; part <= PART_KEYS_READ && !p; part++)
-                p = find_problem(&d, part);
+                p = decision_find_problem(&d, part);
         if (p)
                 return p->code == HOME_E_UNSAFE ? verdict(ret_what, 1, "drift: managed keys of %s are behind an unsafe path", user)
                                                 : verdict(ret_what, 2, "unknown: managed keys of %s cannot be read", user);
-        if (find_problem(&d, PART_KEYS_MERGE)) {
+        if (decision_find_problem(&d, PART_KEYS_MERGE)) {
                 size_t line = 0;
                 const char *what = "?";
                 (void) authorized_keys_check(s->keys_text, s->keys_len, &line, &what);

@@ -145,6 +145,9 @@ int decide_verify(const Snapshot *s, char **ret_what);
  * explanation when the step gives one, e.g. sshd -T's). Updates exit/result, later steps, the record. */
 int decide_feedback(const Snapshot *s, Decision *d, size_t i, int r, const char *reason);
 
+/* The first problem of that part, or NULL. */
+const Problem *decision_find_problem(const Decision *d, Part part);
+
 /* Records a failure: the most severe one decides the exit code and the result word. */
 void decision_fail(Decision *d, Part part, int code);
 
