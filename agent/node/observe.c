@@ -119,31 +119,23 @@ static int query_unit(UnitBackend *b, const char *name, UnitInfo *ret, char **re
         return 0;
 }
 
-static size_t strv_length(char *const *l) {
-        size_t n = 0;
-
-        while (l && l[n])
-                n++;
-        return n;
-}
-
 /* Every managed unit's state: the configured units and, with systemd's ssh generator in the tree (gen), its
  * sockets. -ENOMEM only: a unit that cannot be read is reported in the list. */
 static int node_query_units(Node *n, const GeneratorInfo *gen, UnitInfoList *ret) {
         _cleanup_strv_free_ char **names = NULL;
         UnitInfoList l = {};
-        size_t count;
+        size_t n_config = strv_length(n->config.units), count;
         int r = 0;
 
         /* The managed set: the configured units, and with systemd's ssh generator in the tree its sockets. */
         if (gen->present && generator_socket_names(n->root_fd, &names) == -ENOMEM)
                 return -ENOMEM;
-        count = strv_length(n->config.units) + strv_length(names);
+        count = n_config + strv_length(names);
         l.units = calloc(count ?: 1, sizeof *l.units);
         l.errors = calloc(count ?: 1, sizeof *l.errors);
         /* Every unit is tried: one that cannot be read does not stop the others (SPEC §4). */
         for (size_t k = 0; l.units && l.errors && r >= 0 && k < count; k++) {
-                const char *u = k < strv_length(n->config.units) ? n->config.units[k] : names[k - strv_length(n->config.units)];
+                const char *u = k < n_config ? n->config.units[k] : names[k - n_config];
                 bool dup = false;
                 for (size_t j = 0; j < l.n; j++)
                         dup = dup || streq(l.units[j].name, u);
@@ -185,8 +177,7 @@ static int block_keys_parse(const char *text, size_t len, BlockKeys *ret) {
         }
         if (r < 0)
                 return r;
-        for (char **l = lines; *l; l++)
-                count++;
+        count = strv_length(lines);
         b.keys = calloc(count ?: 1, sizeof *b.keys);
         if (!b.keys)
                 return -ENOMEM;

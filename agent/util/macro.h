@@ -81,6 +81,13 @@ static inline char **strv_free(char **l) {
         free(l);
         return NULL;
 }
+static inline size_t strv_length(char *const *l) {
+        size_t n = 0;
+
+        while (l && l[n])
+                n++;
+        return n;
+}
 static inline void strv_freep(char ***l) {
         strv_free(*l);
 }

@@ -17,13 +17,6 @@ static int parse(Config *c, const char *text) {
         return config_parse_text(c, text, strlen(text), "test.conf");
 }
 
-static size_t strv_length(char **l) {
-        size_t n = 0;
-        while (l && l[n])
-                n++;
-        return n;
-}
-
 static void check_units(char **got, const char *const *want, size_t n, const char *why) {
         CHECK_INTEQ(strv_length(got), n, why);
         for (size_t i = 0; i < n && i < strv_length(got); i++)
