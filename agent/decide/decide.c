@@ -100,11 +100,32 @@ static int add_unit_steps(Decision *d, const Snapshot *s) {
         return 0;
 }
 
+int snapshot_keys_result(const Snapshot *s, Part *ret_part) {
+        if (s->user_r != 0) {
+                *ret_part = PART_USER;
+                return s->user_r;
+        }
+        if (s->home_r != 0) {
+                *ret_part = PART_HOME;
+                return s->home_r;
+        }
+        if (s->ssh_dir_r != 0 && s->ssh_dir_r != HOME_E_NOT_FOUND) {
+                *ret_part = PART_SSH_DIR;
+                return s->ssh_dir_r;
+        }
+        if (s->ssh_dir_r == 0 && s->keys_r != 0 && s->keys_r != HOME_E_NOT_FOUND) {
+                *ret_part = PART_KEYS_READ;
+                return s->keys_r;
+        }
+        return 0;
+}
+
 /* The key part: the user, the home, the merged file. A problem blocks only the key part (SPEC §4). */
 static int decide_keys(const Snapshot *s, Decision *d) {
         const Policy *p = &s->policy;
         _cleanup_strv_free_ char **lines = NULL;
         size_t n = 0;
+        Part part;
         int r;
 
         /* The state names a user whose file the agent managed (authorized_keys is recorded only when the key
@@ -112,15 +133,14 @@ static int decide_keys(const Snapshot *s, Decision *d) {
         d->admin_changed = p->admin_user && s->prev.user && s->prev.authorized_keys && !streq(s->prev.user, p->admin_user);
         if (!p->admin_user) /* a repair of a state that never had a user: no key part */
                 return 0;
-        if (s->user_r != 0)
-                return problem(d, PART_USER, s->user_r, 0);
-        if (s->user.uid == 0) {
+        if (s->user_r == 0 && s->user.uid == 0) {
                 /* Azure never provisions root as the admin: such a document is not trusted with root's keys. */
                 d->refused_root = true;
                 return problem(d, PART_USER, HOME_E_ROOT, 0);
         }
-        if (s->home_r != 0)
-                return problem(d, PART_HOME, s->home_r, 0);
+        r = snapshot_keys_result(s, &part);
+        if (r != 0)
+                return problem(d, part, r, 0);
         if (d->mode == MODE_LOCALUSER) {
                 lines = calloc(p->n_keys + 1, sizeof *lines);
                 if (!lines)
@@ -129,10 +149,6 @@ static int decide_keys(const Snapshot *s, Decision *d) {
                         if (!(lines[n] = sshkey_format(&p->keys[n].key)))
                                 return -ENOMEM;
         }
-        if (s->ssh_dir_r != 0 && s->ssh_dir_r != HOME_E_NOT_FOUND)
-                return problem(d, PART_SSH_DIR, s->ssh_dir_r, 0);
-        if (s->ssh_dir_r == 0 && s->keys_r != 0 && s->keys_r != HOME_E_NOT_FOUND)
-                return problem(d, PART_KEYS_READ, s->keys_r, 0);
         r = authorized_keys_merge(s->keys_text ?: "", s->keys_len, lines, n, &d->keys_new, &d->keys_new_len);
         if (r == AK_E_DAMAGED)
                 return problem(d, PART_KEYS_MERGE, r, 0);

@@ -145,6 +145,11 @@ int decide_verify(const Snapshot *s, char **ret_what);
  * explanation when the step gives one, e.g. sshd -T's). Updates exit/result, later steps, the record. */
 int decide_feedback(const Snapshot *s, Decision *d, size_t i, int r, const char *reason);
 
+/* The admin's key files as observed: 0 when they can be read (a missing .ssh or file reads as empty), else the
+ * first failed step's result, and *ret_part the part it belongs to (PART_USER, PART_HOME, PART_SSH_DIR or
+ * PART_KEYS_READ). */
+int snapshot_keys_result(const Snapshot *s, Part *ret_part);
+
 /* The first problem of that part, or NULL. */
 const Problem *decision_find_problem(const Decision *d, Part part);
 

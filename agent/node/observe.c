@@ -225,11 +225,8 @@ static void node_observe_units(Node *n, Snapshot *s) {
 }
 
 int node_block(const Snapshot *s, BlockKeys *ret) {
-        int r = s->user_r != 0                                                         ? s->user_r
-                : s->home_r != 0                                                       ? s->home_r
-                : s->ssh_dir_r != 0 && s->ssh_dir_r != HOME_E_NOT_FOUND                ? s->ssh_dir_r
-                : s->ssh_dir_r == 0 && s->keys_r != 0 && s->keys_r != HOME_E_NOT_FOUND ? s->keys_r
-                                                                                       : 0;
+        Part part;
+        int r = snapshot_keys_result(s, &part);
 
         return r != 0 ? r : block_keys_parse(s->keys_r == 0 ? s->keys_text : NULL, s->keys_len, ret);
 }
