@@ -614,7 +614,13 @@ def test_verify_detects_hand_made_drift(env):
         time.sleep(0.5)
     assert node.prop("aks-ssh-access-verify.service", "Result") == "exit-code"
     assert node.prop("aks-ssh-access-verify.service", "ExecMainStatus") == "1"
-    logged = node.sh("journalctl -b --no-pager -o cat -u aks-ssh-access-verify.service").stdout
+    # journald may still be reading the unit's stdout stream when the unit has exited: wait for it (at most 10 s).
+    deadline = time.monotonic() + 10
+    while True:
+        logged = node.sh("journalctl -b --no-pager -o cat -u aks-ssh-access-verify.service").stdout
+        if line in logged or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     assert line in logged, f"verify's line {line!r} not in the unit's journal:\n{logged}"
     failed = node.sh("systemctl --failed --no-legend --plain --no-pager", check=False).stdout
     assert "aks-ssh-access-verify.service" in failed
